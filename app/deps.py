@@ -1,0 +1,101 @@
+"""Dependencies every route uses: the database session, the signed-in user, workspace access."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+import sqlalchemy as sa
+from fastapi import Depends, Request
+from sqlmodel import Session, select
+
+from app.config import Settings, get_settings
+from app.db import get_engine
+from app.models import ApiToken, Role, User, Workspace
+from app.models.common import utcnow
+from app.security import hash_token
+from app.services import NotFound
+from app.services.accounts import user_for_session
+from app.services.workspaces import workspace_for
+
+SESSION_COOKIE = "switchboard_session"
+
+
+class SignInRequired(Exception):
+    """No valid session or token: pages redirect to sign-in, the API answers 401."""
+
+
+def get_session() -> Iterator[Session]:
+    """A database session for one request; committed by the handler, closed after."""
+    with Session(get_engine(), expire_on_commit=False) as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def _user_for_bearer(session: Session, token: str) -> User | None:
+    now = utcnow()
+    row = session.exec(
+        select(ApiToken, User)
+        .join(User, User.id == ApiToken.user_id)  # type: ignore[arg-type]
+        .where(ApiToken.token_hash == hash_token(token))
+    ).first()
+    if row is None:
+        return None
+    api_token, user = row
+    if api_token.revoked_at or (api_token.expires_at and api_token.expires_at <= now):
+        return None
+    session.execute(
+        sa.update(ApiToken).where(ApiToken.id == api_token.id).values(last_used_at=now)  # type: ignore[arg-type]
+    )
+    session.commit()
+    return user if user.is_active else None
+
+
+def get_optional_user(request: Request, session: SessionDep) -> User | None:
+    """The user behind the request's bearer token or session cookie, if any."""
+    authorization = request.headers.get("authorization", "")
+    scheme, _, credentials = authorization.partition(" ")
+    user: User | None = None
+    if scheme.lower() == "bearer" and credentials:
+        user = _user_for_bearer(session, credentials.strip())
+    elif cookie := request.cookies.get(SESSION_COOKIE):
+        user = user_for_session(session=session, token=cookie)
+    request.state.user = user  # for templates: the navigation shows who is signed in
+    return user
+
+
+def get_current_user(user: Annotated[User | None, Depends(get_optional_user)]) -> User:
+    if user is None:
+        raise SignInRequired()
+    return user
+
+
+OptionalUser = Annotated[User | None, Depends(get_optional_user)]
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def get_admin_user(user: CurrentUser) -> User:
+    if not user.is_admin:
+        raise NotFound("Not found.")
+    return user
+
+
+AdminUser = Annotated[User, Depends(get_admin_user)]
+
+
+class WorkspaceAccess:
+    """Resolves ``{slug}`` to a workspace the user holds at least ``min_role`` in; 404 otherwise."""
+
+    def __init__(self, min_role: Role) -> None:
+        self.min_role = min_role
+
+    def __call__(self, slug: str, session: SessionDep, user: CurrentUser) -> Workspace:
+        return workspace_for(session=session, slug=slug, user=user, min_role=self.min_role)
+
+
+ViewableWorkspace = Annotated[Workspace, Depends(WorkspaceAccess(Role.viewer))]
+EditableWorkspace = Annotated[Workspace, Depends(WorkspaceAccess(Role.editor))]
+OwnedWorkspace = Annotated[Workspace, Depends(WorkspaceAccess(Role.owner))]

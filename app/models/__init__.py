@@ -1,0 +1,65 @@
+"""The tables of the whole domain (see DESIGN.md); importing this registers them all."""
+
+from sqlmodel import SQLModel
+
+# One naming convention, so constraints have the same names on SQLite and PostgreSQL
+# and Alembic can compare and drop them.
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+from app.models.accounts import ApiToken, LoginSession, SignInLink, User, UserPublic  # noqa: E402
+from app.models.agents import Agent  # noqa: E402
+from app.models.comparisons import Comparison, ComparisonBranch, Vote, VoteOutcome  # noqa: E402
+from app.models.endpoints import Model, ModelEndpoint  # noqa: E402
+from app.models.work import (  # noqa: E402
+    Message,
+    MessageRole,
+    Run,
+    RunStatus,
+    Task,
+    TaskStatus,
+)
+from app.models.workspaces import (  # noqa: E402
+    Event,
+    Membership,
+    Role,
+    ShareLink,
+    ShareLinkKind,
+    Workspace,
+    WorkspaceCreate,
+    WorkspacePublic,
+)
+
+__all__ = [
+    "Agent",
+    "ApiToken",
+    "Comparison",
+    "ComparisonBranch",
+    "Event",
+    "LoginSession",
+    "Membership",
+    "Message",
+    "MessageRole",
+    "Model",
+    "ModelEndpoint",
+    "Role",
+    "Run",
+    "RunStatus",
+    "ShareLink",
+    "ShareLinkKind",
+    "SignInLink",
+    "Task",
+    "TaskStatus",
+    "User",
+    "UserPublic",
+    "Vote",
+    "VoteOutcome",
+    "Workspace",
+    "WorkspaceCreate",
+    "WorkspacePublic",
+]

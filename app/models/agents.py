@@ -1,0 +1,30 @@
+"""Agents: a role prompt and settings bound to a model, per workspace."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from app.models.common import UTCDateTime, utcnow
+
+
+class Agent(SQLModel, table=True):
+    """A named role in a workspace that answers with one model."""
+
+    __table_args__ = (
+        sa.UniqueConstraint("workspace_id", "name"),
+        sa.CheckConstraint("temperature >= 0 AND temperature <= 2", name="temperature_range"),
+        sa.CheckConstraint("max_tokens > 0", name="max_tokens_positive"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    workspace_id: int = Field(foreign_key="workspace.id", ondelete="CASCADE", index=True)
+    name: str = Field(sa_type=sa.String(80))
+    role_prompt: str = Field(default="", sa_type=sa.Text)
+    model_id: int | None = Field(default=None, foreign_key="model.id", ondelete="SET NULL")
+    temperature: float = Field(default=0.7)
+    max_tokens: int = Field(default=512)
+    colour: str = Field(default="#4f6bed", sa_type=sa.String(16))
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -1,0 +1,67 @@
+"""Side-by-side comparisons of two to four branches, and the votes cast on them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from app.models.common import UTCDateTime, choice_check, utcnow
+
+
+class Comparison(SQLModel, table=True):
+    """Two to four branches of one task, shown side by side (optionally blind)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    task_id: int = Field(foreign_key="task.id", ondelete="CASCADE", index=True)
+    blind: bool = Field(default=False)
+    created_by_id: int | None = Field(default=None, foreign_key="user.id", ondelete="SET NULL")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class ComparisonBranch(SQLModel, table=True):
+    """One column of a comparison: the leaf message of a branch, at a position 0–3."""
+
+    __tablename__ = "comparison_branch"
+    __table_args__ = (
+        sa.UniqueConstraint("comparison_id", "position"),
+        sa.UniqueConstraint("comparison_id", "message_id"),
+        sa.CheckConstraint("position >= 0 AND position < 4", name="position_range"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    comparison_id: int = Field(foreign_key="comparison.id", ondelete="CASCADE")
+    message_id: int = Field(foreign_key="message.id", ondelete="CASCADE")
+    position: int
+
+
+class VoteOutcome(StrEnum):
+    a = "a"
+    b = "b"
+    tie = "tie"
+    both_bad = "both_bad"
+    best = "best"  # with more than two branches: winner_message_id names the best one
+
+
+class Vote(SQLModel, table=True):
+    """A verdict on a comparison, by a person or by a judge agent; one per person."""
+
+    __table_args__ = (
+        sa.UniqueConstraint("comparison_id", "voter_user_id"),
+        choice_check("outcome", VoteOutcome, "outcome_valid"),
+        sa.CheckConstraint(
+            "voter_user_id IS NOT NULL OR judge_agent_id IS NOT NULL", name="voter_present"
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    comparison_id: int = Field(foreign_key="comparison.id", ondelete="CASCADE", index=True)
+    voter_user_id: int | None = Field(default=None, foreign_key="user.id", ondelete="SET NULL")
+    judge_agent_id: int | None = Field(default=None, foreign_key="agent.id", ondelete="SET NULL")
+    outcome: str = Field(sa_type=sa.String(16))
+    winner_message_id: int | None = Field(
+        default=None, foreign_key="message.id", ondelete="SET NULL"
+    )
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

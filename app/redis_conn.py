@@ -1,0 +1,33 @@
+"""Redis connections, and the key names other processes agree on."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import redis
+
+WORKER_HEARTBEAT_PREFIX = "switchboard:worker-heartbeat:"
+WORKER_HEARTBEAT_INTERVAL_S = 5
+WORKER_HEARTBEAT_TTL_S = 15
+
+
+def connect(url: str, *, timeout: float = 2.0) -> redis.Redis:
+    """A client for ``url`` (``redis://`` or ``unix://``) that gives up after ``timeout``."""
+    return redis.Redis.from_url(
+        url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
+    )
+
+
+@lru_cache
+def get_redis() -> redis.Redis:
+    """The process-wide client for the configured Redis."""
+    from app.config import get_settings
+
+    return connect(get_settings().effective_redis_url)
+
+
+def celery_broker_url(redis_url: str) -> str:
+    """Kombu spells a unix socket ``redis+socket://``; redis-py spells it ``unix://``."""
+    if redis_url.startswith("unix://"):
+        return "redis+socket://" + redis_url.removeprefix("unix://")
+    return redis_url

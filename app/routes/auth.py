@@ -1,0 +1,154 @@
+"""Signing in and out: password, one-time link, and the first-run page that creates the admin."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Form, Request
+from starlette.responses import RedirectResponse, Response
+
+from app.deps import SESSION_COOKIE, OptionalUser, SessionDep, SettingsDep
+from app.models import User
+from app.services import ServiceError
+from app.services.accounts import (
+    authenticate,
+    create_user,
+    end_session,
+    has_users,
+    redeem_sign_in_link,
+    start_session,
+)
+from app.setup_token import discard_setup_token, setup_token_matches
+from app.templating import render
+
+router = APIRouter(tags=["pages"], include_in_schema=False)
+
+
+def safe_next(target: str | None) -> str:
+    """A same-site path to go to after signing in; anything else becomes the dashboard."""
+    if not target:
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return "/"
+    return target
+
+
+def signed_in_redirect(
+    session: SessionDep, settings: SettingsDep, user: User, target: str
+) -> Response:
+    """Start a session for ``user`` and send them to ``target`` with the cookie set."""
+    token = start_session(
+        session=session, user=user, lifetime=timedelta(days=settings.session_days)
+    )
+    session.commit()
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=settings.session_days * 86400,
+        httponly=True,
+        samesite="lax",
+        secure=settings.secure_cookies,
+    )
+    return response
+
+
+@router.get("/signin")
+def signin_page(
+    request: Request, session: SessionDep, user: OptionalUser, next: str | None = None
+) -> Response:
+    """The sign-in form (or the first-run page while there is no account)."""
+    if user is not None:
+        return RedirectResponse(safe_next(next), status_code=303)
+    if not has_users(session=session):
+        return RedirectResponse("/setup", status_code=303)
+    return render(request, "signin.html", {"next": safe_next(next)})
+
+
+@router.post("/signin")
+def signin(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    email: Annotated[str, Form(max_length=254)],
+    password: Annotated[str, Form(max_length=1024)],
+    next: Annotated[str, Form(max_length=2000)] = "/",
+) -> Response:
+    user = authenticate(session=session, email=email, password=password)
+    if user is None:
+        return render(
+            request,
+            "signin.html",
+            {"next": safe_next(next), "email": email, "error": "Wrong email or password."},
+            status_code=400,
+        )
+    return signed_in_redirect(session, settings, user, safe_next(next))
+
+
+@router.get("/signin/link/{token}")
+def signin_with_link(token: str, session: SessionDep, settings: SettingsDep) -> Response:
+    """A one-time link (printed by ``switchboard up``) signs its user in once."""
+    user = redeem_sign_in_link(session=session, token=token)
+    if user is None:
+        session.rollback()
+        raise ServiceError(
+            "This sign-in link was used already or has expired. "
+            "Restart `switchboard up` for a fresh one, or sign in with your password."
+        )
+    return signed_in_redirect(session, settings, user, "/")
+
+
+@router.post("/signout")
+def signout(request: Request, session: SessionDep) -> Response:
+    if token := request.cookies.get(SESSION_COOKIE):
+        end_session(session=session, token=token)
+        session.commit()
+    response = RedirectResponse("/signin", status_code=303)
+    response.delete_cookie(SESSION_COOKIE)
+    return response
+
+
+@router.get("/setup")
+def setup_page(request: Request, session: SessionDep, token: str = "") -> Response:
+    """First run: create the admin account (needs the token printed in the server log)."""
+    if has_users(session=session):
+        return RedirectResponse("/signin", status_code=303)
+    return render(request, "setup.html", {"token": token})
+
+
+@router.post("/setup")
+def setup(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    token: Annotated[str, Form(max_length=200)],
+    email: Annotated[str, Form(max_length=254)],
+    password: Annotated[str, Form(max_length=1024)],
+    display_name: Annotated[str, Form(max_length=120)] = "",
+) -> Response:
+    if has_users(session=session):
+        return RedirectResponse("/signin", status_code=303)
+    context = {"token": token, "email": email, "display_name": display_name}
+    if not setup_token_matches(settings, token):
+        context["error"] = (
+            "This page needs the setup link printed in the server log when it started."
+        )
+        return render(request, "setup.html", context, status_code=403)
+    try:
+        user = create_user(
+            session=session,
+            email=email,
+            password=password,
+            display_name=display_name,
+            is_admin=True,
+        )
+    except ServiceError as exc:
+        session.rollback()
+        context["error"] = exc.message
+        return render(request, "setup.html", context, status_code=400)
+    response = signed_in_redirect(session, settings, user, "/")
+    discard_setup_token(settings)
+    return response

@@ -1,0 +1,121 @@
+"""Workspaces: creating them, finding the ones a person may enter, and their activity log."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from app.models import Event, Membership, Role, User, Workspace
+from app.services import NotFound, ServiceError
+
+MAX_NAME_LENGTH = 120
+
+
+def slugify(name: str) -> str:
+    """A URL slug from a name: ascii, lowercase, words joined by hyphens."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")
+    return slug[:48].strip("-") or "workspace"
+
+
+def _unique_slug(session: Session, name: str) -> str:
+    base = slugify(name)
+    taken = set(
+        session.exec(select(Workspace.slug).where(col(Workspace.slug).startswith(base))).all()
+    )
+    if base not in taken:
+        return base
+    suffix = 2
+    while f"{base}-{suffix}" in taken:
+        suffix += 1
+    return f"{base}-{suffix}"
+
+
+def record_event(
+    *,
+    session: Session,
+    workspace_id: int,
+    actor: User | None,
+    verb: str,
+    subject_type: str,
+    subject_id: int | None = None,
+    data: dict[str, Any] | None = None,
+) -> Event:
+    """Append one line to a workspace's activity log."""
+    event = Event(
+        workspace_id=workspace_id,
+        actor_user_id=actor.id if actor else None,
+        verb=verb,
+        subject_type=subject_type,
+        subject_id=subject_id,
+        data=data or {},
+    )
+    session.add(event)
+    return event
+
+
+def create_workspace(
+    *, session: Session, name: str, owner: User, description: str = ""
+) -> Workspace:
+    """A new workspace with ``owner`` as its first owner."""
+    name = name.strip()
+    if not name:
+        raise ServiceError("Give the workspace a name.")
+    if len(name) > MAX_NAME_LENGTH:
+        raise ServiceError(f"Keep the name under {MAX_NAME_LENGTH} characters.")
+    workspace = Workspace(
+        slug=_unique_slug(session, name),
+        name=name,
+        description=description.strip(),
+        created_by_id=owner.id,
+    )
+    session.add(workspace)
+    session.flush()
+    assert workspace.id is not None and owner.id is not None
+    session.add(Membership(workspace_id=workspace.id, user_id=owner.id, role=Role.owner))
+    record_event(
+        session=session,
+        workspace_id=workspace.id,
+        actor=owner,
+        verb="created",
+        subject_type="workspace",
+        subject_id=workspace.id,
+        data={"name": name},
+    )
+    session.flush()
+    return workspace
+
+
+def workspaces_of(*, session: Session, user: User) -> list[tuple[Workspace, str]]:
+    """The workspaces ``user`` belongs to, with their role in each, newest first."""
+    rows = session.exec(
+        select(Workspace, Membership.role)
+        .join(Membership, col(Membership.workspace_id) == col(Workspace.id))
+        .where(Membership.user_id == user.id)
+        .order_by(col(Workspace.created_at).desc(), col(Workspace.id).desc())
+    ).all()
+    return [(workspace, role) for workspace, role in rows]
+
+
+def workspace_for(*, session: Session, slug: str, user: User, min_role: Role) -> Workspace:
+    """The workspace ``slug`` if ``user`` holds at least ``min_role`` in it; NotFound otherwise."""
+    row = session.exec(
+        select(Workspace, Membership.role)
+        .join(Membership, col(Membership.workspace_id) == col(Workspace.id))
+        .where(Workspace.slug == slug, Membership.user_id == user.id)
+    ).first()
+    if row is None or not Role(row[1]).allows(min_role):
+        raise NotFound("No such workspace.")
+    return row[0]
+
+
+def role_in(*, session: Session, workspace: Workspace, user: User) -> Role | None:
+    role = session.exec(
+        select(Membership.role).where(
+            Membership.workspace_id == workspace.id, Membership.user_id == user.id
+        )
+    ).first()
+    return Role(role) if role else None

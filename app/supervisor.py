@@ -1,0 +1,85 @@
+"""Runs the processes of ``switchboard up`` and stops them all together.
+
+Children get their own sessions, so Ctrl-C reaches only this process; it then stops them in
+order (web first, so no new work arrives, Redis last) and waits for each.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from types import FrameType
+
+log = logging.getLogger("switchboard.up")
+
+STOP_TIMEOUT_S = 15.0
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes]
+
+
+@dataclass
+class Supervisor:
+    children: list[Child] = field(default_factory=list)
+    _stopping: bool = False
+
+    def adopt(self, name: str, process: subprocess.Popen[bytes]) -> None:
+        """Supervise a process started elsewhere (the embedded Redis)."""
+        self.children.append(Child(name, process))
+
+    def spawn(self, name: str, argv: Sequence[str], env: dict[str, str]) -> None:
+        process = subprocess.Popen(
+            list(argv), env={**os.environ, **env}, start_new_session=True, stdin=subprocess.DEVNULL
+        )
+        self.adopt(name, process)
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    def wait(self) -> int:
+        """Block until Ctrl-C, SIGTERM or a child's death; then stop everything."""
+        signal.signal(signal.SIGTERM, self._on_signal)
+        exit_code = 0
+        try:
+            while True:
+                for child in self.children:
+                    code = child.process.poll()
+                    if code is not None:
+                        print(
+                            f"switchboard: {child.name} exited with status {code}; stopping.",
+                            file=sys.stderr,
+                        )
+                        exit_code = 1
+                        return exit_code
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            print("\nswitchboard: stopping…", file=sys.stderr)
+            return exit_code
+        finally:
+            self.stop_all()
+
+    def stop_all(self) -> None:
+        """SIGTERM each child, newest first; SIGKILL what has not stopped in time."""
+        if self._stopping:
+            return
+        self._stopping = True
+        for child in reversed(self.children):
+            process = child.process
+            if process.poll() is not None:
+                continue
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop in %.0fs; killing it", child.name, STOP_TIMEOUT_S)
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()

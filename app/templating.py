@@ -1,0 +1,42 @@
+"""Templates: one per page; HTMX requests get just the named block they ask for."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+from jinja2_fragments.fastapi import Jinja2Blocks
+from starlette.responses import Response
+
+from app.paths import TEMPLATES_DIR
+
+templates = Jinja2Blocks(directory=str(TEMPLATES_DIR))
+
+
+def wants_fragment(request: Request) -> bool:
+    """An HTMX swap, not a boosted navigation or a history restore (those need full pages)."""
+    headers = request.headers
+    return (
+        headers.get("hx-request") == "true"
+        and headers.get("hx-boosted") != "true"
+        and headers.get("hx-history-restore-request") != "true"
+    )
+
+
+def render(
+    request: Request,
+    template: str,
+    context: dict[str, Any] | None = None,
+    *,
+    block: str | None = None,
+    status_code: int = 200,
+) -> Response:
+    """The page, or only ``block`` of it when HTMX swaps that part in."""
+    context = dict(context or {})
+    context.setdefault("current_user", getattr(request.state, "user", None))
+    block_name = block if block and wants_fragment(request) else None
+    response = templates.TemplateResponse(
+        request, template, context, status_code=status_code, block_name=block_name
+    )
+    response.headers["Vary"] = "HX-Request"
+    return response

@@ -1,0 +1,125 @@
+"""Test set-up: a fresh database and Redis for the session, wired in before any app import.
+
+By default the suite runs on SQLite and the embedded Redis. CI points it at real servers:
+``SWITCHBOARD_TEST_DATABASE_URL`` (a PostgreSQL server where a fresh database is created) and
+``SWITCHBOARD_TEST_REDIS_URL``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+TEST_DATABASE_URL = os.environ.get("SWITCHBOARD_TEST_DATABASE_URL", "")
+TEST_REDIS_URL = os.environ.get("SWITCHBOARD_TEST_REDIS_URL", "")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+# Short, so the embedded Redis socket path stays under the unix limit.
+DATA_DIR = Path(tempfile.mkdtemp(prefix="sbt-", dir="/tmp"))
+_embedded_redis: subprocess.Popen[bytes] | None = None
+
+
+def fresh_postgres_url(server_url: str, name: str) -> str:
+    """Create database ``name`` on the server of ``server_url``; return its URL."""
+    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return sa.make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_postgres_database(server_url: str, name: str) -> None:
+    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _embedded_redis
+    if TEST_DATABASE_URL:
+        database_url = fresh_postgres_url(TEST_DATABASE_URL, f"sb_test_{os.getpid()}")
+    else:
+        database_url = f"sqlite:///{DATA_DIR / 'test.db'}"
+    if TEST_REDIS_URL:
+        redis_url = TEST_REDIS_URL
+    else:
+        from app import embedded_redis
+
+        _embedded_redis = embedded_redis.start(DATA_DIR / "redis")
+        redis_url = f"unix://{DATA_DIR / 'redis' / 'redis.sock'}"
+    os.environ.update(
+        {
+            "SWITCHBOARD_ENVIRONMENT": "development",
+            "SWITCHBOARD_DATA_DIR": str(DATA_DIR),
+            "SWITCHBOARD_DATABASE_URL": database_url,
+            "SWITCHBOARD_REDIS_URL": redis_url,
+            "SWITCHBOARD_RUN_TIME_LIMIT": "60",
+            "SWITCHBOARD_BROKER_VISIBILITY_TIMEOUT": "90",
+        }
+    )
+    from app.migrate import upgrade_to_head
+
+    upgrade_to_head(database_url)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    from app.db import get_engine
+
+    get_engine().dispose()
+    if TEST_DATABASE_URL:
+        drop_postgres_database(TEST_DATABASE_URL, f"sb_test_{os.getpid()}")
+    if _embedded_redis is not None:
+        from app import embedded_redis
+
+        embedded_redis.stop(_embedded_redis)
+    shutil.rmtree(DATA_DIR, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _clean_state() -> Iterator[None]:
+    """Every test starts with empty tables and an empty Redis database."""
+    yield
+    from sqlmodel import SQLModel
+
+    from app.db import get_engine
+    from app.redis_conn import get_redis
+
+    engine = get_engine()
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            names = ", ".join(f'"{table.name}"' for table in SQLModel.metadata.sorted_tables)
+            connection.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        else:
+            for table in reversed(SQLModel.metadata.sorted_tables):
+                connection.execute(table.delete())
+    get_redis().flushdb()
+    (DATA_DIR / "setup_token").unlink(missing_ok=True)
+
+
+@pytest.fixture
+def session() -> Iterator[object]:
+    from sqlmodel import Session
+
+    from app.db import get_engine
+
+    with Session(get_engine(), expire_on_commit=False) as db_session:
+        yield db_session
+
+
+@pytest.fixture
+def client() -> Iterator[object]:
+    from fastapi.testclient import TestClient
+
+    from app.web import create_app
+
+    with TestClient(create_app(), base_url="http://testserver") as test_client:
+        yield test_client

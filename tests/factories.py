@@ -1,0 +1,47 @@
+"""Factories for test data, and a signed-in client."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import timedelta
+
+from fastapi.testclient import TestClient
+from sqlmodel import Session
+
+from app.deps import SESSION_COOKIE
+from app.models import Membership, Role, User, Workspace
+from app.services.accounts import create_user, start_session
+from app.services.workspaces import create_workspace
+
+PASSWORD = "correct horse battery"
+_numbers = itertools.count(1)
+
+
+def make_user(session: Session, *, admin: bool = False, email: str | None = None) -> User:
+    user = create_user(
+        session=session,
+        email=email or f"user{next(_numbers)}@example.com",
+        password=PASSWORD,
+        is_admin=admin,
+    )
+    session.commit()
+    return user
+
+
+def make_workspace(session: Session, *, owner: User, name: str = "Team space") -> Workspace:
+    workspace = create_workspace(session=session, name=name, owner=owner)
+    session.commit()
+    return workspace
+
+
+def add_member(session: Session, *, workspace: Workspace, user: User, role: Role) -> None:
+    session.add(Membership(workspace_id=workspace.id, user_id=user.id, role=role))  # type: ignore[arg-type]
+    session.commit()
+
+
+def sign_in(client: TestClient, session: Session, user: User) -> TestClient:
+    """Give ``client`` a valid session cookie for ``user``."""
+    token = start_session(session=session, user=user, lifetime=timedelta(days=1))
+    session.commit()
+    client.cookies.set(SESSION_COOKIE, token)
+    return client

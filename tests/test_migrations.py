@@ -1,0 +1,53 @@
+"""The first migration builds exactly what the models describe, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlmodel import SQLModel
+
+from app.db import create_db_engine
+from app.migrate import pending_revisions, upgrade_to_head
+from tests.conftest import IN_CI, TEST_DATABASE_URL, drop_postgres_database, fresh_postgres_url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database_url(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
+        return
+    if not TEST_DATABASE_URL.startswith("postgresql"):
+        if IN_CI:
+            pytest.fail("CI must set SWITCHBOARD_TEST_DATABASE_URL to a PostgreSQL server")
+        pytest.skip("set SWITCHBOARD_TEST_DATABASE_URL to a PostgreSQL server to run this")
+    name = f"sb_migrations_{os.getpid()}"
+    yield fresh_postgres_url(TEST_DATABASE_URL, name)
+    drop_postgres_database(TEST_DATABASE_URL, name)
+
+
+def test_upgrade_head_matches_the_models(empty_database_url):
+    upgrade_to_head(empty_database_url)
+    engine = create_db_engine(empty_database_url)
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            diff = compare_metadata(context, SQLModel.metadata)
+        assert diff == [], f"models and migrations disagree: {diff}"
+        assert not pending_revisions(engine)
+        tables = set(sa.inspect(engine).get_table_names())
+        assert set(SQLModel.metadata.tables) <= tables
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_is_idempotent(tmp_path):
+    url = f"sqlite:///{tmp_path / 'twice.db'}"
+    upgrade_to_head(url)
+    upgrade_to_head(url)
+    engine = create_db_engine(url)
+    assert not pending_revisions(engine)
+    engine.dispose()

@@ -1,0 +1,1 @@
+"""Celery workers: the Celery app and thin tasks that call app services."""

@@ -1,0 +1,68 @@
+"""The Celery app, configured from Settings for long runs that must never be lost.
+
+Runs are acknowledged late and rejected when their worker dies, so Redis hands them out again
+after the visibility timeout; the timeout must exceed the hard time limit, or a run still in
+progress would be handed to a second worker.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_ready, worker_shutdown
+
+from app.config import Settings, SettingsError, get_settings
+from app.redis_conn import celery_broker_url
+from workers import heartbeat
+
+
+def check_delivery_settings(conf: Any) -> None:
+    """Refuse a configuration under which Redis would redeliver a run that is still running."""
+    visibility = conf.broker_transport_options.get("visibility_timeout")
+    hard_limit = conf.task_time_limit
+    if visibility is None or hard_limit is None or visibility <= hard_limit:
+        raise SettingsError(
+            f"The broker visibility timeout ({visibility}s) must be longer than the hard time "
+            f"limit of a run ({hard_limit}s): set SWITCHBOARD_BROKER_VISIBILITY_TIMEOUT above "
+            "SWITCHBOARD_RUN_TIME_LIMIT."
+        )
+
+
+def create_celery(settings: Settings) -> Celery:
+    """A Celery app for ``settings``."""
+    app = Celery("switchboard", include=["workers.tasks"])
+    transport_options = {"visibility_timeout": settings.broker_visibility_timeout}
+    app.conf.update(
+        broker_url=celery_broker_url(settings.effective_redis_url),
+        broker_transport_options=transport_options,
+        broker_connection_retry_on_startup=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_time_limit=settings.run_time_limit,
+        task_soft_time_limit=max(settings.run_time_limit - 5, 1),
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        # Runs write their results to SQL; nothing reads Celery results.
+        task_ignore_result=True,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+        timezone="UTC",
+    )
+    check_delivery_settings(app.conf)
+    return app
+
+
+celery_app = create_celery(get_settings())
+
+
+@worker_ready.connect
+def _start_heartbeat(sender: Any = None, **_: Any) -> None:
+    heartbeat.start(hostname=getattr(sender, "hostname", "worker"))
+
+
+@worker_shutdown.connect
+def _stop_heartbeat(**_: Any) -> None:
+    heartbeat.stop()
