@@ -11,8 +11,8 @@ up: install assets
 	$(BIN)/switchboard up
 
 test: install-dev assets
-	$(BIN)/ruff check app workers tests bench
-	$(BIN)/ruff format --check app workers tests bench
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
@@ -39,12 +39,12 @@ static/node_modules/.package-lock.json: static/package.json static/package-lock.
 	touch $@
 
 lint: install-dev
-	$(BIN)/ruff check app workers tests bench
+	$(BIN)/ruff check .
 	$(BIN)/mypy
 
 format: install-dev
-	$(BIN)/ruff check --fix app workers tests bench
-	$(BIN)/ruff format app workers tests bench
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 clean:
 	rm -rf $(VENV) static/node_modules .pytest_cache .mypy_cache .ruff_cache
