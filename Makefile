@@ -35,7 +35,7 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 assets: static/node_modules/.package-lock.json
 
 static/node_modules/.package-lock.json: static/package.json static/package-lock.json
-	cd static && npm ci --no-audit --no-fund
+	cd static && npm ci --ignore-scripts --no-audit --no-fund
 	touch $@
 
 lint: install-dev

@@ -25,7 +25,9 @@ class SettingsError(ValueError):
 class Settings(BaseSettings):
     """Every setting of Switchboard; each maps to the variable ``SWITCHBOARD_<NAME>``."""
 
-    model_config = SettingsConfigDict(env_prefix="SWITCHBOARD_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="SWITCHBOARD_", env_file=".env", extra="ignore", env_ignore_empty=True
+    )
 
     environment: Literal["development", "production"] = Field(
         "development",

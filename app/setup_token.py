@@ -6,6 +6,8 @@ URL), so only someone who can read the log of this install can claim it.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 
 from app.config import Settings
@@ -19,13 +21,16 @@ def _path(settings: Settings) -> Path:
 def ensure_setup_token(settings: Settings) -> str:
     """The current setup token, created on first call."""
     path = _path(settings)
-    if path.exists():
-        return path.read_text().strip()
-    settings.data_path.mkdir(parents=True, exist_ok=True)
-    token = new_token()
-    path.write_text(token)
-    path.chmod(0o600)
-    return token
+    if not path.exists():
+        settings.data_path.mkdir(parents=True, exist_ok=True)
+        draft = path.with_name(f".setup_token.{os.getpid()}")
+        draft.write_text(new_token())
+        draft.chmod(0o600)
+        # link() fails when the file exists: web workers starting together agree on one token.
+        with contextlib.suppress(FileExistsError):
+            os.link(draft, path)
+        draft.unlink()
+    return path.read_text().strip()
 
 
 def setup_token_matches(settings: Settings, given: str) -> bool:

@@ -86,3 +86,25 @@ def test_env_example_names_only_real_settings():
         r"^#?\s*(SWITCHBOARD_[A-Z_]+)=", (PROJECT_ROOT / ".env.example").read_text(), re.M
     )
     assert set(assignments) - known == set()
+
+
+def test_empty_variables_count_as_unset(monkeypatch, tmp_path):
+    """A copied .env.example leaves values empty; that must mean 'use the default'."""
+    settings_without_env(monkeypatch)  # clears the test suite's own variables
+    monkeypatch.setenv("SWITCHBOARD_ENVIRONMENT", "production")
+    monkeypatch.setenv("SWITCHBOARD_SECRET_KEY", "")
+    monkeypatch.setenv("SWITCHBOARD_DATABASE_URL", "")
+    monkeypatch.setenv("SWITCHBOARD_DATA_DIR", str(tmp_path))
+    settings = load_settings()
+    assert settings.secret_key is None and len(settings.secret_key_value()) >= 48
+    assert settings.effective_database_url.startswith("sqlite:///")
+
+
+def test_setup_token_is_one_per_install(monkeypatch, tmp_path):
+    from app.setup_token import ensure_setup_token, setup_token_matches
+
+    settings = settings_without_env(monkeypatch, data_dir=tmp_path)
+    token = ensure_setup_token(settings)
+    assert ensure_setup_token(settings) == token
+    assert setup_token_matches(settings, token) and not setup_token_matches(settings, "x")
+    assert [p.name for p in tmp_path.iterdir()] == ["setup_token"]
