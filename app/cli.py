@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from sqlmodel import select
 
 from app.config import Settings, SettingsError, get_settings
+
+if TYPE_CHECKING:
+    from app.embedded_model import EmbeddedModelServer
 
 cli = typer.Typer(
     help="Switchboard: delegate work to AI agents on small local models.",
@@ -83,10 +86,38 @@ def migrate_database(settings: Settings) -> None:
     upgrade_to_head(settings.effective_database_url)
 
 
+def start_embedded_model(settings: Settings) -> EmbeddedModelServer:
+    """Start the embedded model server, register it and discover its model."""
+    from app import embedded_model
+    from app.db import session_scope
+    from app.preflight import check_port_free
+    from app.services.endpoints import check_endpoint, register_endpoint
+
+    check_port_free("127.0.0.1", settings.embedded_model_port, "SWITCHBOARD_EMBEDDED_MODEL_PORT")
+    typer.echo("switchboard: starting the embedded model (Gemma 3 270M on llama-server)…")
+    server = embedded_model.start(
+        settings.data_path,
+        port=settings.embedded_model_port,
+        parallel=settings.embedded_model_parallel,
+        context=settings.embedded_model_context,
+    )
+    with session_scope() as session:
+        endpoint = register_endpoint(
+            session=session,
+            name=embedded_model.EMBEDDED_ENDPOINT_NAME,
+            base_url=server.base_url,
+            api_key=server.api_key,
+            max_concurrency=settings.embedded_model_parallel,
+            is_embedded=True,
+        )
+        check_endpoint(session=session, endpoint=endpoint)
+    return server
+
+
 @cli.command()
 def up() -> None:
-    """Start everything on this machine: embedded Redis, migrations, a worker and the web app."""
-    from app import embedded_redis
+    """Start everything on this machine: embedded Redis and model, migrations, worker, web."""
+    from app import embedded_model, embedded_redis
     from app.db import session_scope
     from app.preflight import PreflightError, check_port_free, check_redis
     from app.services.accounts import create_sign_in_link, ensure_local_admin
@@ -102,10 +133,16 @@ def up() -> None:
             supervisor.adopt("embedded Redis", redis_process)
         else:
             check_redis(settings.effective_redis_url)
+        if settings.embedded_model:
+            supervisor.adopt("embedded model", start_embedded_model(settings).process)
         with session_scope() as session:
             admin = ensure_local_admin(session=session)
             link_token = create_sign_in_link(session=session, user=admin)
-    except (PreflightError, embedded_redis.EmbeddedRedisError) as exc:
+    except (
+        PreflightError,
+        embedded_redis.EmbeddedRedisError,
+        embedded_model.EmbeddedModelError,
+    ) as exc:
         supervisor.stop_all()
         raise fail(str(exc)) from None
 
@@ -201,6 +238,70 @@ def demo(
             raise fail(f"No account for {who}; create one with `switchboard createuser --admin`.")
         workspace = create_demo_workspace(session=session, owner=user)
     typer.echo(f"switchboard: created {public_base_url(settings)}/w/{workspace.slug}")
+
+
+model_cli = typer.Typer(help="The embedded model, and checks of any model endpoint.")
+cli.add_typer(model_cli, name="model")
+
+
+@model_cli.command("serve")
+def model_serve() -> None:
+    """Run only the embedded model server (Gemma 3 270M on llama-server) until Ctrl-C."""
+    from app import embedded_model
+    from app.preflight import PreflightError, check_port_free
+    from app.supervisor import Supervisor
+
+    settings = load()
+    try:
+        check_port_free(
+            "127.0.0.1", settings.embedded_model_port, "SWITCHBOARD_EMBEDDED_MODEL_PORT"
+        )
+        server = embedded_model.start(
+            settings.data_path,
+            port=settings.embedded_model_port,
+            parallel=settings.embedded_model_parallel,
+            context=settings.embedded_model_context,
+        )
+    except (PreflightError, embedded_model.EmbeddedModelError) as exc:
+        raise fail(str(exc)) from None
+    supervisor = Supervisor()
+    supervisor.adopt("embedded model", server.process)
+    typer.echo(
+        f"switchboard: serving {server.model_path.name} at {server.base_url}\n"
+        f"  API key: in {settings.data_path / 'embedded_model_key'}\n"
+        f"  Log: {settings.data_path / 'llama-server.log'}\n  Press Ctrl-C to stop."
+    )
+    raise typer.Exit(supervisor.wait())
+
+
+@model_cli.command("test")
+def model_test(
+    endpoint: Annotated[str, typer.Argument(help="An endpoint's name or id, or a base URL.")],
+    model: Annotated[
+        str | None, typer.Option(help="Model to ask (default: the endpoint's first).")
+    ] = None,
+    api_key: Annotated[
+        str | None, typer.Option(help="API key, when ENDPOINT is a URL.", envvar="MODEL_API_KEY")
+    ] = None,
+    prompt: Annotated[str, typer.Option(help="What to ask.")] = "Say hello in five words.",
+    max_tokens: Annotated[int, typer.Option(min=1, max=4096)] = 32,
+) -> None:
+    """Send one short chat; print time to first token, tokens/s and the reply."""
+    from app.services import ServiceError
+    from app.services.model_check import resolve_target, run_test_chat
+
+    settings = load()
+    try:
+        target = resolve_target(settings, endpoint, model=model, api_key=api_key)
+        report = run_test_chat(settings, target, prompt=prompt, max_tokens=max_tokens)
+    except ServiceError as exc:
+        raise fail(exc.message) from None
+    typer.echo(f"endpoint:            {target.base_url}  model: {target.model}")
+    typer.echo(f"time to first token: {report.first_token_s * 1000:.0f} ms")
+    tokens_per_s = f"{report.tokens_per_s:.1f}" if report.tokens_per_s else "unknown"
+    typer.echo(f"tokens/s:            {tokens_per_s} ({report.completion_tokens} tokens)")
+    typer.echo(f"finish:              {report.finish_reason}")
+    typer.echo(f"reply:               {report.text.strip()}")
 
 
 def main() -> None:

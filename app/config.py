@@ -56,6 +56,35 @@ class Settings(BaseSettings):
         description="Seconds before Redis redelivers an unacknowledged run; must exceed the "
         "run time limit.",
     )
+    embedded_model: bool = Field(
+        True, description="Start the embedded model (Gemma 3 270M on llama-server) with `up`."
+    )
+    embedded_model_port: int = Field(
+        8091, ge=1, le=65535, description="Loopback port of the embedded model server."
+    )
+    embedded_model_parallel: int = Field(
+        4, ge=1, le=64, description="Requests the embedded model serves at once (slots)."
+    )
+    embedded_model_context: int = Field(
+        4096, ge=512, le=32768, description="Context tokens of each embedded model slot."
+    )
+    default_model_url: str | None = Field(
+        None,
+        description="OpenAI-compatible base URL registered at start as the default model "
+        "endpoint (the compose stack's llm service).",
+    )
+    model_connect_timeout: float = Field(
+        5.0, gt=0, description="Seconds to connect to a model server."
+    )
+    model_first_token_timeout: float = Field(
+        120.0, gt=0, description="Seconds to wait for a model's first token."
+    )
+    model_between_tokens_timeout: float = Field(
+        30.0, gt=0, description="Longest pause between two tokens of a model, in seconds."
+    )
+    model_health_ttl: float = Field(
+        15.0, ge=0, description="Seconds a model endpoint's health check is reused."
+    )
     session_days: int = Field(14, ge=1, le=365, description="How long a sign-in lasts, in days.")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Log level of every process."

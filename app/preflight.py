@@ -24,7 +24,7 @@ def redacted(url: str) -> str:
         return url.split("@")[-1]
 
 
-def check_port_free(host: str, port: int) -> None:
+def check_port_free(host: str, port: int, setting: str = "SWITCHBOARD_PORT") -> None:
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -33,11 +33,10 @@ def check_port_free(host: str, port: int) -> None:
             if exc.errno == errno.EADDRINUSE:
                 raise PreflightError(
                     f"Port {port} on {host} is already in use (another Switchboard?); "
-                    "stop that program or set SWITCHBOARD_PORT to a free port."
+                    f"stop that program or set {setting} to a free port."
                 ) from None
             raise PreflightError(
-                f"Cannot listen on {host}:{port} ({exc.strerror}); "
-                "set SWITCHBOARD_HOST and SWITCHBOARD_PORT."
+                f"Cannot listen on {host}:{port} ({exc.strerror}); set {setting}."
             ) from None
 
 

@@ -13,6 +13,19 @@ from app.paths import TEMPLATES_DIR
 templates = Jinja2Blocks(directory=str(TEMPLATES_DIR))
 
 
+def human_count(value: int | None) -> str:
+    """270M, 1.5B, 8K: how people write parameter counts and context sizes."""
+    if not value:
+        return ""
+    for scale, suffix in ((10**12, "T"), (10**9, "B"), (10**6, "M"), (10**3, "K")):
+        if value >= scale:
+            return f"{value / scale:.3g}{suffix}"
+    return str(value)
+
+
+templates.env.filters["count"] = human_count
+
+
 def wants_fragment(request: Request) -> bool:
     """An HTMX swap, not a boosted navigation or a history restore (those need full pages)."""
     headers = request.headers

@@ -6,21 +6,26 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import sqlalchemy as sa
 from fastapi import FastAPI
 from sqlmodel import Session
 from starlette.staticfiles import StaticFiles
 
 from app.config import get_settings
-from app.db import get_engine
+from app.db import get_engine, session_scope
 from app.errors import install_error_handlers
 from app.middleware import SecurityMiddleware
 from app.paths import STATIC_DIR
-from app.routes import auth, docs, health, pages
+from app.routes import admin, auth, docs, health, pages
 from app.routes.api import router as api_router
+from app.services import ServiceError
 from app.services.accounts import has_users
+from app.services.endpoints import register_endpoint
 from app.setup_token import ensure_setup_token
 
 log = logging.getLogger("switchboard")
+
+DEFAULT_ENDPOINT_NAME = "Default model server"
 
 
 def announce_setup_link() -> None:
@@ -38,9 +43,31 @@ def announce_setup_link() -> None:
     )
 
 
+def register_default_model() -> None:
+    """Register SWITCHBOARD_DEFAULT_MODEL_URL (the compose stack's llm) as an endpoint."""
+    settings = get_settings()
+    if not settings.default_model_url:
+        return
+    try:
+        with session_scope() as session:
+            register_endpoint(
+                session=session,
+                name=DEFAULT_ENDPOINT_NAME,
+                base_url=settings.default_model_url,
+                api_key=None,
+                max_concurrency=4,
+                is_embedded=False,
+            )
+    except sa.exc.IntegrityError:
+        pass  # another web worker registered it at the same moment
+    except ServiceError as exc:
+        log.error("SWITCHBOARD_DEFAULT_MODEL_URL is not usable: %s", exc.message)
+
+
 @asynccontextmanager
 async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
     announce_setup_link()
+    register_default_model()
     yield
 
 
@@ -56,6 +83,6 @@ def create_app() -> FastAPI:
     app.add_middleware(SecurityMiddleware)
     install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    for router in (health.router, auth.router, docs.router, pages.router, api_router):
+    for router in (health.router, auth.router, docs.router, pages.router, admin.router, api_router):
         app.include_router(router)
     return app

@@ -123,3 +123,40 @@ def client() -> Iterator[object]:
 
     with TestClient(create_app(), base_url="http://testserver") as test_client:
         yield test_client
+
+
+@pytest.fixture(scope="session")
+def _scripted_server() -> Iterator[object]:
+    from tests.scripted_server import ScriptedServer, ServerThread
+
+    app = ScriptedServer()
+    thread = ServerThread(app)
+    thread.start()
+    try:
+        yield app
+    finally:
+        thread.stop()
+
+
+@pytest.fixture
+def model_server(_scripted_server):
+    """A scripted model server (real HTTP on loopback) for injecting faults; starts empty."""
+    _scripted_server.reset()
+    yield _scripted_server
+    _scripted_server.reset()
+
+
+@pytest.fixture(scope="session")
+def llama_server():
+    """The real embedded model: Gemma 3 270M on llama-server, started once for the session."""
+    from app import embedded_model
+    from tests.scripted_server import unused_port
+
+    server = embedded_model.start(
+        DATA_DIR / "model", port=unused_port(), parallel=2, context=2048, timeout=180
+    )
+    try:
+        yield server
+    finally:
+        server.process.terminate()
+        server.process.wait(30)

@@ -28,9 +28,14 @@ def free_port() -> int:
 
 
 def clean_env(data_dir: Path, port: int, **extra: str) -> dict[str, str]:
-    """The environment of a fresh machine: no Switchboard settings but the data folder and port."""
+    """A fresh machine's environment: no Switchboard settings but the data folder and ports."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("SWITCHBOARD_")}
-    env.update(SWITCHBOARD_DATA_DIR=str(data_dir), SWITCHBOARD_PORT=str(port), **extra)
+    env.update(
+        SWITCHBOARD_DATA_DIR=str(data_dir),
+        SWITCHBOARD_PORT=str(port),
+        SWITCHBOARD_EMBEDDED_MODEL_PORT=str(free_port()),
+        **extra,
+    )
     return env
 
 
@@ -91,6 +96,10 @@ def test_up_starts_everything_signs_in_with_one_click_and_stops_on_ctrl_c(data_d
         assert health and health["database"]["ok"] and health["redis"]["ok"]
         assert health["worker"]["ok"], health
         assert health["database"]["dialect"] == "sqlite"
+        # The embedded model is up and registered with no configuration: all green.
+        assert health["status"] == "ok", health
+        (endpoint,) = health["models"]["endpoints"]
+        assert endpoint["name"] == "Embedded: Gemma 3 270M" and endpoint["ok"]
 
         with httpx.Client(base_url=base, follow_redirects=True) as browser:
             assert browser.get(link).status_code == 200  # followed to the dashboard
@@ -98,6 +107,10 @@ def test_up_starts_everything_signs_in_with_one_click_and_stops_on_ctrl_c(data_d
             assert me["email"] == "admin@localhost" and me["is_admin"]
             dashboard = browser.get("/")
             assert "No workspaces yet" in dashboard.text
+            (listed,) = browser.get("/api/v1/endpoints").json()
+            assert listed["is_embedded"] and listed["has_api_key"] and "api_key" not in listed
+            (model,) = listed["models"]
+            assert model["parameter_count"] > 200_000_000 and model["context_length"] > 0
         # The link works once.
         assert httpx.get(link, follow_redirects=True).status_code == 400
     finally:

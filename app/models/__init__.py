@@ -15,7 +15,15 @@ SQLModel.metadata.naming_convention = {
 from app.models.accounts import ApiToken, LoginSession, SignInLink, User, UserPublic  # noqa: E402
 from app.models.agents import Agent  # noqa: E402
 from app.models.comparisons import Comparison, ComparisonBranch, Vote, VoteOutcome  # noqa: E402
-from app.models.endpoints import Model, ModelEndpoint  # noqa: E402
+from app.models.endpoints import (  # noqa: E402
+    Model,
+    ModelEndpoint,
+    ModelEndpointCreate,
+    ModelEndpointPublic,
+    ModelEndpointUpdate,
+    ModelPublic,
+    ModelUpdate,
+)
 from app.models.work import (  # noqa: E402
     Message,
     MessageRole,
@@ -47,6 +55,11 @@ __all__ = [
     "MessageRole",
     "Model",
     "ModelEndpoint",
+    "ModelEndpointCreate",
+    "ModelEndpointPublic",
+    "ModelEndpointUpdate",
+    "ModelPublic",
+    "ModelUpdate",
     "Role",
     "Run",
     "RunStatus",

@@ -41,3 +41,56 @@ class Model(SQLModel, table=True):
     context_length: int | None = Field(default=None)
     available: bool = Field(default=True)
     discovered_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class ModelEndpointCreate(SQLModel):
+    """What an admin gives to register a model server."""
+
+    name: str = Field(min_length=1, max_length=120)
+    base_url: str = Field(min_length=1, max_length=500, description="e.g. http://127.0.0.1:8080/v1")
+    api_key: str | None = Field(default=None, max_length=500)
+    max_concurrency: int = Field(default=4, ge=1, le=256)
+
+
+class ModelEndpointUpdate(SQLModel):
+    """Fields to change; an omitted field stays as it is."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=120)
+    base_url: str | None = Field(default=None, min_length=1, max_length=500)
+    api_key: str | None = Field(default=None, max_length=500)
+    clear_api_key: bool = False
+    max_concurrency: int | None = Field(default=None, ge=1, le=256)
+    enabled: bool | None = None
+
+
+class ModelPublic(SQLModel):
+    id: int
+    endpoint_id: int
+    name: str
+    parameter_count: int | None
+    context_length: int | None
+    available: bool
+
+
+class ModelUpdate(SQLModel):
+    """Details an admin enters when the server does not report them."""
+
+    parameter_count: int | None = Field(default=None, gt=0, le=10**13)
+    context_length: int | None = Field(default=None, gt=0, le=10**8)
+
+
+class ModelEndpointPublic(SQLModel):
+    """An endpoint as the API shows it: never its API key, only whether it has one."""
+
+    id: int
+    name: str
+    base_url: str
+    has_api_key: bool
+    max_concurrency: int
+    enabled: bool
+    is_embedded: bool
+    health_ok: bool | None
+    health_latency_ms: float | None
+    health_error: str | None
+    health_checked_at: datetime | None
+    models: list[ModelPublic] = []

@@ -9,9 +9,13 @@ from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
 
+from app.config import get_settings
 from app.db import get_engine
 from app.redis_conn import get_redis
 from app.services import health
+from app.services.endpoints import check_stale_endpoints
+
+HEALTH_CHECK_TIMEOUT_S = 2.0
 
 router = APIRouter(tags=["health"])
 
@@ -25,7 +29,15 @@ def _check_all() -> dict[str, Any]:
         "worker": health.check_workers(client),
     }
     if parts["database"]["ok"]:
-        with Session(engine) as session:
+        settings = get_settings()
+        with Session(engine, expire_on_commit=False) as session:
+            # Cached: a server is asked again only when its last answer is older than the TTL.
+            check_stale_endpoints(
+                session=session,
+                max_age_s=settings.model_health_ttl,
+                timeout=HEALTH_CHECK_TIMEOUT_S,
+            )
+            session.commit()
             parts["models"] = health.check_models(session)
     else:
         parts["models"] = {"ok": False, "error": "Database unreachable."}

@@ -2,8 +2,9 @@
 
 from fastapi import APIRouter
 
-from app.routes.api import users, workspaces
+from app.routes.api import endpoints, users, workspaces
 
 router = APIRouter(prefix="/api/v1")
+router.include_router(endpoints.router)
 router.include_router(users.router)
 router.include_router(workspaces.router)
