@@ -87,7 +87,10 @@ def server_argv(
         # Total context; llama-server splits it across the parallel slots.
         "--ctx-size", str(context * parallel),
         "--metrics",
-        "--jinja",  # the chat template stored in the GGUF (Gemma's)
+        # The GGUF carries no chat template, so name llama.cpp's built-in Gemma one; built-in
+        # names are only honoured without Jinja (with it, "gemma" would be the template text).
+        "--no-jinja",
+        "--chat-template", "gemma",
         "--api-key", key,
         "--log-file", str(log),
         "--no-webui",

@@ -70,3 +70,10 @@ def check_redis(url: str) -> None:
             f"Cannot reach Redis at {redacted(url)}: {exc} — fix SWITCHBOARD_REDIS_URL, "
             "or leave it empty for the embedded Redis."
         ) from None
+
+
+def free_loopback_port() -> int:
+    """A loopback port nothing listens on now (bound, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

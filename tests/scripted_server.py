@@ -19,6 +19,8 @@ from typing import Any
 
 import uvicorn
 
+from app.preflight import free_loopback_port
+
 Scope = dict[str, Any]
 Message = dict[str, Any]
 
@@ -254,8 +256,4 @@ class ServerThread:
         self._socket.close()
 
 
-def unused_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+unused_port = free_loopback_port

@@ -17,14 +17,12 @@ import psutil
 import pytest
 
 from app.paths import PROJECT_ROOT
+from app.preflight import free_loopback_port
 
 SWITCHBOARD = [sys.executable, "-m", "app.cli"]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+free_port = free_loopback_port
 
 
 def clean_env(data_dir: Path, port: int, **extra: str) -> dict[str, str]:

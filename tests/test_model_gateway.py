@@ -40,6 +40,19 @@ def test_streams_a_real_reply_from_the_embedded_model(llama_server):
     assert finish.prompt_tokens and finish.prompt_tokens > 3  # the Gemma template was applied
 
 
+def test_the_embedded_server_renders_the_gemma_chat_template(llama_server):
+    import httpx
+
+    response = httpx.post(
+        llama_server.base_url.removesuffix("/v1") + "/apply-template",
+        json={"messages": [{"role": "user", "content": "Hi"}]},
+        headers={"Authorization": f"Bearer {llama_server.api_key}"},
+    )
+    assert (
+        response.json()["prompt"] == "<start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n"
+    )
+
+
 def test_the_embedded_server_refuses_requests_without_its_key(llama_server):
     with pytest.raises(ModelError) as caught:
         list(
