@@ -72,6 +72,9 @@ def worker_argv(settings: Settings) -> list[str]:
         sys.executable, "-m", "celery", "--app", "workers.celery_app", "worker",
         "--loglevel", settings.log_level.upper(), "--concurrency", str(settings.worker_concurrency),
         "--optimization", "fair", "--hostname", "switchboard@%h",
+        # Celery beat inside the worker runs the sweeper; several beats are harmless (it is
+        # idempotent), so every worker can carry one.
+        "--beat", "--schedule", str(settings.data_path / "celerybeat-schedule"),
     ]  # fmt: skip
 
 

@@ -54,7 +54,7 @@ def _user_for_bearer(session: Session, token: str) -> User | None:
     return user if user.is_active else None
 
 
-def get_optional_user(request: Request, session: SessionDep) -> User | None:
+def user_from_request(request: Request, session: Session) -> User | None:
     """The user behind the request's bearer token or session cookie, if any."""
     authorization = request.headers.get("authorization", "")
     scheme, _, credentials = authorization.partition(" ")
@@ -63,6 +63,11 @@ def get_optional_user(request: Request, session: SessionDep) -> User | None:
         user = _user_for_bearer(session, credentials.strip())
     elif cookie := request.cookies.get(SESSION_COOKIE):
         user = user_for_session(session=session, token=cookie)
+    return user
+
+
+def get_optional_user(request: Request, session: SessionDep) -> User | None:
+    user = user_from_request(request, session)
     request.state.user = user  # for templates: the navigation shows who is signed in
     return user
 

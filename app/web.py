@@ -16,7 +16,7 @@ from app.db import get_engine, session_scope
 from app.errors import install_error_handlers
 from app.middleware import SecurityMiddleware
 from app.paths import STATIC_DIR
-from app.routes import admin, auth, docs, health, pages
+from app.routes import admin, auth, docs, health, pages, streams
 from app.routes.api import router as api_router
 from app.services import ServiceError
 from app.services.accounts import has_users
@@ -83,6 +83,14 @@ def create_app() -> FastAPI:
     app.add_middleware(SecurityMiddleware)
     install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    for router in (health.router, auth.router, docs.router, pages.router, admin.router, api_router):
+    for router in (
+        health.router,
+        auth.router,
+        docs.router,
+        pages.router,
+        admin.router,
+        streams.router,
+        api_router,
+    ):
         app.include_router(router)
     return app

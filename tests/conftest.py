@@ -160,3 +160,19 @@ def llama_server():
     finally:
         server.process.terminate()
         server.process.wait(30)
+
+
+@pytest.fixture(scope="session")
+def _session_worker():
+    from tests.worker_process import WorkerProcess
+
+    worker = WorkerProcess(name="suite", concurrency=4).start()
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def worker(_session_worker):
+    """A real Celery worker (4 processes) shared by the tests that need one."""
+    assert _session_worker.process.poll() is None, "the shared worker died"
+    return _session_worker

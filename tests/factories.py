@@ -45,3 +45,28 @@ def sign_in(client: TestClient, session: Session, user: User) -> TestClient:
     session.commit()
     client.cookies.set(SESSION_COOKIE, token)
     return client
+
+
+def make_model(session: Session, *, base_url: str, context_length: int = 4096, **endpoint: object):
+    """An endpoint at ``base_url`` serving one model (no discovery request needed)."""
+    from app.models import Model, ModelEndpoint
+
+    server = ModelEndpoint(name=f"server-{next(_numbers)}", base_url=base_url, **endpoint)
+    session.add(server)
+    session.flush()
+    model = Model(endpoint_id=server.id, name="scripted", context_length=context_length)
+    session.add(model)
+    session.commit()
+    return model
+
+
+def make_agent(session: Session, *, workspace: Workspace, model, name: str, prompt: str = ""):
+    from app.models import Agent
+
+    agent = Agent(
+        workspace_id=workspace.id, name=name, role_prompt=prompt or f"You are {name}.",
+        model_id=model.id, max_tokens=64, temperature=0.0,
+    )  # fmt: skip
+    session.add(agent)
+    session.commit()
+    return agent

@@ -13,7 +13,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,7 +65,7 @@ class Stream:
     headers_after: float = 0.0
 
 
-Behaviour = Reply | Stream
+Behaviour = Reply | Stream | Callable[["Received"], "Reply | Stream"]
 
 
 def sse(payload: object) -> Send:
@@ -164,6 +164,8 @@ class ScriptedServer:
             behaviour = self._routes.get(scope["path"])
         if behaviour is None:
             behaviour = Reply(404, {"error": {"message": "File Not Found", "type": "not_found"}})
+        if not isinstance(behaviour, Reply | Stream):
+            behaviour = behaviour(record)  # answers that depend on the request
         if isinstance(behaviour, Reply):
             await _reply(behaviour, send)
         else:
@@ -257,3 +259,17 @@ class ServerThread:
 
 
 unused_port = free_loopback_port
+
+
+def answer(text: str, *, pause: float = 0.0, prompt_tokens: int = 11) -> Stream:
+    """A complete streamed answer: one chunk per word, a finish, usage and [DONE]."""
+    words = text.split(" ")
+    steps: list[Step] = []
+    for index, word in enumerate(words):
+        steps.append(sse(chunk(word if index == 0 else " " + word)))
+        if pause:
+            steps.append(Pause(pause))
+    usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(words),
+             "total_tokens": prompt_tokens + len(words)}  # fmt: skip
+    steps += [sse(chunk(finish="stop")), sse(chunk(usage=usage, empty_choices=True)), DONE]
+    return Stream(steps)

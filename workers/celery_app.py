@@ -16,6 +16,8 @@ from app.config import Settings, SettingsError, get_settings
 from app.redis_conn import celery_broker_url
 from workers import heartbeat
 
+SWEEP_INTERVAL_S = 30.0
+
 
 def check_delivery_settings(conf: Any) -> None:
     """Refuse a configuration under which Redis would redeliver a run that is still running."""
@@ -50,6 +52,11 @@ def create_celery(settings: Settings) -> Celery:
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
         timezone="UTC",
+        # A request must not hang on a dead broker: fail fast, the sweeper sends it later.
+        task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2},
+        beat_schedule={
+            "sweep-runs": {"task": "switchboard.sweep_runs", "schedule": SWEEP_INTERVAL_S}
+        },
     )
     check_delivery_settings(app.conf)
     return app
@@ -60,7 +67,10 @@ celery_app = create_celery(get_settings())
 
 @worker_ready.connect
 def _start_heartbeat(sender: Any = None, **_: Any) -> None:
-    heartbeat.start(hostname=getattr(sender, "hostname", "worker"))
+    hostname = getattr(sender, "hostname", "worker")
+    heartbeat.start(hostname=hostname, app=celery_app)
+    # Runs left behind by a crash are picked up at once, not at the first beat.
+    celery_app.send_task("switchboard.sweep_runs")
 
 
 @worker_shutdown.connect

@@ -9,7 +9,14 @@ import threading
 import time
 
 import redis
+from celery import Celery
+from kombu.exceptions import KombuError
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session, select
 
+from app.db import get_engine
+from app.dispatch import endpoint_queue
+from app.models import ModelEndpoint
 from app.redis_conn import (
     WORKER_HEARTBEAT_INTERVAL_S,
     WORKER_HEARTBEAT_PREFIX,
@@ -22,21 +29,35 @@ _stop = threading.Event()
 _key: str | None = None
 
 
-def _beat(key: str) -> None:
+def _sync_queues(app: Celery, hostname: str, consuming: set[str]) -> None:
+    """Consume the queue of every model endpoint, including ones added since the start."""
+    with Session(get_engine()) as session:
+        ids = session.exec(select(ModelEndpoint.id)).all()
+    for queue in (endpoint_queue(endpoint_id) for endpoint_id in ids if endpoint_id):
+        if queue not in consuming:
+            app.control.add_consumer(queue, destination=[hostname], reply=False)
+            consuming.add(queue)
+
+
+def _beat(key: str, app: Celery, hostname: str) -> None:
+    consuming: set[str] = set()
     while not _stop.is_set():
         try:
             get_redis().set(key, str(time.time()), ex=WORKER_HEARTBEAT_TTL_S)
-        except redis.RedisError as exc:
+            _sync_queues(app, hostname, consuming)
+        except (redis.RedisError, KombuError, SQLAlchemyError) as exc:
             log.warning("worker heartbeat failed: %s", exc)
         _stop.wait(WORKER_HEARTBEAT_INTERVAL_S)
 
 
-def start(*, hostname: str) -> None:
-    """Begin beating in a daemon thread of the worker's main process."""
+def start(*, hostname: str, app: Celery) -> None:
+    """Begin beating (and following new endpoints' queues) in a thread of the main process."""
     global _key
     _key = f"{WORKER_HEARTBEAT_PREFIX}{hostname}:{os.getpid()}"
     _stop.clear()
-    threading.Thread(target=_beat, args=(_key,), name="heartbeat", daemon=True).start()
+    threading.Thread(
+        target=_beat, args=(_key, app, hostname), name="heartbeat", daemon=True
+    ).start()
 
 
 def stop() -> None:

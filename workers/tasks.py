@@ -1,1 +1,43 @@
 """Celery tasks: like views, they take ids, open a session, call a service, and hold no logic."""
+
+from __future__ import annotations
+
+import os
+
+from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
+
+from app.config import get_settings
+from app.redis_conn import get_redis
+from app.services import pipelines, runner, sweeper
+from workers.celery_app import celery_app
+
+
+@celery_app.task(bind=True, name="switchboard.run_agent", max_retries=None)
+def run_agent(self: Task, run_id: int) -> None:
+    """Carry out one agent run (idempotent: a redelivered run is claimed at most once)."""
+    settings = get_settings()
+    worker = f"{self.request.hostname}:{os.getpid()}"
+    try:
+        runner.execute_run(run_id=run_id, worker=worker, settings=settings, client=get_redis())
+    except runner.Requeue:
+        raise self.retry(countdown=1) from None
+    except SoftTimeLimitExceeded:
+        runner.fail(
+            run_id=run_id,
+            reason=f"It ran longer than the {settings.run_time_limit}s limit "
+            "(SWITCHBOARD_RUN_TIME_LIMIT).",
+            client=get_redis(),
+        )
+
+
+@celery_app.task(name="switchboard.advance_pipeline")
+def advance_pipeline(run_id: int) -> None:
+    """After a pipeline step: start the next hand-off, unless the pipeline is done."""
+    pipelines.advance(run_id=run_id)
+
+
+@celery_app.task(name="switchboard.sweep_runs")
+def sweep_runs() -> None:
+    """Requeue runs a crash or a broker outage left behind; fail those that cannot go on."""
+    sweeper.sweep(settings=get_settings())

@@ -13,7 +13,7 @@ SQLModel.metadata.naming_convention = {
 }
 
 from app.models.accounts import ApiToken, LoginSession, SignInLink, User, UserPublic  # noqa: E402
-from app.models.agents import Agent  # noqa: E402
+from app.models.agents import Agent, AgentCreate, AgentPublic, AgentUpdate  # noqa: E402
 from app.models.comparisons import Comparison, ComparisonBranch, Vote, VoteOutcome  # noqa: E402
 from app.models.endpoints import (  # noqa: E402
     Model,
@@ -26,11 +26,20 @@ from app.models.endpoints import (  # noqa: E402
 )
 from app.models.work import (  # noqa: E402
     Message,
+    MessagePublic,
     MessageRole,
+    Pipeline,
+    PipelineCreate,
+    PipelinePublic,
     Run,
+    RunPublic,
     RunStatus,
     Task,
+    TaskCreate,
+    TaskDetail,
+    TaskPublic,
     TaskStatus,
+    TaskUpdate,
 )
 from app.models.workspaces import (  # noqa: E402
     Event,
@@ -44,6 +53,17 @@ from app.models.workspaces import (  # noqa: E402
 )
 
 __all__ = [
+    "AgentCreate",
+    "AgentPublic",
+    "AgentUpdate",
+    "MessagePublic",
+    "PipelineCreate",
+    "PipelinePublic",
+    "RunPublic",
+    "TaskCreate",
+    "TaskDetail",
+    "TaskPublic",
+    "TaskUpdate",
     "Agent",
     "ApiToken",
     "Comparison",
@@ -53,6 +73,7 @@ __all__ = [
     "Membership",
     "Message",
     "MessageRole",
+    "Pipeline",
     "Model",
     "ModelEndpoint",
     "ModelEndpointCreate",

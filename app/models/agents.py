@@ -28,3 +28,32 @@ class Agent(SQLModel, table=True):
     max_tokens: int = Field(default=512)
     colour: str = Field(default="#4f6bed", sa_type=sa.String(16))
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class AgentCreate(SQLModel):
+    name: str = Field(min_length=1, max_length=80)
+    role_prompt: str = Field(default="", max_length=20_000)
+    model_id: int | None = None
+    temperature: float = Field(default=0.7, ge=0, le=2)
+    max_tokens: int = Field(default=512, ge=1, le=32_768)
+    colour: str = Field(default="#4f6bed", regex=r"^#[0-9a-fA-F]{6}$")
+
+
+class AgentUpdate(SQLModel):
+    name: str | None = Field(default=None, min_length=1, max_length=80)
+    role_prompt: str | None = Field(default=None, max_length=20_000)
+    model_id: int | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, ge=1, le=32_768)
+    colour: str | None = Field(default=None, regex=r"^#[0-9a-fA-F]{6}$")
+
+
+class AgentPublic(SQLModel):
+    id: int
+    workspace_id: int
+    name: str
+    role_prompt: str
+    model_id: int | None
+    temperature: float
+    max_tokens: int
+    colour: str

@@ -22,6 +22,8 @@ class ModelEndpoint(SQLModel, table=True):
     max_concurrency: int = Field(default=4, ge=1)
     enabled: bool = Field(default=True)
     is_embedded: bool = Field(default=False)
+    # "llama.cpp" when the server said so at discovery: it then gets cache_prompt hints.
+    server_kind: str = Field(default="openai", sa_type=sa.String(32))
     health_ok: bool | None = Field(default=None)
     health_latency_ms: float | None = Field(default=None)
     health_error: str | None = Field(default=None, sa_type=sa.Text)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
@@ -93,6 +94,8 @@ class Run(SQLModel, table=True):
     attempts: int = Field(default=0)
     error: str | None = Field(default=None, sa_type=sa.Text)
     fanout_group: str | None = Field(default=None, sa_type=sa.String(36), index=True)
+    pipeline_id: int | None = Field(default=None, foreign_key="pipeline.id", ondelete="SET NULL")
+    pipeline_round: int | None = Field(default=None)
     pipeline_step: int | None = Field(default=None)
     created_by_id: int | None = Field(default=None, foreign_key="user.id", ondelete="SET NULL")
     queued_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
@@ -102,3 +105,119 @@ class Run(SQLModel, table=True):
     prompt_tokens: int | None = Field(default=None)
     completion_tokens: int | None = Field(default=None)
     context_trimmed: bool = Field(default=False)
+    tokens_per_second: float | None = Field(default=None)
+    # Delivery bookkeeping: when the Celery message was sent, and who holds the run until when.
+    dispatched_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    claimed_by: str | None = Field(default=None, sa_type=sa.String(200))
+    lease_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class Pipeline(SQLModel, table=True):
+    """A named sequence of hand-offs (e.g. Coder → Tester → Coder), repeated up to N rounds."""
+
+    __table_args__ = (
+        sa.UniqueConstraint("workspace_id", "name"),
+        sa.CheckConstraint("max_rounds >= 1 AND max_rounds <= 10", name="max_rounds_range"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    workspace_id: int = Field(foreign_key="workspace.id", ondelete="CASCADE", index=True)
+    name: str = Field(sa_type=sa.String(120))
+    # [{"agent_id": 1, "instruction": "Test this."}, ...]: each step hands the branch on.
+    steps: list[dict[str, Any]] = Field(default_factory=list, sa_type=sa.JSON)
+    max_rounds: int = Field(default=1)
+    # A reply starting with this word (e.g. PASS) ends the pipeline early.
+    stop_word: str | None = Field(default=None, sa_type=sa.String(40))
+    created_by_id: int | None = Field(default=None, foreign_key="user.id", ondelete="SET NULL")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class TaskCreate(SQLModel):
+    """A new task; with ``agent_ids`` (or an assignee) its brief is asked at once."""
+
+    title: str = Field(min_length=1, max_length=200)
+    brief: str = Field(default="", max_length=100_000)
+    assignee_agent_id: int | None = None
+    agent_ids: list[int] = Field(default_factory=list, max_length=8)
+
+
+class TaskUpdate(SQLModel):
+    title: str | None = Field(default=None, min_length=1, max_length=200)
+    brief: str | None = Field(default=None, max_length=100_000)
+    status: TaskStatus | None = None
+    position: float | None = None
+
+
+class MessagePublic(SQLModel):
+    id: int
+    parent_id: int | None
+    role: str
+    content: str
+    agent_id: int | None
+    author_user_id: int | None
+    edited_from_id: int | None
+    created_at: datetime
+
+
+class RunPublic(SQLModel):
+    """A run with its figures; ``queue_position`` while queued."""
+
+    id: int
+    task_id: int
+    agent_id: int | None
+    model_id: int | None
+    input_message_id: int
+    output_message_id: int | None
+    status: str
+    attempts: int
+    error: str | None
+    fanout_group: str | None
+    pipeline_id: int | None
+    pipeline_round: int | None
+    pipeline_step: int | None
+    queued_at: datetime
+    started_at: datetime | None
+    first_token_at: datetime | None
+    finished_at: datetime | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    tokens_per_second: float | None
+    context_trimmed: bool
+    queue_wait_ms: float | None = None
+    time_to_first_token_ms: float | None = None
+    queue_position: int | None = None
+
+
+class TaskPublic(SQLModel):
+    id: int
+    workspace_id: int
+    title: str
+    brief: str
+    status: str
+    assignee_agent_id: int | None
+    position: float
+    created_at: datetime
+    updated_at: datetime
+
+
+class TaskDetail(TaskPublic):
+    """A task with its whole message tree (each message names its parent) and its runs."""
+
+    messages: list[MessagePublic] = []
+    runs: list[RunPublic] = []
+
+
+class PipelineCreate(SQLModel):
+    name: str = Field(min_length=1, max_length=120)
+    steps: list[dict[str, Any]] = Field(min_length=1, max_length=6)
+    max_rounds: int = Field(default=1, ge=1, le=10)
+    stop_word: str | None = Field(default=None, max_length=40)
+
+
+class PipelinePublic(SQLModel):
+    id: int
+    workspace_id: int
+    name: str
+    steps: list[dict[str, Any]]
+    max_rounds: int
+    stop_word: str | None

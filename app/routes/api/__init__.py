@@ -2,9 +2,13 @@
 
 from fastapi import APIRouter
 
-from app.routes.api import endpoints, users, workspaces
+from app.routes.api import agents, endpoints, pipelines, runs, tasks, users, workspaces
 
 router = APIRouter(prefix="/api/v1")
+router.include_router(agents.router)
 router.include_router(endpoints.router)
+router.include_router(pipelines.router)
+router.include_router(runs.router)
+router.include_router(tasks.router)
 router.include_router(users.router)
 router.include_router(workspaces.router)

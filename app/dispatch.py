@@ -1,0 +1,64 @@
+"""Sending committed runs to their model server's Celery queue — only ever after commit.
+
+This is the one place in ``app/`` that touches Celery: it imports the task signatures from
+``workers.tasks`` (as DESIGN.md allows) and nothing else of the workers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import redis
+from kombu.exceptions import KombuError
+from sqlmodel import Session, col, select
+
+from app import live
+from app.db import get_engine, session_scope
+from app.models import Model, Run, RunStatus, Task
+from app.models.common import utcnow
+from app.redis_conn import get_redis
+
+log = logging.getLogger(__name__)
+
+
+def endpoint_queue(endpoint_id: int) -> str:
+    """The Celery queue of one model endpoint."""
+    return f"runs.endpoint.{endpoint_id}"
+
+
+def dispatch(run_ids: list[int]) -> bool:
+    """Queue each run on its endpoint's queue; False when the broker is unreachable (the runs
+    stay queued in SQL and the sweeper sends them once it is back)."""
+    from workers.tasks import advance_pipeline, run_agent
+
+    with Session(get_engine()) as session:
+        rows = session.exec(
+            select(  # type: ignore[call-overload]
+                Run.id, Model.endpoint_id, Run.pipeline_id, Task.workspace_id, Run.task_id
+            )
+            .join(Model, col(Model.id) == col(Run.model_id))
+            .join(Task, col(Task.id) == col(Run.task_id))
+            .where(col(Run.id).in_(run_ids), Run.status == RunStatus.queued)
+        ).all()
+    client = get_redis()
+    sent: list[int] = []
+    for run_id, endpoint_id, pipeline_id, workspace_id, task_id in rows:
+        with contextlib.suppress(redis.RedisError):
+            live.append_run(client, run_id, "state", {"status": "queued"})
+            live.append_workspace(
+                client, workspace_id, "run", {"id": run_id, "task_id": task_id, "status": "queued"}
+            )
+        link = advance_pipeline.si(run_id) if pipeline_id else None
+        try:
+            run_agent.apply_async(args=[run_id], queue=endpoint_queue(endpoint_id), link=link)
+        except (KombuError, redis.RedisError, OSError) as exc:
+            log.warning("could not queue run %s (the sweeper will retry): %s", run_id, exc)
+            continue
+        sent.append(run_id)
+    if sent:
+        with session_scope() as session:
+            for run in session.exec(select(Run).where(col(Run.id).in_(sent))).all():
+                run.dispatched_at = utcnow()
+                session.add(run)
+    return len(sent) == len(rows)

@@ -1,0 +1,64 @@
+"""Live streams in Redis: one stream per run (tokens and state), one per workspace (activity).
+
+A run's stream entries have a ``type`` — ``state``, ``reset``, ``token``, ``done`` or
+``error`` — and a JSON ``data`` field. Their ids are the SSE ids, so a reconnecting browser
+resumes exactly after the last entry it saw. ``reset`` means "a new attempt starts: drop the
+text so far"; ``done`` and ``error`` end the stream, which then expires after a while (the text
+stays in SQL).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import redis
+
+RUN_STREAM_TTL_S = 3600
+WORKSPACE_STREAM_MAXLEN = 10_000
+TERMINAL_TYPES = frozenset({"done", "error"})
+
+
+def run_stream(run_id: int) -> str:
+    return f"sb:run:{run_id}"
+
+
+def workspace_stream(workspace_id: int) -> str:
+    return f"sb:workspace:{workspace_id}:events"
+
+
+def cancel_flag(run_id: int) -> str:
+    return f"sb:run:{run_id}:cancel"
+
+
+def append_run(client: redis.Redis, run_id: int, type_: str, data: dict[str, Any]) -> str:
+    """Add one entry to a run's stream; terminal entries start its expiry clock."""
+    entry_id = str(client.xadd(run_stream(run_id), {"type": type_, "data": json.dumps(data)}))
+    if type_ in TERMINAL_TYPES:
+        client.expire(run_stream(run_id), RUN_STREAM_TTL_S)
+    return entry_id
+
+
+def append_workspace(
+    client: redis.Redis, workspace_id: int, type_: str, data: dict[str, Any]
+) -> str:
+    return str(
+        client.xadd(
+            workspace_stream(workspace_id),
+            {"type": type_, "data": json.dumps(data)},
+            maxlen=WORKSPACE_STREAM_MAXLEN,
+            approximate=True,
+        )
+    )
+
+
+def request_cancel(client: redis.Redis, run_id: int) -> None:
+    client.set(cancel_flag(run_id), "1", ex=RUN_STREAM_TTL_S)
+
+
+def cancel_requested(client: redis.Redis, run_id: int) -> bool:
+    return bool(client.exists(cancel_flag(run_id)))
+
+
+def decode_entry(fields: dict[str, str]) -> tuple[str, dict[str, Any]]:
+    return fields.get("type", "state"), json.loads(fields.get("data") or "{}")

@@ -1,0 +1,201 @@
+"""Tasks and the operations on their message trees: ask, fan out, fork, rerun, hand off."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+from pydantic import Field
+from sqlmodel import SQLModel, col, select
+
+from app.deps import CurrentUser, EditableWorkspace, SessionDep, ViewableWorkspace
+from app.dispatch import dispatch
+from app.models import Role, Task, TaskCreate, TaskDetail, TaskPublic, TaskUpdate
+from app.routes.api.presenters import (
+    StartedPublic,
+    message_public,
+    run_public,
+    started_public,
+)
+from app.services import ServiceError
+from app.services import runs as operations
+from app.services.access import message_for, task_for
+from app.services.runs import Started
+from app.services.tasks import create_task, messages_of, runs_of, update_task
+
+router = APIRouter(tags=["tasks"])
+
+
+class ReplyCreate(SQLModel):
+    """A new user message under a message (or an edited copy of a user message, with
+    ``edit: true``), answered by one agent or fanned out to several."""
+
+    content: str = Field(min_length=1, max_length=100_000)
+    agent_ids: list[int] = Field(default_factory=list, max_length=8)
+    edit: bool = False
+
+
+class RerunCreate(SQLModel):
+    agent_id: int | None = None
+
+
+class HandoffCreate(SQLModel):
+    agent_id: int
+    instruction: str = Field(min_length=1, max_length=100_000)
+
+
+class FirstMessageCreate(SQLModel):
+    content: str = Field(min_length=1, max_length=100_000)
+    agent_ids: list[int] = Field(default_factory=list, max_length=8)
+
+
+class AssigneeUpdate(SQLModel):
+    agent_id: int | None
+
+
+class TaskCreated(TaskPublic):
+    started: StartedPublic | None = None
+
+
+def _commit_and_dispatch(session: SessionDep, started: Started) -> StartedPublic:
+    session.commit()
+    queued = dispatch([run.id for run in started.runs if run.id is not None])
+    return started_public(session, started, queued)
+
+
+@router.get("/workspaces/{slug}/tasks", response_model=list[TaskPublic])
+def list_tasks(
+    workspace: ViewableWorkspace, session: SessionDep, limit: int = 100, offset: int = 0
+) -> list[Task]:
+    """Tasks, newest first, a page at a time."""
+    if not 1 <= limit <= 500 or offset < 0:
+        raise ServiceError("limit is 1–500 and offset at least 0.")
+    return list(
+        session.exec(
+            select(Task)
+            .where(Task.workspace_id == workspace.id)
+            .order_by(col(Task.id).desc())
+            .offset(offset)
+            .limit(limit)
+        ).all()
+    )
+
+
+@router.post(
+    "/workspaces/{slug}/tasks", response_model=TaskCreated, status_code=status.HTTP_201_CREATED
+)
+def create_task_api(
+    body: TaskCreate, workspace: EditableWorkspace, session: SessionDep, user: CurrentUser
+) -> TaskCreated:
+    """Create a task; given agents (or an assignee), its brief is asked at once."""
+    task, started = create_task(
+        session=session, workspace=workspace, author=user, title=body.title, brief=body.brief,
+        assignee_agent_id=body.assignee_agent_id, agent_ids=body.agent_ids,
+    )  # fmt: skip
+    result = _commit_and_dispatch(session, started) if started else None
+    return TaskCreated.model_validate({**task.model_dump(), "started": result})
+
+
+@router.get("/tasks/{task_id}", response_model=TaskDetail)
+def read_task(task_id: int, session: SessionDep, user: CurrentUser) -> TaskDetail:
+    """A task with its whole message tree and its runs."""
+    task = task_for(session=session, task_id=task_id, user=user, min_role=Role.viewer)
+    return TaskDetail.model_validate(
+        {
+            **task.model_dump(),
+            "messages": [message_public(m) for m in messages_of(session=session, task=task)],
+            "runs": [run_public(session, r) for r in runs_of(session=session, task=task)],
+        }
+    )
+
+
+@router.patch("/tasks/{task_id}", response_model=TaskPublic)
+def update_task_api(task_id: int, body: TaskUpdate, session: SessionDep, user: CurrentUser) -> Task:
+    """Rename, re-brief, move between columns or positions."""
+    task = task_for(session=session, task_id=task_id, user=user, min_role=Role.editor)
+    update_task(session=session, task=task, actor=user, **body.model_dump())
+    session.commit()
+    return task
+
+
+@router.put("/tasks/{task_id}/assignee", response_model=TaskPublic)
+def reassign_task(
+    task_id: int, body: AssigneeUpdate, session: SessionDep, user: CurrentUser
+) -> Task:
+    """Reassign: the task's next runs go to this agent by default."""
+    task = task_for(session=session, task_id=task_id, user=user, min_role=Role.editor)
+    operations.reassign(session=session, task=task, actor=user, agent_id=body.agent_id)
+    session.commit()
+    return task
+
+
+@router.post(
+    "/tasks/{task_id}/messages", response_model=StartedPublic, status_code=status.HTTP_201_CREATED
+)
+def first_message(
+    task_id: int, body: FirstMessageCreate, session: SessionDep, user: CurrentUser
+) -> StartedPublic:
+    """The task's first message, answered by the given agents (default: the assignee)."""
+    task = task_for(session=session, task_id=task_id, user=user, min_role=Role.editor)
+    started = operations.ask(
+        session=session, task=task, author=user, content=body.content,
+        agent_ids=body.agent_ids or None,
+    )  # fmt: skip
+    return _commit_and_dispatch(session, started)
+
+
+@router.post(
+    "/messages/{message_id}/replies",
+    response_model=StartedPublic,
+    status_code=status.HTTP_201_CREATED,
+)
+def reply(
+    message_id: int, body: ReplyCreate, session: SessionDep, user: CurrentUser
+) -> StartedPublic:
+    """Ask, fan out, or fork from any message (``edit``: an edited sibling of a user message)."""
+    message, task = message_for(
+        session=session, message_id=message_id, user=user, min_role=Role.editor
+    )
+    agent_ids = body.agent_ids or None
+    if body.edit:
+        started = operations.fork_with_edit(
+            session=session, task=task, author=user, message_id=message_id,
+            content=body.content, agent_ids=agent_ids,
+        )  # fmt: skip
+    else:
+        started = operations.ask(
+            session=session, task=task, author=user, content=body.content,
+            parent_id=message.id, agent_ids=agent_ids,
+        )  # fmt: skip
+    return _commit_and_dispatch(session, started)
+
+
+@router.post(
+    "/messages/{message_id}/reruns",
+    response_model=StartedPublic,
+    status_code=status.HTTP_201_CREATED,
+)
+def rerun(
+    message_id: int, body: RerunCreate, session: SessionDep, user: CurrentUser
+) -> StartedPublic:
+    """Answer the same question again, with the same agent or another (a new sibling)."""
+    _, task = message_for(session=session, message_id=message_id, user=user, min_role=Role.editor)
+    started = operations.rerun(
+        session=session, task=task, author=user, message_id=message_id, agent_id=body.agent_id
+    )
+    return _commit_and_dispatch(session, started)
+
+
+@router.post(
+    "/messages/{message_id}/handoffs",
+    response_model=StartedPublic,
+    status_code=status.HTTP_201_CREATED,
+)
+def hand_off(
+    message_id: int, body: HandoffCreate, session: SessionDep, user: CurrentUser
+) -> StartedPublic:
+    """Hand an agent's answer to another agent with an instruction ("test this")."""
+    _, task = message_for(session=session, message_id=message_id, user=user, min_role=Role.editor)
+    started = operations.hand_off(
+        session=session, task=task, author=user, message_id=message_id,
+        agent_id=body.agent_id, instruction=body.instruction,
+    )  # fmt: skip
+    return _commit_and_dispatch(session, started)

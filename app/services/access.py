@@ -1,0 +1,63 @@
+"""Objects by id, for a user: each lookup checks the workspace role, and answers NotFound for
+both "does not exist" and "not yours" (a guessed id tells nothing)."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from sqlmodel import Session, SQLModel, select
+
+from app.models import Agent, Membership, Message, Pipeline, Role, Run, Task, User
+from app.services import NotFound
+
+T = TypeVar("T", bound=SQLModel)
+
+
+def require_role(*, session: Session, workspace_id: int, user: User, min_role: Role) -> Role:
+    role = session.exec(
+        select(Membership.role).where(
+            Membership.workspace_id == workspace_id, Membership.user_id == user.id
+        )
+    ).first()
+    if role is None or not Role(role).allows(min_role):
+        raise NotFound("Not found.")
+    return Role(role)
+
+
+def _get(session: Session, model: type[T], object_id: int, label: str) -> T:
+    found = session.get(model, object_id)
+    if found is None:
+        raise NotFound(f"No such {label}.")
+    return found
+
+
+def task_for(*, session: Session, task_id: int, user: User, min_role: Role) -> Task:
+    task = _get(session, Task, task_id, "task")
+    require_role(session=session, workspace_id=task.workspace_id, user=user, min_role=min_role)
+    return task
+
+
+def agent_for(*, session: Session, agent_id: int, user: User, min_role: Role) -> Agent:
+    agent = _get(session, Agent, agent_id, "agent")
+    require_role(session=session, workspace_id=agent.workspace_id, user=user, min_role=min_role)
+    return agent
+
+
+def pipeline_for(*, session: Session, pipeline_id: int, user: User, min_role: Role) -> Pipeline:
+    pipeline = _get(session, Pipeline, pipeline_id, "pipeline")
+    require_role(session=session, workspace_id=pipeline.workspace_id, user=user, min_role=min_role)
+    return pipeline
+
+
+def message_for(
+    *, session: Session, message_id: int, user: User, min_role: Role
+) -> tuple[Message, Task]:
+    message = _get(session, Message, message_id, "message")
+    task = task_for(session=session, task_id=message.task_id, user=user, min_role=min_role)
+    return message, task
+
+
+def run_for(*, session: Session, run_id: int, user: User, min_role: Role) -> tuple[Run, Task]:
+    run = _get(session, Run, run_id, "run")
+    task = task_for(session=session, task_id=run.task_id, user=user, min_role=min_role)
+    return run, task

@@ -1,0 +1,140 @@
+"""Pipelines: a named sequence of hand-offs on one branch, repeated for up to N rounds.
+
+A pipeline's first step answers the starting message; the steps after it form the loop body,
+run ``max_rounds`` times (Coder → [Tester → Coder fixes] × N). A reply that starts with the
+stop word (e.g. PASS) ends it early. Each step is an ordinary hand-off run, chained on Celery:
+when one finishes, ``advance`` creates the next and dispatches it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from app.db import session_scope
+from app.models import Agent, Message, Pipeline, Run, RunStatus, Task, User
+from app.services import Conflict, NotFound, ServiceError
+from app.services.runs import Started, hand_off, rerun
+from app.services.workspaces import record_event
+
+MAX_STEPS = 6
+
+
+def create_pipeline(
+    *,
+    session: Session,
+    workspace_id: int,
+    author: User,
+    name: str,
+    steps: list[dict[str, Any]],
+    max_rounds: int = 1,
+    stop_word: str | None = None,
+) -> Pipeline:
+    """Save a pipeline; steps are ``{"agent_id": …, "instruction": …}``, in order."""
+    name = name.strip()
+    if not name:
+        raise ServiceError("Give the pipeline a name.")
+    if not 1 <= len(steps) <= MAX_STEPS:
+        raise ServiceError(f"A pipeline has between 1 and {MAX_STEPS} steps.")
+    if not 1 <= max_rounds <= 10:
+        raise ServiceError("Rounds must be between 1 and 10.")
+    clean_steps = []
+    for number, step in enumerate(steps, start=1):
+        agent = session.get(Agent, step.get("agent_id"))
+        if agent is None or agent.workspace_id != workspace_id:
+            raise NotFound(f"Step {number}: no such agent in this workspace.")
+        instruction = str(step.get("instruction") or "").strip()
+        if number > 1 and not instruction:
+            raise ServiceError(f"Step {number}: say what {agent.name} should do with the answer.")
+        clean_steps.append({"agent_id": agent.id, "instruction": instruction})
+    if session.exec(
+        select(Pipeline.id).where(Pipeline.workspace_id == workspace_id, Pipeline.name == name)
+    ).first():
+        raise Conflict(f"A pipeline named {name!r} exists already.")
+    pipeline = Pipeline(
+        workspace_id=workspace_id,
+        name=name,
+        steps=clean_steps,
+        max_rounds=max_rounds,
+        stop_word=(stop_word or "").strip() or None,
+        created_by_id=author.id,
+    )
+    session.add(pipeline)
+    session.flush()
+    return pipeline
+
+
+def start_pipeline(
+    *, session: Session, task: Task, pipeline: Pipeline, author: User, message_id: int
+) -> Started:
+    """Run the first step on ``message_id`` (a question, or an answer to hand on)."""
+    if pipeline.workspace_id != task.workspace_id:
+        raise NotFound("No such pipeline in this workspace.")
+    first = pipeline.steps[0]
+    message = session.get(Message, message_id)
+    if message is None or message.task_id != task.id:
+        raise NotFound("No such message in this task.")
+    if message.role == "assistant" and first["instruction"]:
+        started = hand_off(
+            session=session, task=task, author=author, message_id=message_id,
+            agent_id=first["agent_id"], instruction=first["instruction"],
+        )  # fmt: skip
+    else:
+        started = rerun(
+            session=session, task=task, author=author, message_id=message_id,
+            agent_id=first["agent_id"],
+        )  # fmt: skip
+    for run in started.runs:
+        run.pipeline_id, run.pipeline_round, run.pipeline_step = pipeline.id, 0, 0
+        session.add(run)
+    record_event(
+        session=session, workspace_id=task.workspace_id, actor=author, verb="started",
+        subject_type="pipeline", subject_id=pipeline.id, data={"task_id": task.id},
+    )  # fmt: skip
+    return started
+
+
+def next_step(pipeline: Pipeline, round_: int, step: int) -> tuple[int, int] | None:
+    """The (round, step) after this one, or None when the pipeline is complete."""
+    if step + 1 < len(pipeline.steps):
+        return (max(round_, 1), step + 1)
+    if len(pipeline.steps) > 1 and round_ < pipeline.max_rounds:
+        return (round_ + 1, 1)
+    return None
+
+
+def advance(*, run_id: int) -> list[int]:
+    """After a pipeline run: create the next step's run; the ids to dispatch (none when done)."""
+    from app.dispatch import dispatch
+
+    with session_scope() as session:
+        run = session.get(Run, run_id)
+        if run is None or run.pipeline_id is None or run.status != RunStatus.succeeded:
+            return []
+        pipeline = session.get(Pipeline, run.pipeline_id)
+        answer = session.get(Message, run.output_message_id) if run.output_message_id else None
+        task = session.get(Task, run.task_id)
+        if pipeline is None or answer is None or task is None:
+            return []
+        stop = pipeline.stop_word
+        if stop and answer.content.lstrip().lower().startswith(stop.lower()):
+            return []
+        following = next_step(pipeline, run.pipeline_round or 0, run.pipeline_step or 0)
+        if following is None:
+            return []
+        # Idempotent under redelivery: this answer is handed on at most once.
+        if session.exec(
+            select(Message.id).where(col(Message.parent_id) == answer.id).limit(1)
+        ).first():
+            return []
+        round_, step = following
+        spec = pipeline.steps[step]
+        started = hand_off(
+            session=session, task=task, author=None, message_id=answer.id,  # type: ignore[arg-type]
+            agent_id=spec["agent_id"], instruction=spec["instruction"], pipeline=pipeline,
+            pipeline_round=round_, pipeline_step=step,
+        )  # fmt: skip
+        run_ids = [r.id for r in started.runs if r.id is not None]
+    dispatch(run_ids)
+    return run_ids

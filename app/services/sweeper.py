@@ -1,0 +1,71 @@
+"""The sweeper: runs left queued or running by a crash or a broker outage are sent again, or
+failed when they cannot go on. Runs at worker start and every half minute (Celery beat)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import sqlalchemy as sa
+from sqlmodel import col, select
+
+from app.config import Settings
+from app.db import session_scope
+from app.models import Run, RunStatus
+from app.models.common import utcnow
+from app.redis_conn import get_redis
+from app.services.runner import MAX_ATTEMPTS, fail
+
+log = logging.getLogger(__name__)
+
+UNSENT_GRACE = timedelta(seconds=5)
+
+
+def sweep(*, settings: Settings) -> list[int]:
+    """Re-dispatch what needs it; returns the ids sent again."""
+    from app.dispatch import dispatch
+
+    now = utcnow()
+    lost_message = now - timedelta(seconds=settings.broker_visibility_timeout)
+    with session_scope() as session:
+        stale = session.exec(
+            select(Run.id, Run.status, Run.attempts).where(
+                sa.or_(
+                    # never reached the broker (it was down when the run was created)
+                    sa.and_(
+                        col(Run.status) == RunStatus.queued,
+                        col(Run.dispatched_at).is_(None),
+                        col(Run.queued_at) < now - UNSENT_GRACE,
+                    ),
+                    # sent so long ago that Redis would have redelivered it: the message is gone
+                    sa.and_(
+                        col(Run.status) == RunStatus.queued,
+                        col(Run.dispatched_at) < lost_message,
+                    ),
+                    # its worker died and its lease ran out
+                    sa.and_(col(Run.status) == RunStatus.running, col(Run.lease_until) < now),
+                )
+            )
+        ).all()
+    resend: list[int] = []
+    for run_id, status, attempts in stale:
+        assert run_id is not None
+        if status == RunStatus.running and attempts >= MAX_ATTEMPTS:
+            fail(
+                run_id=run_id,
+                reason=f"Its worker died {MAX_ATTEMPTS} times while running it; giving up.",
+                client=get_redis(),
+            )
+        else:
+            resend.append(run_id)
+    if resend:
+        with session_scope() as session:
+            # A running run whose lease expired goes back to queued so a worker can claim it.
+            session.execute(
+                sa.update(Run)
+                .where(col(Run.id).in_(resend), col(Run.status) == RunStatus.running)
+                .values(status=RunStatus.queued, claimed_by=None, lease_until=None)
+            )
+        log.info("sweeper: sending runs again: %s", resend)
+        dispatch(resend)
+    return resend
