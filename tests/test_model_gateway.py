@@ -75,6 +75,7 @@ def test_discovery_against_the_real_llama_server(session, llama_server):
     session.commit()
     assert endpoint.health_ok and endpoint.health_error is None
     assert endpoint.health_latency_ms is not None
+    assert endpoint.server_kind == "llama.cpp"
     (model,) = session.exec(select(Model)).all()
     assert model.name.endswith("gemma-3-270m-q4_k_m.gguf")
     assert model.parameter_count == GEMMA_PARAMETERS

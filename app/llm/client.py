@@ -84,6 +84,7 @@ class ModelInfo:
     id: str
     context_length: int | None
     parameter_count: int | None
+    owned_by: str | None = None  # "llamacpp" from llama-server
 
 
 @dataclass(frozen=True)
@@ -673,6 +674,7 @@ def _model_info(entry: object) -> ModelInfo | None:
             meta.get("n_ctx_train"),
         ),
         parameter_count=_first_count(meta.get("n_params"), entry.get("parameter_count")),
+        owned_by=str(entry["owned_by"]) if isinstance(entry.get("owned_by"), str) else None,
     )
 
 

@@ -182,6 +182,9 @@ def check_endpoint(
         endpoint.health_ok = True
         endpoint.health_error = None
         endpoint.health_latency_ms = round((time.perf_counter() - started) * 1000, 1)
+        # llama-server names itself here; it then gets its prompt-cache hints (cache_prompt).
+        if any(info.owned_by == "llamacpp" for info in found):
+            endpoint.server_kind = "llama.cpp"
         _merge_models(session, endpoint, found)
     endpoint.health_checked_at = utcnow()
     session.add(endpoint)

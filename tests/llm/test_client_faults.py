@@ -582,7 +582,7 @@ def test_list_models_llama_server(model_server: ScriptedServer) -> None:
 
     models = list_models(base_url=model_server.base_url + "/", api_key="sk-1", timeout=2.0)
 
-    assert models == [ModelInfo("gemma-3-270m-Q4_K_M.gguf", 32768, 268098176)]
+    assert models == [ModelInfo("gemma-3-270m-Q4_K_M.gguf", 32768, 268098176, "llamacpp")]
     request = model_server.only_request()
     assert (request.method, request.path) == ("GET", MODELS)
     assert request.headers["authorization"] == "Bearer sk-1"
@@ -603,7 +603,7 @@ def test_list_models_several(model_server: ScriptedServer) -> None:
     models = list_models(base_url=model_server.base_url, api_key=None, timeout=2.0)
 
     assert models == [
-        ModelInfo("qwen2.5:0.5b", None, None),
+        ModelInfo("qwen2.5:0.5b", None, None, "library"),
         ModelInfo("Qwen/Qwen2.5-1.5B-Instruct", 8192, None),
         ModelInfo("phi", None, None),
     ]

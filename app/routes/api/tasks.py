@@ -90,6 +90,7 @@ def create_task_api(
         session=session, workspace=workspace, author=user, title=body.title, brief=body.brief,
         assignee_agent_id=body.assignee_agent_id, agent_ids=body.agent_ids,
     )  # fmt: skip
+    session.commit()
     result = _commit_and_dispatch(session, started) if started else None
     return TaskCreated.model_validate({**task.model_dump(), "started": result})
 
