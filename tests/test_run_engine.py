@@ -413,3 +413,22 @@ def test_workspace_events_report_run_states(client, session, team):
             if "succeeded" in seen:
                 break
     assert seen[:3] == ["queued", "running", "succeeded"]
+
+
+def test_a_failed_run_shows_its_reason_and_a_retry_succeeds(client, session, team, model_server):
+    from tests.scripted_server import Reply
+
+    workspace, (coder, *_) = team
+    model_server.on(CHAT, Reply(500, {"error": {"message": "model crashed"}}))
+    task = start_task(client, workspace, [coder])
+    (run,) = wait_for_runs(client, task["id"], 1)
+    assert run["status"] == "failed" and "500" in run["error"] and "model crashed" in run["error"]
+    events = read_events(client, run["id"])
+    assert events[-1][1] == "error" and "model crashed" in events[-1][2]["error"]
+    model_server.on(CHAT, by_system_prompt)
+    retried = client.post(f"/api/v1/runs/{run['id']}/retry")
+    assert retried.status_code == 200 and retried.json()["status"] == "queued"
+    (run,) = wait_for_runs(client, task["id"], 1)
+    assert run["status"] == "succeeded" and run["error"] is None
+    assert replay(read_events(client, run["id"])) == "Coder says hello"
+    assert client.post(f"/api/v1/runs/{run['id']}/retry").status_code == 409

@@ -29,6 +29,14 @@ def run_agent(self: Task, run_id: int) -> None:
             "(SWITCHBOARD_RUN_TIME_LIMIT).",
             client=get_redis(),
         )
+    except Exception as exc:
+        # A bug must end the run with a reason, not leave it "running" until its lease ends.
+        runner.fail(
+            run_id=run_id,
+            reason=f"The worker hit an unexpected error ({type(exc).__name__}); it is logged.",
+            client=get_redis(),
+        )
+        raise
 
 
 @celery_app.task(name="switchboard.advance_pipeline")

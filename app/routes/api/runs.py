@@ -41,6 +41,7 @@ def retry_run(run_id: int, session: SessionDep, user: CurrentUser) -> RunPublic:
     run, _ = run_for(session=session, run_id=run_id, user=user, min_role=Role.editor)
     operations.retry(session=session, run=run, actor=user)
     session.commit()
-    get_redis().delete(live.cancel_flag(run.id))  # type: ignore[arg-type]
+    # A fresh stream: late viewers must not stop at the previous attempt's terminal event.
+    get_redis().delete(live.run_stream(run.id), live.cancel_flag(run.id))  # type: ignore[arg-type]
     dispatch([run.id])  # type: ignore[list-item]
     return run_public(session, run)
