@@ -6,9 +6,11 @@ from typing import Any
 
 from fastapi import Request
 from jinja2_fragments.fastapi import Jinja2Blocks
+from markupsafe import Markup
 from starlette.responses import Response
 
 from app.paths import TEMPLATES_DIR
+from app.rendering import render_markdown
 
 templates = Jinja2Blocks(directory=str(TEMPLATES_DIR))
 
@@ -23,7 +25,13 @@ def human_count(value: int | None) -> str:
     return str(value)
 
 
+def markdown(text: str | None) -> Markup:
+    """Agent or user Markdown as sanitised HTML."""
+    return Markup(render_markdown(text or ""))
+
+
 templates.env.filters["count"] = human_count
+templates.env.filters["markdown"] = markdown
 
 
 def wants_fragment(request: Request) -> bool:

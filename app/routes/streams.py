@@ -78,14 +78,52 @@ def _run_snapshot(user: User, run_id: int) -> tuple[str, str, str | None]:
         return run.status, message.content if message else "", run.error
 
 
-def _from_sql(status: str, text: str, error: str | None) -> list[str]:
+KEEP_ALIVE = "keep-alive"
+Entry = tuple[str | None, str, dict[str, Any]]
+
+
+def _from_sql(status: str, text: str, error: str | None) -> list[Entry]:
     """The whole run from SQL, as a stream that starts over."""
     terminal = "error" if status == RunStatus.failed else "done"
     return [
-        sse("reset", {"attempt": 0}),
-        sse("token", {"text": text}),
-        sse(terminal, {"status": status, "error": error}),
+        (None, "reset", {"attempt": 0}),
+        (None, "token", {"text": text}),
+        (None, terminal, {"status": status, "error": error}),
     ]
+
+
+async def run_entries(
+    request: Request, user: User, run_id: int, last_event_id: str | None
+) -> AsyncIterator[Entry]:
+    """A run's events after ``last_event_id`` (all of them without one), until its end;
+    ``keep-alive`` entries while nothing happens."""
+    status, text, error = await run_in_threadpool(_run_snapshot, user, run_id)
+    client = _redis()
+    key = live.run_stream(run_id)
+    last = last_event_id or "0"
+    try:
+        if not await client.exists(key) and status in TERMINAL_STATUSES:
+            for entry in _from_sql(status, text, error):
+                yield entry
+            return
+        while not await request.is_disconnected():
+            found = await read_after(client, key, last)
+            if not found:
+                now = await run_in_threadpool(_run_snapshot, user, run_id)
+                if now[0] in TERMINAL_STATUSES and not await client.exists(key):
+                    for entry in _from_sql(*now):  # the stream is gone (Redis restarted)
+                        yield entry
+                    return
+                yield (None, KEEP_ALIVE, {})
+                continue
+            for entry_id, fields in found:
+                type_, data = live.decode_entry(fields)
+                last = entry_id
+                yield (entry_id, type_, data)
+                if type_ in live.TERMINAL_TYPES:
+                    return
+    finally:
+        await client.aclose()
 
 
 @router.get("/runs/{run_id}/events", summary="Live events of a run (SSE)")
@@ -97,36 +135,13 @@ async def run_events(
 ) -> StreamingResponse:
     """``token``, ``state``, ``reset``, then ``done`` or ``error``; resumes after
     ``Last-Event-ID``."""
-    status, text, error = await run_in_threadpool(_run_snapshot, user, run_id)
+    entries = run_entries(request, user, run_id, last_event_id)
+    await run_in_threadpool(_run_snapshot, user, run_id)  # 404 before the stream starts
 
     async def events() -> AsyncIterator[str]:
-        client = _redis()
-        key = live.run_stream(run_id)
-        last = last_event_id or "0"
-        try:
-            if not await client.exists(key) and status in TERMINAL_STATUSES:
-                for chunk in _from_sql(status, text, error):
-                    yield chunk
-                return
-            yield "retry: 1000\n\n"
-            while not await request.is_disconnected():
-                found = await read_after(client, key, last)
-                if not found:
-                    now = await run_in_threadpool(_run_snapshot, user, run_id)
-                    if now[0] in TERMINAL_STATUSES and not await client.exists(key):
-                        for chunk in _from_sql(*now):  # the stream is gone (Redis restarted)
-                            yield chunk
-                        return
-                    yield ": keep-alive\n\n"
-                    continue
-                for entry_id, fields in found:
-                    type_, data = live.decode_entry(fields)
-                    last = entry_id
-                    yield sse(type_, data, entry_id)
-                    if type_ in live.TERMINAL_TYPES:
-                        return
-        finally:
-            await client.aclose()
+        yield "retry: 1000\n\n"
+        async for entry_id, type_, data in entries:
+            yield ": keep-alive\n\n" if type_ == KEEP_ALIVE else sse(type_, data, entry_id)
 
     return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)
 

@@ -8,3 +8,31 @@ function paintSwatches(root) {
 }
 document.addEventListener("DOMContentLoaded", () => paintSwatches(document));
 document.addEventListener("htmx:load", (event) => paintSwatches(event.target));
+
+// Ctrl/Cmd+Enter sends the form a textarea belongs to; Esc closes the edit it is in.
+document.addEventListener("keydown", (event) => {
+  const field = event.target;
+  if (!(field instanceof HTMLTextAreaElement) && !(field instanceof HTMLInputElement)) return;
+  if (event.key === "Enter" && (event.ctrlKey || event.metaKey) && field.form) {
+    event.preventDefault();
+    field.form.requestSubmit();
+  } else if (event.key === "Escape" && field.hasAttribute("data-cancel-on-escape")) {
+    field.value = field.defaultValue;
+    const details = field.closest("details");
+    if (details) details.open = false;
+  }
+});
+
+// Copy buttons: data-copy names the element whose text is copied.
+document.addEventListener("click", async (event) => {
+  const button = event.target.closest("[data-copy]");
+  if (!button) return;
+  const source = document.querySelector(button.dataset.copy);
+  if (!source) return;
+  try {
+    await navigator.clipboard.writeText(source.innerText);
+    button.textContent = "Copied";
+  } catch {
+    button.textContent = "Copy failed";
+  }
+});

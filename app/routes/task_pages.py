@@ -1,0 +1,294 @@
+"""The task page: one branch of the message tree, its live runs, and every operation on it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from html import escape
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Header, Request
+from sqlmodel import Session, col, select
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import RedirectResponse, Response, StreamingResponse
+
+from app import live
+from app.db import get_engine
+from app.deps import CurrentUser, SessionDep
+from app.dispatch import dispatch
+from app.models import Agent, Message, Role, RunStatus, Task, User, Workspace
+from app.redis_conn import get_redis
+from app.routes.streams import KEEP_ALIVE, SSE_HEADERS, StreamUser, run_entries
+from app.services import ServiceError
+from app.services import runs as operations
+from app.services.access import message_for, require_role, run_for, task_for
+from app.services.runs import Started, queue_position
+from app.services.threads import branch
+from app.templating import render, templates
+
+router = APIRouter(tags=["pages"], include_in_schema=False)
+
+
+def _agents(session: Session, workspace_id: int) -> list[Agent]:
+    return list(
+        session.exec(
+            select(Agent).where(Agent.workspace_id == workspace_id).order_by(col(Agent.name))
+        ).all()
+    )
+
+
+def _context(session: Session, task: Task, user: User, at: int | None) -> dict[str, Any]:
+    role = require_role(session=session, workspace_id=task.workspace_id, user=user,
+                        min_role=Role.viewer)  # fmt: skip
+    shown = branch(session=session, task=task, at=at)
+    agents = _agents(session, task.workspace_id)
+    positions = {
+        message_id: queue_position(session=session, run=run)
+        for message_id, run in shown.runs.items()
+    }
+    # Offer a comparison where a question has several answers on this branch.
+    compare_question = next(
+        (m.id for m in reversed(shown.messages)
+         if m.role == "user" and shown.children_count.get(m.id or 0, 0) > 1),
+        None,
+    )  # fmt: skip
+    return {
+        "task": task,
+        "workspace": session.get(Workspace, task.workspace_id),
+        "branch": shown,
+        "agents": agents,
+        "agents_by_id": {a.id: a for a in agents},
+        "can_edit": role.allows(Role.editor),
+        "positions": positions,
+        "compare_question": compare_question,
+    }
+
+
+@router.get("/t/{task_id}")
+def task_page(
+    request: Request, task_id: int, session: SessionDep, user: CurrentUser, at: int | None = None
+) -> Response:
+    task = task_for(session=session, task_id=task_id, user=user, min_role=Role.viewer)
+    return render(request, "task.html", _context(session, task, user, at), block="thread")
+
+
+def _after(session: Session, task: Task, started: Started, user: User, request: Request,
+           draft: str = "") -> Response:  # fmt: skip
+    """Commit, dispatch, and show the branch the operation created."""
+    session.commit()
+    dispatch([run.id for run in started.runs if run.id is not None])
+    target = started.runs[-1].output_message_id if started.runs else None
+    return RedirectResponse(f"/t/{task.id}?at={target}", status_code=303)
+
+
+def _refused(
+    session: Session, request: Request, task: Task, user: User, error: ServiceError,
+    at: int | None, draft: str = "",
+) -> Response:  # fmt: skip
+    session.rollback()
+    context = {**_context(session, task, user, at), "error": error.message, "draft": draft}
+    return render(request, "task.html", context, status_code=error.status_code)
+
+
+def _agent_ids(values: list[str]) -> list[int]:
+    try:
+        return [int(value) for value in values if value]
+    except ValueError:
+        raise ServiceError("Pick agents from the list.") from None
+
+
+@router.post("/t/{task_id}/ask")
+def ask_page(
+    request: Request,
+    task_id: int,
+    session: SessionDep,
+    user: CurrentUser,
+    content: Annotated[str, Form(max_length=100_000)],
+    parent_id: Annotated[int | None, Form()] = None,
+    agent_ids: Annotated[list[str] | None, Form()] = None,
+) -> Response:
+    task = task_for(session=session, task_id=task_id, user=user, min_role=Role.editor)
+    try:
+        started = operations.ask(
+            session=session, task=task, author=user, content=content, parent_id=parent_id,
+            agent_ids=_agent_ids(agent_ids or []) or None,
+        )  # fmt: skip
+    except ServiceError as exc:
+        return _refused(session, request, task, user, exc, parent_id, content)
+    return _after(session, task, started, user, request)
+
+
+def _message_operation(
+    request: Request, session: Session, user: User, message_id: int, operation: Any,
+    **arguments: Any,
+) -> Response:  # fmt: skip
+    message, task = message_for(
+        session=session, message_id=message_id, user=user, min_role=Role.editor
+    )
+    try:
+        started = operation(session=session, task=task, author=user, message_id=message_id,
+                            **arguments)  # fmt: skip
+    except ServiceError as exc:
+        return _refused(session, request, task, user, exc, message_id)
+    return _after(session, task, started, user, request)
+
+
+@router.post("/m/{message_id}/reply")
+def fork_page(
+    request: Request,
+    message_id: int,
+    session: SessionDep,
+    user: CurrentUser,
+    content: Annotated[str, Form(max_length=100_000)],
+    agent_ids: Annotated[list[str] | None, Form()] = None,
+) -> Response:
+    def ask_under(**kwargs: Any) -> Started:
+        kwargs["parent_id"] = kwargs.pop("message_id")
+        return operations.ask(**kwargs)
+
+    return _message_operation(
+        request, session, user, message_id, ask_under, content=content,
+        agent_ids=_agent_ids(agent_ids or []) or None,
+    )  # fmt: skip
+
+
+@router.post("/m/{message_id}/edit")
+def edit_page(
+    request: Request,
+    message_id: int,
+    session: SessionDep,
+    user: CurrentUser,
+    content: Annotated[str, Form(max_length=100_000)],
+    agent_ids: Annotated[list[str] | None, Form()] = None,
+) -> Response:
+    return _message_operation(
+        request, session, user, message_id, operations.fork_with_edit, content=content,
+        agent_ids=_agent_ids(agent_ids or []) or None,
+    )  # fmt: skip
+
+
+@router.post("/m/{message_id}/rerun")
+def rerun_page(
+    request: Request,
+    message_id: int,
+    session: SessionDep,
+    user: CurrentUser,
+    agent_id: Annotated[int | None, Form()] = None,
+) -> Response:
+    return _message_operation(
+        request, session, user, message_id, operations.rerun, agent_id=agent_id
+    )
+
+
+@router.post("/m/{message_id}/handoff")
+def handoff_page(
+    request: Request,
+    message_id: int,
+    session: SessionDep,
+    user: CurrentUser,
+    agent_id: Annotated[int, Form()],
+    instruction: Annotated[str, Form(max_length=100_000)],
+) -> Response:
+    return _message_operation(
+        request, session, user, message_id, operations.hand_off, agent_id=agent_id,
+        instruction=instruction,
+    )  # fmt: skip
+
+
+@router.post("/t/{task_id}/assignee")
+def reassign_page(
+    task_id: int,
+    session: SessionDep,
+    user: CurrentUser,
+    agent_id: Annotated[str, Form()] = "",
+) -> Response:
+    task = task_for(session=session, task_id=task_id, user=user, min_role=Role.editor)
+    chosen = int(agent_id) if agent_id.isdigit() else None
+    operations.reassign(session=session, task=task, actor=user, agent_id=chosen)
+    session.commit()
+    return RedirectResponse(f"/t/{task.id}", status_code=303)
+
+
+@router.post("/r/{run_id}/cancel")
+def cancel_page(run_id: int, session: SessionDep, user: CurrentUser) -> Response:
+    run, task = run_for(session=session, run_id=run_id, user=user, min_role=Role.editor)
+    if run.status in (RunStatus.queued, RunStatus.running):
+        operations.cancel(session=session, run=run, actor=user)
+        session.commit()
+        client = get_redis()
+        if run.status == RunStatus.cancelled:
+            live.append_run(client, run_id, "done", {"status": "cancelled", "error": run.error})
+        else:
+            live.request_cancel(client, run_id)
+    return RedirectResponse(f"/t/{task.id}?at={run.output_message_id}", status_code=303)
+
+
+@router.post("/r/{run_id}/retry")
+def retry_page(run_id: int, session: SessionDep, user: CurrentUser) -> Response:
+    run, task = run_for(session=session, run_id=run_id, user=user, min_role=Role.editor)
+    if run.status in (RunStatus.failed, RunStatus.cancelled):
+        operations.retry(session=session, run=run, actor=user)
+        session.commit()
+        get_redis().delete(live.run_stream(run_id), live.cancel_flag(run_id))
+        dispatch([run_id])
+    return RedirectResponse(f"/t/{task.id}?at={run.output_message_id}", status_code=303)
+
+
+# --- live run cards (HTML over SSE, for htmx's SSE extension) -------------------------------
+
+
+def _card(user: User, run_id: int, after: str | None = None) -> str:
+    """The message card of a run as it is now in SQL (live ones resume after ``after``)."""
+    with Session(get_engine()) as session:
+        run, task = run_for(session=session, run_id=run_id, user=user, min_role=Role.viewer)
+        message = session.get(Message, run.output_message_id)
+        context = _context(session, task, user, run.output_message_id)
+        context.update(
+            message=message, run=run, siblings=context["branch"].siblings,
+            position=queue_position(session=session, run=run), live_after=after,
+        )  # fmt: skip
+        return templates.get_template("_message.html").render(context)
+
+
+def _state(user: User, run_id: int) -> str:
+    with Session(get_engine()) as session:
+        run, _ = run_for(session=session, run_id=run_id, user=user, min_role=Role.viewer)
+        position = queue_position(session=session, run=run)
+        return templates.get_template("_run_state.html").render(run=run, position=position)
+
+
+def html_event(event: str, html: str, event_id: str | None) -> str:
+    head = f"id: {event_id}\n" if event_id else ""
+    data = "".join(f"data: {line}\n" for line in html.split("\n"))
+    return f"{head}event: {event}\n{data}\n"
+
+
+@router.get("/runs/{run_id}/live")
+async def run_live(
+    run_id: int,
+    request: Request,
+    user: StreamUser,
+    last_event_id: Annotated[str | None, Header()] = None,
+    after: str | None = None,
+) -> StreamingResponse:
+    """A run for htmx's SSE extension: escaped text to append, and the finished card."""
+    await run_in_threadpool(_state, user, run_id)  # 404 before streaming
+    start = last_event_id or after
+
+    async def events() -> AsyncIterator[str]:
+        yield "retry: 1000\n\n"
+        async for entry_id, type_, data in run_entries(request, user, run_id, start):
+            if type_ == KEEP_ALIVE:
+                yield ": keep-alive\n\n"
+            elif type_ == "token":
+                yield html_event("token", escape(data.get("text", "")), entry_id)
+            elif type_ == "state":
+                yield html_event("state", await run_in_threadpool(_state, user, run_id), entry_id)
+            elif type_ in ("done", "error", "reset"):
+                # The card replaces the live element; after a reset (a new attempt) its new
+                # live element reconnects from this event on, not from the start.
+                after_reset = entry_id if type_ == "reset" else None
+                card = await run_in_threadpool(_card, user, run_id, after_reset)
+                yield html_event(type_, card, entry_id)
+                return
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)

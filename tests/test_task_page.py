@@ -1,0 +1,79 @@
+"""The task page through HTTP: branches, sibling navigation, forms, fragments, escaping."""
+
+from __future__ import annotations
+
+from bs4 import BeautifulSoup
+
+from tests.scripted_server import answer
+from tests.test_run_engine import CHAT, start_task, team, wait_for_runs  # noqa: F401
+
+
+def page(client, path: str, **headers: str) -> BeautifulSoup:
+    response = client.get(path, headers=headers)
+    assert response.status_code == 200, response.text
+    return BeautifulSoup(response.text, "html.parser")
+
+
+def test_a_fan_out_shows_one_branch_with_sibling_navigation(client, session, team):
+    workspace, (coder, tester, *_) = team
+    task = start_task(client, workspace, [coder, tester])
+    wait_for_runs(client, task["id"], 2)
+    html = page(client, f"/t/{task['id']}")
+    cards = html.select("#thread > li")
+    assert len(cards) == 2  # the question and the newest answer
+    answer_id = task["started"]["runs"][1]["output_message_id"]
+    assert html.find(id=f"message-{answer_id}-siblings").text == "2 / 2"
+    assert html.find(id=f"message-{answer_id}-body").text.strip() == "Tester says hello"
+    assert html.find(id="compare-link") is not None
+    # The other branch, by the sibling link.
+    first = task["started"]["runs"][0]["output_message_id"]
+    other = page(client, f"/t/{task['id']}?at={first}")
+    assert other.find(id=f"message-{first}-siblings").text == "1 / 2"
+    assert "run-" in str(other.find(id=f"message-{first}"))  # figures shown
+
+
+def test_htmx_navigation_gets_only_the_thread_fragment(client, session, team):
+    workspace, (coder, *_) = team
+    task = start_task(client, workspace, [coder])
+    wait_for_runs(client, task["id"], 1)
+    fragment = page(client, f"/t/{task['id']}", **{"HX-Request": "true"})
+    assert fragment.find("html") is None and fragment.find(id="thread") is not None
+
+
+def test_the_composer_asks_on_the_branch_and_shows_the_new_answer(client, session, team):
+    workspace, (coder, tester, *_) = team
+    task = start_task(client, workspace, [coder])
+    wait_for_runs(client, task["id"], 1)
+    leaf = task["started"]["runs"][0]["output_message_id"]
+    response = client.post(
+        f"/t/{task['id']}/ask",
+        data={"content": "And now?", "parent_id": str(leaf), "agent_ids": [str(tester.id)]},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303 and "?at=" in response.headers["location"]
+    wait_for_runs(client, task["id"], 2)
+    html = page(client, response.headers["location"])
+    assert [li.get("id") for li in html.select("#thread > li")][-1].startswith("message-")
+    assert "Tester says hello" in html.find(id="thread").text
+
+
+def test_an_empty_question_is_refused_on_the_page_with_the_draft_kept(client, session, team):
+    workspace, (coder, *_) = team
+    task = client.post(f"/api/v1/workspaces/{workspace.slug}/tasks", json={"title": "t"}).json()
+    response = client.post(f"/t/{task['id']}/ask", data={"content": "   "})
+    assert response.status_code == 400
+    html = BeautifulSoup(response.text, "html.parser")
+    assert html.find(id="page-error").text == "Write a message first."
+
+
+def test_hostile_output_is_shown_as_text(client, session, team, model_server):
+    workspace, (coder, *_) = team
+    model_server.on(CHAT, answer('<script>window.__xss=1</script> <img src=x onerror="alert(1)"> '
+                                 "[click](javascript:alert(1))"))  # fmt: skip
+    task = start_task(client, workspace, [coder])
+    wait_for_runs(client, task["id"], 1)
+    answer_id = task["started"]["runs"][0]["output_message_id"]
+    body = page(client, f"/t/{task['id']}").find(id=f"message-{answer_id}-body")
+    assert body.find("script") is None and body.find("img") is None
+    assert "<script>" in body.text
+    assert all(not a.get("href", "").startswith("javascript") for a in body.find_all("a"))
