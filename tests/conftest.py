@@ -176,3 +176,21 @@ def worker(_session_worker):
     """A real Celery worker (4 processes) shared by the tests that need one."""
     assert _session_worker.process.poll() is None, "the shared worker died"
     return _session_worker
+
+
+@pytest.fixture
+def team(client, session, model_server, worker):
+    """A signed-in owner, a workspace and four agents on the scripted model server."""
+    from tests.engine_helpers import CHAT, by_system_prompt
+    from tests.factories import make_agent, make_model, make_user, make_workspace, sign_in
+
+    user = make_user(session)
+    sign_in(client, session, user)
+    workspace = make_workspace(session, owner=user)
+    model = make_model(session, base_url=model_server.base_url)
+    agents = [
+        make_agent(session, workspace=workspace, model=model, name=name)
+        for name in ("Coder", "Tester", "Reviewer", "Explorer")
+    ]
+    model_server.on(CHAT, by_system_prompt)
+    return workspace, agents

@@ -9,45 +9,17 @@ import pytest
 from sqlmodel import select
 
 from app.models import Message, Run
-from tests.factories import make_agent, make_model, make_user, make_workspace, sign_in
+from tests.engine_helpers import (
+    CHAT,
+    by_system_prompt,
+    chat_bodies,
+    read_events,
+    replay,
+    start_task,
+    wait_for_runs,
+)
+from tests.factories import make_user, sign_in
 from tests.scripted_server import answer
-
-CHAT = "/v1/chat/completions"
-
-
-def wait_for_runs(client, task_id: int, count: int, timeout: float = 60) -> list[dict]:
-    """The task's runs once ``count`` of them are finished."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        response = client.get(f"/api/v1/tasks/{task_id}")
-        assert response.status_code == 200, response.text
-        runs = response.json()["runs"]
-        done = [r for r in runs if r["status"] in ("succeeded", "failed", "cancelled")]
-        if len(done) >= count:
-            return runs
-        time.sleep(0.2)
-    raise AssertionError(f"runs not finished in {timeout}s: {runs}")
-
-
-def by_system_prompt(received) -> object:
-    """Each agent answers with its own name, read from the system prompt it was sent."""
-    system = received.json["messages"][0]["content"]
-    return answer(f"{system.removeprefix('You are ').rstrip('.')} says hello", pause=0.01)
-
-
-@pytest.fixture
-def team(client, session, model_server, worker):
-    """A signed-in owner, a workspace and four agents on the scripted model server."""
-    user = make_user(session)
-    sign_in(client, session, user)
-    workspace = make_workspace(session, owner=user)
-    model = make_model(session, base_url=model_server.base_url)
-    agents = [
-        make_agent(session, workspace=workspace, model=model, name=name)
-        for name in ("Coder", "Tester", "Reviewer", "Explorer")
-    ]
-    model_server.on(CHAT, by_system_prompt)
-    return workspace, agents
 
 
 def test_fan_out_to_four_agents_gives_four_sibling_answers_with_figures(client, session, team):
@@ -74,19 +46,6 @@ def test_fan_out_to_four_agents_gives_four_sibling_answers_with_figures(client, 
         assert run["tokens_per_second"] and run["attempts"] == 1
     task = client.get(f"/api/v1/tasks/{body['id']}").json()
     assert task["status"] == "review"
-
-
-def start_task(client, workspace, agents, brief="First question.") -> dict:
-    response = client.post(
-        f"/api/v1/workspaces/{workspace.slug}/tasks",
-        json={"title": "t", "brief": brief, "agent_ids": [a.id for a in agents]},
-    )
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
-def chat_bodies(model_server) -> list[dict]:
-    return [r.json for r in model_server.received if r.path == CHAT]
 
 
 def test_fork_from_the_middle_sends_exactly_the_path(client, session, team, model_server):
@@ -326,40 +285,6 @@ def test_long_threads_are_trimmed_from_the_oldest_and_say_so(client, session, te
     assert sent[-1] == {"role": "user", "content": "new question"}
     assert all("old old" not in m["content"] for m in sent)
     assert runs[1]["context_trimmed"] and not runs[0]["context_trimmed"]
-
-
-def read_events(client, run_id: int, *, last_event_id: str | None = None, limit: int = 10_000):
-    """(id, event, data) of a run's SSE stream, up to ``limit`` events or the end."""
-    headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
-    events: list[tuple[str | None, str, dict]] = []
-    current: dict[str, str] = {}
-    with client.stream("GET", f"/api/v1/runs/{run_id}/events", headers=headers) as response:
-        assert response.status_code == 200
-        assert response.headers["content-type"].startswith("text/event-stream")
-        for line in response.iter_lines():
-            if line.startswith(":") or line.startswith("retry:"):
-                continue
-            if line:
-                name, _, value = line.partition(": ")
-                current[name] = value
-                continue
-            if "event" in current:
-                events.append((current.get("id"), current["event"], json.loads(current["data"])))
-            current = {}
-            if len(events) >= limit or (events and events[-1][1] in ("done", "error")):
-                break
-    return events
-
-
-def replay(events) -> str:
-    """The text a browser shows after these events (``reset`` starts over)."""
-    text = ""
-    for _, event, data in events:
-        if event == "reset":
-            text = ""
-        elif event == "token":
-            text += data["text"]
-    return text
 
 
 SLOW_TEXT = " ".join(f"word{i}" for i in range(60))

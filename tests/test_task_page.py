@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from bs4 import BeautifulSoup
 
+from tests.engine_helpers import CHAT, start_task, wait_for_runs
 from tests.scripted_server import answer
-from tests.test_run_engine import CHAT, start_task, team, wait_for_runs  # noqa: F401
 
 
 def page(client, path: str, **headers: str) -> BeautifulSoup:
