@@ -16,7 +16,7 @@ from app.db import get_engine, session_scope
 from app.errors import install_error_handlers
 from app.middleware import SecurityMiddleware
 from app.paths import STATIC_DIR
-from app.routes import admin, auth, docs, health, pages, streams, task_pages
+from app.routes import admin, auth, docs, health, live_pages, pages, streams, task_pages
 from app.routes.api import router as api_router
 from app.services import ServiceError
 from app.services.accounts import has_users
@@ -91,6 +91,7 @@ def create_app() -> FastAPI:
         admin.router,
         streams.router,
         task_pages.router,
+        live_pages.router,
         api_router,
     ):
         app.include_router(router)

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
-from sqlmodel import col, select
+from sqlmodel import Session
 from starlette.responses import RedirectResponse, Response
 
-from app.deps import CurrentUser, SessionDep, ViewableWorkspace
-from app.models import Agent, Model, Task
-from app.services import ServiceError
+from app.deps import CurrentUser, EditableWorkspace, SessionDep, ViewableWorkspace
+from app.dispatch import dispatch
+from app.models import Role, TaskStatus, User, Workspace
+from app.services import ServiceError, board
+from app.services.access import task_for
 from app.services.demo import create_demo_workspace
+from app.services.tasks import create_task, update_task
 from app.services.workspaces import create_workspace, role_in, workspaces_of
 from app.templating import render
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
-
-TASK_PAGE_SIZE = 50
 
 
 @router.get("/")
@@ -56,27 +57,93 @@ def create_demo_page(session: SessionDep, user: CurrentUser) -> Response:
     return RedirectResponse(f"/w/{workspace.slug}", status_code=303)
 
 
+def _board_context(session: Session, workspace: Workspace, user: User) -> dict[str, Any]:
+    role = role_in(session=session, workspace=workspace, user=user)
+    cols = board.columns(session=session, workspace=workspace)
+    shown = [task.id for c in cols for task in c.tasks if task.id is not None]
+    agents = board.agents_with_models(session=session, workspace=workspace)
+    return {
+        "workspace": workspace,
+        "role": role,
+        "can_edit": bool(role and role.allows(Role.editor)),
+        "columns": cols,
+        "statuses": list(TaskStatus),
+        "has_tasks": any(c.total for c in cols),
+        "active": board.active_runs(session=session, task_ids=shown),
+        "agents": agents,
+        "agents_by_id": {row.agent.id: row.agent for row in agents},
+        "feed": board.feed(session=session, workspace=workspace),
+        "form": {},
+    }
+
+
 @router.get("/w/{slug}")
 def workspace_page(
     request: Request, session: SessionDep, user: CurrentUser, workspace: ViewableWorkspace
 ) -> Response:
-    """A workspace: its agents and its tasks (newest first, one page at a time)."""
-    agents = session.exec(
-        select(Agent, Model)
-        .join(Model, col(Model.id) == col(Agent.model_id), isouter=True)
-        .where(Agent.workspace_id == workspace.id)
-        .order_by(col(Agent.name))
-    ).all()
-    tasks = session.exec(
-        select(Task)
-        .where(Task.workspace_id == workspace.id)
-        .order_by(col(Task.created_at).desc(), col(Task.id).desc())
-        .limit(TASK_PAGE_SIZE)
-    ).all()
-    context = {
-        "workspace": workspace,
-        "role": role_in(session=session, workspace=workspace, user=user),
-        "agents": agents,
-        "tasks": tasks,
-    }
-    return render(request, "workspace.html", context)
+    """The board: tasks in columns, agents and their models, live activity."""
+    return render(request, "workspace.html", _board_context(session, workspace, user))
+
+
+@router.get("/w/{slug}/column/{status}")
+def column_page(
+    request: Request,
+    status: TaskStatus,
+    session: SessionDep,
+    user: CurrentUser,
+    workspace: ViewableWorkspace,
+    offset: int = 0,
+) -> Response:
+    """More tasks of one column (the board shows a page at a time)."""
+    context = _board_context(session, workspace, user)
+    column = board.column(
+        session=session, workspace=workspace, status=status, offset=max(offset, 0)
+    )
+    ids = [task.id for task in column.tasks if task.id is not None]
+    context.update(column=column, active=board.active_runs(session=session, task_ids=ids))
+    return render(request, "workspace.html", context, block="column_items")
+
+
+@router.post("/w/{slug}/tasks")
+def create_task_page(
+    request: Request,
+    session: SessionDep,
+    user: CurrentUser,
+    workspace: EditableWorkspace,
+    title: Annotated[str, Form(max_length=200)],
+    brief: Annotated[str, Form(max_length=100_000)] = "",
+    assignee_agent_id: Annotated[str, Form()] = "",
+    agent_ids: Annotated[list[str] | None, Form()] = None,
+) -> Response:
+    try:
+        chosen = [int(v) for v in agent_ids or [] if v]
+        assignee = int(assignee_agent_id) if assignee_agent_id else None
+        task, started = create_task(
+            session=session, workspace=workspace, author=user, title=title, brief=brief,
+            assignee_agent_id=assignee, agent_ids=chosen or None,
+        )  # fmt: skip
+    except (ServiceError, ValueError) as exc:
+        session.rollback()
+        message = exc.message if isinstance(exc, ServiceError) else "Pick agents from the list."
+        context = {**_board_context(session, workspace, user), "error": message,
+                   "form": {"title": title, "brief": brief}}  # fmt: skip
+        return render(request, "workspace.html", context, status_code=400)
+    session.commit()
+    if started:
+        dispatch([run.id for run in started.runs if run.id is not None])
+    return RedirectResponse(f"/t/{task.id}", status_code=303)
+
+
+@router.post("/t/{task_id}/move")
+def move_task_page(
+    task_id: int,
+    session: SessionDep,
+    user: CurrentUser,
+    status: Annotated[TaskStatus, Form()],
+) -> Response:
+    task = task_for(session=session, task_id=task_id, user=user, min_role=Role.editor)
+    update_task(session=session, task=task, actor=user, status=status)
+    session.commit()
+    workspace = session.get(Workspace, task.workspace_id)
+    assert workspace is not None
+    return RedirectResponse(f"/w/{workspace.slug}", status_code=303)

@@ -43,7 +43,7 @@ def sse(event: str, data: dict[str, Any], event_id: str | None = None) -> str:
     return f"{head}event: {event}\ndata: {json.dumps(data)}\n\n"
 
 
-def _redis() -> aioredis.Redis:
+def stream_client() -> aioredis.Redis:
     return aioredis.Redis.from_url(
         get_settings().effective_redis_url, decode_responses=True, socket_timeout=BLOCK_MS / 500
     )
@@ -98,7 +98,7 @@ async def run_entries(
     """A run's events after ``last_event_id`` (all of them without one), until its end;
     ``keep-alive`` entries while nothing happens."""
     status, text, error = await run_in_threadpool(_run_snapshot, user, run_id)
-    client = _redis()
+    client = stream_client()
     key = live.run_stream(run_id)
     last = last_event_id or "0"
     try:
@@ -146,7 +146,7 @@ async def run_events(
     return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)
 
 
-def _workspace_id(user: User, slug: str) -> int:
+def viewable_workspace_id(user: User, slug: str) -> int:
     with Session(get_engine()) as session:
         workspace = workspace_for(session=session, slug=slug, user=user, min_role=Role.viewer)
         assert workspace.id is not None
@@ -173,10 +173,10 @@ async def workspace_events(
 ) -> StreamingResponse:
     """State changes of the workspace's runs and tasks, from now (or after
     ``Last-Event-ID``)."""
-    workspace_id = await run_in_threadpool(_workspace_id, user, slug)
+    workspace_id = await run_in_threadpool(viewable_workspace_id, user, slug)
 
     async def events() -> AsyncIterator[str]:
-        client = _redis()
+        client = stream_client()
         key = live.workspace_stream(workspace_id)
         try:
             last = last_event_id

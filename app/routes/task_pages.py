@@ -2,28 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from html import escape
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Header, Request
+from fastapi import APIRouter, Form, Request
 from sqlmodel import Session, col, select
-from starlette.concurrency import run_in_threadpool
-from starlette.responses import RedirectResponse, Response, StreamingResponse
+from starlette.responses import RedirectResponse, Response
 
 from app import live
-from app.db import get_engine
 from app.deps import CurrentUser, SessionDep
 from app.dispatch import dispatch
-from app.models import Agent, Message, Role, RunStatus, Task, User, Workspace
+from app.models import Agent, Role, RunStatus, Task, User, Workspace
 from app.redis_conn import get_redis
-from app.routes.streams import KEEP_ALIVE, SSE_HEADERS, StreamUser, run_entries
 from app.services import ServiceError
 from app.services import runs as operations
 from app.services.access import message_for, require_role, run_for, task_for
 from app.services.runs import Started, queue_position
 from app.services.threads import branch
-from app.templating import render, templates
+from app.templating import render
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
@@ -36,7 +31,7 @@ def _agents(session: Session, workspace_id: int) -> list[Agent]:
     )
 
 
-def _context(session: Session, task: Task, user: User, at: int | None) -> dict[str, Any]:
+def task_context(session: Session, task: Task, user: User, at: int | None) -> dict[str, Any]:
     role = require_role(session=session, workspace_id=task.workspace_id, user=user,
                         min_role=Role.viewer)  # fmt: skip
     shown = branch(session=session, task=task, at=at)
@@ -68,7 +63,7 @@ def task_page(
     request: Request, task_id: int, session: SessionDep, user: CurrentUser, at: int | None = None
 ) -> Response:
     task = task_for(session=session, task_id=task_id, user=user, min_role=Role.viewer)
-    return render(request, "task.html", _context(session, task, user, at), block="thread")
+    return render(request, "task.html", task_context(session, task, user, at), block="thread")
 
 
 def _after(session: Session, task: Task, started: Started, user: User, request: Request,
@@ -85,7 +80,7 @@ def _refused(
     at: int | None, draft: str = "",
 ) -> Response:  # fmt: skip
     session.rollback()
-    context = {**_context(session, task, user, at), "error": error.message, "draft": draft}
+    context = {**task_context(session, task, user, at), "error": error.message, "draft": draft}
     return render(request, "task.html", context, status_code=error.status_code)
 
 
@@ -231,64 +226,3 @@ def retry_page(run_id: int, session: SessionDep, user: CurrentUser) -> Response:
         get_redis().delete(live.run_stream(run_id), live.cancel_flag(run_id))
         dispatch([run_id])
     return RedirectResponse(f"/t/{task.id}?at={run.output_message_id}", status_code=303)
-
-
-# --- live run cards (HTML over SSE, for htmx's SSE extension) -------------------------------
-
-
-def _card(user: User, run_id: int, after: str | None = None) -> str:
-    """The message card of a run as it is now in SQL (live ones resume after ``after``)."""
-    with Session(get_engine()) as session:
-        run, task = run_for(session=session, run_id=run_id, user=user, min_role=Role.viewer)
-        message = session.get(Message, run.output_message_id)
-        context = _context(session, task, user, run.output_message_id)
-        context.update(
-            message=message, run=run, siblings=context["branch"].siblings,
-            position=queue_position(session=session, run=run), live_after=after,
-        )  # fmt: skip
-        return templates.get_template("_message.html").render(context)
-
-
-def _state(user: User, run_id: int) -> str:
-    with Session(get_engine()) as session:
-        run, _ = run_for(session=session, run_id=run_id, user=user, min_role=Role.viewer)
-        position = queue_position(session=session, run=run)
-        return templates.get_template("_run_state.html").render(run=run, position=position)
-
-
-def html_event(event: str, html: str, event_id: str | None) -> str:
-    head = f"id: {event_id}\n" if event_id else ""
-    data = "".join(f"data: {line}\n" for line in html.split("\n"))
-    return f"{head}event: {event}\n{data}\n"
-
-
-@router.get("/runs/{run_id}/live")
-async def run_live(
-    run_id: int,
-    request: Request,
-    user: StreamUser,
-    last_event_id: Annotated[str | None, Header()] = None,
-    after: str | None = None,
-) -> StreamingResponse:
-    """A run for htmx's SSE extension: escaped text to append, and the finished card."""
-    await run_in_threadpool(_state, user, run_id)  # 404 before streaming
-    start = last_event_id or after
-
-    async def events() -> AsyncIterator[str]:
-        yield "retry: 1000\n\n"
-        async for entry_id, type_, data in run_entries(request, user, run_id, start):
-            if type_ == KEEP_ALIVE:
-                yield ": keep-alive\n\n"
-            elif type_ == "token":
-                yield html_event("token", escape(data.get("text", "")), entry_id)
-            elif type_ == "state":
-                yield html_event("state", await run_in_threadpool(_state, user, run_id), entry_id)
-            elif type_ in ("done", "error", "reset"):
-                # The card replaces the live element; after a reset (a new attempt) its new
-                # live element reconnects from this event on, not from the start.
-                after_reset = entry_id if type_ == "reset" else None
-                card = await run_in_threadpool(_card, user, run_id, after_reset)
-                yield html_event(type_, card, entry_id)
-                return
-
-    return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)

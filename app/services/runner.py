@@ -2,10 +2,12 @@
 
 Delivery is at-least-once (late acks, requeue on worker loss), so everything here is
 idempotent. A run is *claimed* by one conditional UPDATE that takes it when it is queued, or
-running under a lease that has run out (its worker died). The claim counts the attempt: a run
-whose worker has died ``MAX_ATTEMPTS`` times ends failed instead of looping. The answer message
-exists from the start (one per run, by a unique constraint); the final write fills it in only
-while this worker still holds the claim.
+running under a lease that has run out (its worker died). It stays queued — with its queue
+position, cancellable at once — while its worker waits for a slot of its model server; it
+*begins* (running, one more attempt) only with a slot. A run whose worker has died
+``MAX_ATTEMPTS`` times ends failed instead of looping. The answer message exists from the start
+(one per run, by a unique constraint); the final write fills it in only while this worker still
+holds the claim.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ MAX_ATTEMPTS = 3
 FLUSH_INTERVAL_S = 0.05
 SLOT_WAIT_S = 20.0
 SLOT_POLL_S = 0.1
+SLOT_CHECK_S = 1.0  # how often a run waiting for a slot looks whether it was cancelled
 
 
 class Requeue(Exception):
@@ -67,28 +70,67 @@ class Job:
     temperature: float
 
 
+def run_lease(settings: Settings) -> timedelta:
+    """How long a claim holds without news from its worker. Past the hard time limit (an
+    attempt is surely over by then), and short of the broker's visibility timeout: when a
+    worker dies, Redis hands its run out again after that timeout, and that delivery must find
+    the lease run out, or it is dropped and the run waits for the sweeper."""
+    limit, visibility = settings.run_time_limit, settings.broker_visibility_timeout
+    return timedelta(seconds=min(limit + 30, (limit + visibility) / 2))
+
+
 def claim(*, session: Session, run_id: int, worker: str, lease: timedelta) -> int | None:
-    """Take the run for this worker; the attempt number, or None when it is not ours to run."""
+    """Take the run for this worker, still queued; its attempts so far, or None when it is not
+    ours to run. The lease covers the whole delivery (the time limit counts from its start)."""
     now = utcnow()
-    attempt = session.execute(
+    attempts = session.execute(
         sa.update(Run)
         .where(
             col(Run.id) == run_id,
             sa.or_(
-                col(Run.status) == RunStatus.queued,
+                sa.and_(
+                    col(Run.status) == RunStatus.queued,
+                    sa.or_(col(Run.lease_until).is_(None), col(Run.lease_until) < now),
+                ),
                 sa.and_(col(Run.status) == RunStatus.running, col(Run.lease_until) < now),
             ),
         )
-        .values(
-            status=RunStatus.running,
-            attempts=Run.attempts + 1,  # type: ignore[operator]
-            claimed_by=worker,
-            lease_until=now + lease,
-            started_at=sa.func.coalesce(Run.started_at, now),
-        )
+        .values(status=RunStatus.queued, claimed_by=worker, lease_until=now + lease)
         .returning(col(Run.attempts))
     ).scalar_one_or_none()
-    return int(attempt) if attempt is not None else None
+    return int(attempts) if attempts is not None else None
+
+
+def begin(*, session: Session, run_id: int, worker: str) -> bool:
+    """Start the claimed run (it holds a slot now): running, one more attempt. False when it
+    was cancelled while it waited."""
+    now = utcnow()
+    return bool(
+        session.execute(  # type: ignore[attr-defined]
+            sa.update(Run)
+            .where(
+                col(Run.id) == run_id,
+                col(Run.claimed_by) == worker,
+                col(Run.status) == RunStatus.queued,
+            )
+            .values(
+                status=RunStatus.running,
+                attempts=Run.attempts + 1,  # type: ignore[operator]
+                started_at=sa.func.coalesce(Run.started_at, now),
+            )
+        ).rowcount
+    )
+
+
+def still_claimed(*, run_id: int, worker: str) -> bool:
+    """Whether the run still waits with this worker (not cancelled meanwhile)."""
+    with session_scope() as session:
+        found = session.exec(
+            select(Run.id).where(
+                Run.id == run_id, Run.claimed_by == worker, Run.status == RunStatus.queued
+            )
+        ).first()
+    return found is not None
 
 
 def prepare(*, session: Session, run_id: int, attempt: int) -> Job:
@@ -367,35 +409,34 @@ def fail(*, run_id: int, reason: str, client: redis.Redis | None) -> None:
 
 
 def release_claim(*, run_id: int, worker: str) -> None:
-    """Give a claimed run back to the queue without counting the attempt (no slot was free)."""
+    """Give a claimed run back to the queue before it began (no slot was free)."""
     with session_scope() as session:
         session.execute(
             sa.update(Run)
-            .where(col(Run.id) == run_id, col(Run.claimed_by) == worker)
-            .values(
-                status=RunStatus.queued,
-                attempts=Run.attempts - 1,  # type: ignore[operator]
-                claimed_by=None,
-                lease_until=None,
+            .where(
+                col(Run.id) == run_id,
+                col(Run.claimed_by) == worker,
+                col(Run.status) == RunStatus.queued,
             )
+            .values(claimed_by=None, lease_until=None)
         )
 
 
 def execute_run(*, run_id: int, worker: str, settings: Settings, client: redis.Redis) -> None:
     """Carry out one delivery of a run. Raises Requeue when its server has no free slot."""
-    lease = timedelta(seconds=settings.run_time_limit + 30)
     with session_scope() as session:
-        attempt = claim(session=session, run_id=run_id, worker=worker, lease=lease)
-    if attempt is None:
+        attempts = claim(session=session, run_id=run_id, worker=worker, lease=run_lease(settings))
+    if attempts is None:
         log.info("run %s: not claimable (finished, cancelled, or held by a live worker)", run_id)
         return
-    if attempt > MAX_ATTEMPTS:
+    if attempts >= MAX_ATTEMPTS:  # each of them began and none finished: its worker died
         fail(
             run_id=run_id,
             reason=f"Its worker died {MAX_ATTEMPTS} times while running it; giving up.",
             client=client,
         )
         return
+    attempt = attempts + 1
     try:
         with session_scope() as session:
             job = prepare(session=session, run_id=run_id, attempt=attempt)
@@ -404,12 +445,23 @@ def execute_run(*, run_id: int, worker: str, settings: Settings, client: redis.R
         return
     publisher = Publisher(client, job)
     deadline = time.monotonic() + SLOT_WAIT_S
+    next_check = time.monotonic() + SLOT_CHECK_S
     while not _try_slot(client, job):
         if time.monotonic() > deadline:
             release_claim(run_id=run_id, worker=worker)
             raise Requeue(f"run {run_id}: no free slot on endpoint {job.endpoint_id}")
+        if time.monotonic() > next_check:
+            next_check = time.monotonic() + SLOT_CHECK_S
+            if not still_claimed(run_id=run_id, worker=worker):
+                log.info("run %s: cancelled while it waited for a slot", run_id)
+                return
         time.sleep(SLOT_POLL_S)
     try:
+        with session_scope() as session:
+            began = begin(session=session, run_id=run_id, worker=worker)
+        if not began:
+            log.info("run %s: cancelled while it waited for a slot", run_id)
+            return
         if attempt > 1:
             publisher.event("reset", {"attempt": attempt})
         publisher.event("state", {"status": "running", "attempt": attempt})

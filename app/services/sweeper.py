@@ -60,10 +60,15 @@ def sweep(*, settings: Settings) -> list[int]:
             resend.append(run_id)
     if resend:
         with session_scope() as session:
-            # A running run whose lease expired goes back to queued so a worker can claim it.
+            # A running run whose lease expired goes back to queued so a worker can claim it —
+            # unless a redelivery of its message claimed it since the select above.
             session.execute(
                 sa.update(Run)
-                .where(col(Run.id).in_(resend), col(Run.status) == RunStatus.running)
+                .where(
+                    col(Run.id).in_(resend),
+                    col(Run.status) == RunStatus.running,
+                    col(Run.lease_until) < now,
+                )
                 .values(status=RunStatus.queued, claimed_by=None, lease_until=None)
             )
         log.info("sweeper: sending runs again: %s", resend)

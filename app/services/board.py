@@ -1,0 +1,103 @@
+"""The board of a workspace: tasks by column, a page at a time, with their live runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlmodel import Session, col, func, select
+
+from app.models import (
+    Agent,
+    Event,
+    Model,
+    ModelEndpoint,
+    Run,
+    RunStatus,
+    Task,
+    TaskStatus,
+    User,
+    Workspace,
+)
+
+COLUMN_PAGE = 50
+FEED_SIZE = 20
+
+
+@dataclass(frozen=True)
+class Column:
+    status: str
+    tasks: list[Task]
+    total: int
+    offset: int
+
+    @property
+    def more(self) -> int:
+        return max(self.total - self.offset - len(self.tasks), 0)
+
+
+def column(*, session: Session, workspace: Workspace, status: str, offset: int = 0) -> Column:
+    query = select(Task).where(Task.workspace_id == workspace.id, Task.status == status)
+    tasks = session.exec(
+        query.order_by(col(Task.position).desc(), col(Task.id).desc())
+        .offset(offset)
+        .limit(COLUMN_PAGE)
+    ).all()
+    total = session.exec(
+        select(func.count())
+        .select_from(Task)
+        .where(Task.workspace_id == workspace.id, Task.status == status)
+    ).one()
+    return Column(status=status, tasks=list(tasks), total=int(total), offset=offset)
+
+
+def columns(*, session: Session, workspace: Workspace) -> list[Column]:
+    return [column(session=session, workspace=workspace, status=s) for s in TaskStatus]
+
+
+def active_runs(*, session: Session, task_ids: list[int]) -> dict[int, int]:
+    """Queued or running runs per task."""
+    rows = session.exec(
+        select(Run.task_id, func.count())
+        .where(
+            col(Run.task_id).in_(task_ids),
+            col(Run.status).in_([RunStatus.queued, RunStatus.running]),
+        )
+        .group_by(col(Run.task_id))
+    ).all()
+    return {task_id: int(count) for task_id, count in rows}
+
+
+@dataclass(frozen=True)
+class AgentRow:
+    agent: Agent
+    model: Model | None
+    endpoint: ModelEndpoint | None
+
+    @property
+    def healthy(self) -> bool | None:
+        if self.endpoint is None:
+            return None
+        return bool(self.endpoint.enabled and self.endpoint.health_ok)
+
+
+def agents_with_models(*, session: Session, workspace: Workspace) -> list[AgentRow]:
+    rows = session.exec(
+        select(Agent, Model, ModelEndpoint)
+        .join(Model, col(Model.id) == col(Agent.model_id), isouter=True)
+        .join(ModelEndpoint, col(ModelEndpoint.id) == col(Model.endpoint_id), isouter=True)
+        .where(Agent.workspace_id == workspace.id)
+        .order_by(col(Agent.name))
+    ).all()
+    return [AgentRow(agent, model, endpoint) for agent, model, endpoint in rows]
+
+
+def feed(*, session: Session, workspace: Workspace) -> list[tuple[Event, User | None]]:
+    """The newest activity, newest first."""
+    rows = session.exec(
+        select(Event, User)
+        .join(User, col(User.id) == col(Event.actor_user_id), isouter=True)
+        .where(Event.workspace_id == workspace.id)
+        .order_by(col(Event.id).desc())
+        .limit(FEED_SIZE)
+    ).all()
+    return [(event, user) for event, user in rows]

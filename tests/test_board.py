@@ -1,0 +1,73 @@
+"""The board: columns a page at a time, creating and moving tasks, agents and activity."""
+
+from __future__ import annotations
+
+from bs4 import BeautifulSoup
+from sqlmodel import select
+
+from app.models import Task
+from tests.engine_helpers import wait_for_runs
+
+
+def soup(response) -> BeautifulSoup:
+    return BeautifulSoup(response.text, "html.parser")
+
+
+def test_create_a_task_that_fans_out_from_the_board(client, session, team):
+    workspace, (coder, tester, *_) = team
+    response = client.post(
+        f"/w/{workspace.slug}/tasks",
+        data={"title": "Parse dates", "brief": "Write a date parser.",
+              "agent_ids": [str(coder.id), str(tester.id)]},
+        follow_redirects=False,
+    )  # fmt: skip
+    assert response.status_code == 303
+    task_id = int(response.headers["location"].rsplit("/", 1)[1])
+    runs = wait_for_runs(client, task_id, 2)
+    assert {r["status"] for r in runs} == {"succeeded"}
+    board = soup(client.get(f"/w/{workspace.slug}"))
+    assert board.select_one(f"#column-review #task-{task_id}") is not None
+    feed = board.find(id="activity-feed").text
+    assert "created task “Parse dates”" in feed
+
+
+def test_a_task_without_a_title_is_refused_and_the_form_kept(client, session, team):
+    workspace, _ = team
+    response = client.post(f"/w/{workspace.slug}/tasks", data={"title": " ", "brief": "keep me"})
+    assert response.status_code == 400
+    page = soup(response)
+    assert page.find(id="page-error").text == "Give the task a title."
+    assert page.find(id="task-brief").text == "keep me"
+    assert session.exec(select(Task)).all() == []
+
+
+def test_move_a_task_between_columns(client, session, team):
+    workspace, _ = team
+    task = client.post(f"/api/v1/workspaces/{workspace.slug}/tasks", json={"title": "t"}).json()
+    client.post(f"/t/{task['id']}/move", data={"status": "done"})
+    board = soup(client.get(f"/w/{workspace.slug}"))
+    assert board.select_one(f"#column-done #task-{task['id']}") is not None
+    assert client.post(f"/t/{task['id']}/move", data={"status": "sideways"}).status_code == 400
+
+
+def test_big_columns_load_a_page_at_a_time(client, session, team):
+    workspace, _ = team
+    session.add_all(
+        Task(workspace_id=workspace.id, title=f"task {n}", position=n) for n in range(60)
+    )
+    session.commit()
+    board = soup(client.get(f"/w/{workspace.slug}"))
+    assert len(board.select("#column-backlog-tasks .task-card")) == 50
+    more = board.find(id="column-backlog-more").find("a")
+    assert more.text == "Show 10 more"
+    fragment = client.get(more["hx-get"], headers={"HX-Request": "true"})
+    rest = soup(fragment)
+    assert rest.find("html") is None and len(rest.select(".task-card")) == 10
+    assert rest.find(id="task-59") is None and rest.find(id="task-1") is not None
+
+
+def test_agents_show_their_model_and_its_health(client, session, team):
+    workspace, (coder, *_) = team
+    board = soup(client.get(f"/w/{workspace.slug}"))
+    row = board.find(id=f"agent-{coder.id}")
+    assert "scripted" in row.text and row.find(class_="health") is not None
