@@ -16,7 +16,17 @@ from app.db import get_engine, session_scope
 from app.errors import install_error_handlers
 from app.middleware import SecurityMiddleware
 from app.paths import STATIC_DIR
-from app.routes import admin, auth, docs, health, live_pages, pages, streams, task_pages
+from app.routes import (
+    admin,
+    agent_pages,
+    auth,
+    docs,
+    health,
+    live_pages,
+    pages,
+    streams,
+    task_pages,
+)
 from app.routes.api import router as api_router
 from app.services import ServiceError
 from app.services.accounts import has_users
@@ -92,6 +102,7 @@ def create_app() -> FastAPI:
         streams.router,
         task_pages.router,
         live_pages.router,
+        agent_pages.router,
         api_router,
     ):
         app.include_router(router)

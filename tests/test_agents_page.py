@@ -1,0 +1,77 @@
+"""The Agents page: starter roles, create, edit, delete, and clear refusals."""
+
+from __future__ import annotations
+
+from bs4 import BeautifulSoup
+from sqlmodel import select
+
+from app.models import Agent, Role
+from tests.factories import add_member, make_model, make_user, make_workspace, sign_in
+
+
+def soup(response) -> BeautifulSoup:
+    return BeautifulSoup(response.text, "html.parser")
+
+
+def setup(client, session):
+    user = make_user(session)
+    sign_in(client, session, user)
+    workspace = make_workspace(session, owner=user)
+    model = make_model(session, base_url="http://127.0.0.1:9/v1")
+    return user, workspace, model
+
+
+def test_create_from_a_starter_role_edit_and_delete(client, session):
+    _, workspace, model = setup(client, session)
+    page = soup(client.get(f"/w/{workspace.slug}/agents?starter=Tester"))
+    form = page.find(id="new-agent-form")
+    assert form.find(id="new-agent-name")["value"] == "Tester"
+    assert "PASS" in form.find(id="new-agent-prompt").text
+    created = client.post(
+        f"/w/{workspace.slug}/agents",
+        data={"name": "Tester", "role_prompt": "Test it.", "model_id": str(model.id),
+              "temperature": "0.2", "max_tokens": "256", "colour": "#1a9c6b"},
+        follow_redirects=True,
+    )  # fmt: skip
+    assert created.status_code == 200
+    agent = session.exec(select(Agent)).one()
+    assert (agent.model_id, agent.temperature, agent.max_tokens) == (model.id, 0.2, 256)
+    client.post(
+        f"/agents/{agent.id}",
+        data={"name": "QA", "role_prompt": "Check it.", "model_id": "", "temperature": "1",
+              "max_tokens": "64", "colour": "#000000"},
+    )  # fmt: skip
+    session.refresh(agent)
+    assert (agent.name, agent.model_id, agent.max_tokens) == ("QA", None, 64)
+    client.post(f"/agents/{agent.id}/delete")
+    assert session.exec(select(Agent)).all() == []
+
+
+def test_mistakes_get_a_message_and_change_nothing(client, session):
+    _, workspace, model = setup(client, session)
+    for data, message in (
+        ({"name": "A", "temperature": "hot"}, "must be numbers"),
+        ({"name": "A", "temperature": "3"}, "Temperature goes from 0 to 2."),
+        ({"name": "A", "max_tokens": "0"}, "Max tokens goes from 1 to 32768."),
+        ({"name": " "}, "Give the agent a name."),
+    ):
+        response = client.post(f"/w/{workspace.slug}/agents", data=data)
+        assert response.status_code == 400
+        assert message in soup(response).find(id="page-error").text
+    client.post(f"/w/{workspace.slug}/agents", data={"name": "A"})
+    duplicate = client.post(f"/w/{workspace.slug}/agents", data={"name": "A"})
+    assert duplicate.status_code == 409
+    assert len(session.exec(select(Agent)).all()) == 1
+
+
+def test_viewers_see_agents_but_cannot_change_them(client, session):
+    owner, workspace, _ = setup(client, session)
+    client.post(f"/w/{workspace.slug}/agents", data={"name": "A"})
+    agent = session.exec(select(Agent)).one()
+    viewer = make_user(session)
+    add_member(session, workspace=workspace, user=viewer, role=Role.viewer)
+    sign_in(client, session, viewer)
+    page = soup(client.get(f"/w/{workspace.slug}/agents"))
+    assert page.find(id="new-agent") is None and "A" in page.find(id="agent-list").text
+    assert client.post(f"/agents/{agent.id}/delete").status_code == 404
+    assert client.post(f"/w/{workspace.slug}/agents", data={"name": "B"}).status_code == 404
