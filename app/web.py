@@ -20,6 +20,7 @@ from app.routes import (
     admin,
     agent_pages,
     auth,
+    compare_pages,
     docs,
     health,
     live_pages,
@@ -103,6 +104,7 @@ def create_app() -> FastAPI:
         task_pages.router,
         live_pages.router,
         agent_pages.router,
+        compare_pages.router,
         api_router,
     ):
         app.include_router(router)

@@ -14,7 +14,17 @@ SQLModel.metadata.naming_convention = {
 
 from app.models.accounts import ApiToken, LoginSession, SignInLink, User, UserPublic  # noqa: E402
 from app.models.agents import Agent, AgentCreate, AgentPublic, AgentUpdate  # noqa: E402
-from app.models.comparisons import Comparison, ComparisonBranch, Vote, VoteOutcome  # noqa: E402
+from app.models.comparisons import (  # noqa: E402
+    Comparison,
+    ComparisonBranch,
+    ComparisonCreate,
+    ComparisonPublic,
+    MainBranch,
+    Vote,
+    VoteCreate,
+    VoteOutcome,
+    VotePublic,
+)
 from app.models.endpoints import (  # noqa: E402
     Model,
     ModelEndpoint,
@@ -53,6 +63,11 @@ from app.models.workspaces import (  # noqa: E402
 )
 
 __all__ = [
+    "ComparisonCreate",
+    "ComparisonPublic",
+    "MainBranch",
+    "VoteCreate",
+    "VotePublic",
     "AgentCreate",
     "AgentPublic",
     "AgentUpdate",

@@ -37,6 +37,17 @@ class ComparisonBranch(SQLModel, table=True):
     position: int
 
 
+class MainBranch(SQLModel, table=True):
+    """The branch a task continues on ("continue with this one"): one per task at most."""
+
+    __tablename__ = "main_branch"
+
+    task_id: int = Field(foreign_key="task.id", ondelete="CASCADE", primary_key=True)
+    message_id: int = Field(foreign_key="message.id", ondelete="CASCADE")
+    chosen_by_id: int | None = Field(default=None, foreign_key="user.id", ondelete="SET NULL")
+    chosen_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
 class VoteOutcome(StrEnum):
     a = "a"
     b = "b"
@@ -65,3 +76,32 @@ class Vote(SQLModel, table=True):
         default=None, foreign_key="message.id", ondelete="SET NULL"
     )
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class ComparisonCreate(SQLModel):
+    """Two to four branches of one task, each named by its last message."""
+
+    message_ids: list[int] = Field(min_length=2, max_length=4)
+    blind: bool = False
+
+
+class VoteCreate(SQLModel):
+    """``a``, ``b``, ``tie`` or ``both_bad`` for two branches; ``best`` with a winner for more."""
+
+    outcome: VoteOutcome
+    winner_message_id: int | None = None
+
+
+class VotePublic(SQLModel):
+    id: int
+    outcome: str
+    winner_message_id: int | None
+    voter_user_id: int | None
+
+
+class ComparisonPublic(SQLModel):
+    id: int
+    task_id: int
+    blind: bool
+    message_ids: list[int]
+    votes: list[VotePublic] = []

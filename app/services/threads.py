@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from sqlmodel import Session, col, select
 
-from app.models import Message, Run, Task
+from app.models import MainBranch, Message, Run, Task
 from app.services import NotFound
 
 
@@ -50,6 +50,9 @@ def branch(*, session: Session, task: Task, at: int | None = None) -> Branch:
     """The branch through message ``at`` (default: the newest branch), root to leaf."""
     children = _tree(session, task)
     parents = {child: parent for parent, kids in children.items() for child in kids}
+    if at is None:
+        main = session.get(MainBranch, task.id)
+        at = main.message_id if main else None
     if at is not None and at not in parents:
         raise NotFound("No such message in this task.")
     ids: list[int] = []

@@ -2,10 +2,20 @@
 
 from fastapi import APIRouter
 
-from app.routes.api import agents, endpoints, pipelines, runs, tasks, users, workspaces
+from app.routes.api import (
+    agents,
+    comparisons,
+    endpoints,
+    pipelines,
+    runs,
+    tasks,
+    users,
+    workspaces,
+)
 
 router = APIRouter(prefix="/api/v1")
 router.include_router(agents.router)
+router.include_router(comparisons.router)
 router.include_router(endpoints.router)
 router.include_router(pipelines.router)
 router.include_router(runs.router)

@@ -1,0 +1,96 @@
+"""Comparisons of branches, votes, and continuing a task on a chosen branch."""
+
+from fastapi import APIRouter, status
+from pydantic import Field
+from sqlmodel import Session, SQLModel
+
+from app.deps import CurrentUser, SessionDep
+from app.models import (
+    Comparison,
+    ComparisonCreate,
+    ComparisonPublic,
+    Role,
+    User,
+    VoteCreate,
+    VotePublic,
+)
+from app.services import NotFound
+from app.services import comparisons as service
+from app.services.access import task_for
+
+router = APIRouter(tags=["comparisons"])
+
+
+class ContinueWith(SQLModel):
+    message_id: int = Field(description="The last message of the branch to continue on.")
+
+
+def comparison_for(session: Session, comparison_id: int, user: User, min_role: Role) -> Comparison:
+    comparison = session.get(Comparison, comparison_id)
+    if comparison is None:
+        raise NotFound("No such comparison.")
+    task_for(session=session, task_id=comparison.task_id, user=user, min_role=min_role)
+    return comparison
+
+
+def public(session: Session, comparison: Comparison) -> ComparisonPublic:
+    return ComparisonPublic(
+        id=comparison.id,  # type: ignore[arg-type]
+        task_id=comparison.task_id,
+        blind=comparison.blind,
+        message_ids=service.branch_ids(session=session, comparison=comparison),
+        votes=[
+            VotePublic.model_validate(vote, from_attributes=True)
+            for vote in service.votes_of(session=session, comparison=comparison)
+        ],
+    )
+
+
+@router.post("/comparisons", response_model=ComparisonPublic, status_code=status.HTTP_201_CREATED)
+def create_comparison(
+    body: ComparisonCreate, session: SessionDep, user: CurrentUser
+) -> ComparisonPublic:
+    """Compare 2–4 branches of one task, each named by its last message."""
+    from app.models import Message
+
+    first = session.get(Message, body.message_ids[0])
+    if first is None:
+        raise NotFound("No such message.")
+    task = task_for(session=session, task_id=first.task_id, user=user, min_role=Role.viewer)
+    comparison = service.create_comparison(
+        session=session, task=task, author=user, message_ids=body.message_ids, blind=body.blind
+    )
+    session.commit()
+    return public(session, comparison)
+
+
+@router.get("/comparisons/{comparison_id}", response_model=ComparisonPublic)
+def read_comparison(comparison_id: int, session: SessionDep, user: CurrentUser) -> ComparisonPublic:
+    """A comparison with its branches and votes."""
+    return public(session, comparison_for(session, comparison_id, user, Role.viewer))
+
+
+@router.post(
+    "/comparisons/{comparison_id}/votes",
+    response_model=VotePublic,
+    status_code=status.HTTP_201_CREATED,
+)
+def vote(
+    comparison_id: int, body: VoteCreate, session: SessionDep, user: CurrentUser
+) -> VotePublic:
+    """Vote (editors and owners); voting again replaces your vote."""
+    comparison = comparison_for(session, comparison_id, user, Role.editor)
+    cast = service.cast_vote(
+        session=session, comparison=comparison, voter=user, outcome=body.outcome,
+        winner_message_id=body.winner_message_id,
+    )  # fmt: skip
+    session.commit()
+    return VotePublic.model_validate(cast, from_attributes=True)
+
+
+@router.put("/tasks/{task_id}/main-branch", status_code=status.HTTP_204_NO_CONTENT)
+def continue_with(task_id: int, body: ContinueWith, session: SessionDep, user: CurrentUser) -> None:
+    """Continue the task on this branch: its page opens there from now on."""
+    task = task_for(session=session, task_id=task_id, user=user, min_role=Role.editor)
+    service.continue_with(session=session, task=task, message_id=body.message_id, actor=user)
+    session.commit()

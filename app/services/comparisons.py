@@ -1,0 +1,152 @@
+"""Comparisons: two to four branches side by side, word differences, votes, and choosing the
+branch a task continues on."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+
+from sqlmodel import Session, col, select
+
+from app.models import (
+    Comparison,
+    ComparisonBranch,
+    MainBranch,
+    Message,
+    Task,
+    User,
+    Vote,
+    VoteOutcome,
+)
+from app.models.common import utcnow
+from app.services import NotFound, ServiceError
+from app.services.workspaces import record_event
+
+TWO_WAY = {VoteOutcome.a, VoteOutcome.b, VoteOutcome.tie, VoteOutcome.both_bad}
+
+
+def create_comparison(
+    *, session: Session, task: Task, author: User, message_ids: list[int], blind: bool = False
+) -> Comparison:
+    """Compare the branches ending at ``message_ids`` (2–4 messages of the task)."""
+    if not 2 <= len(message_ids) <= 4:
+        raise ServiceError("Compare two to four branches.")
+    if len(set(message_ids)) != len(message_ids):
+        raise ServiceError("Each branch can appear once in a comparison.")
+    found = session.exec(
+        select(Message.id).where(col(Message.id).in_(message_ids), Message.task_id == task.id)
+    ).all()
+    if len(found) != len(message_ids):
+        raise NotFound("No such message in this task.")
+    comparison = Comparison(task_id=task.id, blind=blind, created_by_id=author.id)  # type: ignore[arg-type]
+    session.add(comparison)
+    session.flush()
+    session.add_all(
+        ComparisonBranch(comparison_id=comparison.id, message_id=message_id, position=position)  # type: ignore[arg-type]
+        for position, message_id in enumerate(message_ids)
+    )
+    session.flush()
+    record_event(
+        session=session, workspace_id=task.workspace_id, actor=author, verb="compared",
+        subject_type="comparison", subject_id=comparison.id, data={"task_id": task.id},
+    )  # fmt: skip
+    return comparison
+
+
+def branch_ids(*, session: Session, comparison: Comparison) -> list[int]:
+    return list(
+        session.exec(
+            select(ComparisonBranch.message_id)
+            .where(ComparisonBranch.comparison_id == comparison.id)
+            .order_by(col(ComparisonBranch.position))
+        ).all()
+    )
+
+
+def cast_vote(
+    *,
+    session: Session,
+    comparison: Comparison,
+    voter: User,
+    outcome: VoteOutcome,
+    winner_message_id: int | None = None,
+) -> Vote:
+    """Record ``voter``'s verdict; voting again replaces it."""
+    branches = branch_ids(session=session, comparison=comparison)
+    if len(branches) == 2 and outcome not in TWO_WAY:
+        raise ServiceError("With two branches, vote A, B, tie or both bad.")
+    if len(branches) > 2 and outcome != VoteOutcome.best:
+        raise ServiceError("With more than two branches, pick the best one.")
+    if outcome == VoteOutcome.best and winner_message_id not in branches:
+        raise ServiceError("Pick the best branch among those compared.")
+    if outcome == VoteOutcome.a:
+        winner_message_id = branches[0]
+    elif outcome == VoteOutcome.b:
+        winner_message_id = branches[1]
+    elif outcome != VoteOutcome.best:
+        winner_message_id = None
+    vote = session.exec(
+        select(Vote).where(Vote.comparison_id == comparison.id, Vote.voter_user_id == voter.id)
+    ).first() or Vote(comparison_id=comparison.id, voter_user_id=voter.id, outcome=outcome)  # type: ignore[arg-type]
+    vote.outcome = outcome
+    vote.winner_message_id = winner_message_id
+    vote.created_at = utcnow()
+    session.add(vote)
+    session.flush()
+    task = session.get(Task, comparison.task_id)
+    assert task is not None
+    record_event(
+        session=session, workspace_id=task.workspace_id, actor=voter, verb="voted",
+        subject_type="comparison", subject_id=comparison.id,
+        data={"task_id": task.id, "outcome": str(outcome)},
+    )  # fmt: skip
+    return vote
+
+
+def votes_of(*, session: Session, comparison: Comparison) -> list[Vote]:
+    return list(
+        session.exec(
+            select(Vote).where(Vote.comparison_id == comparison.id).order_by(col(Vote.id))
+        ).all()
+    )
+
+
+def continue_with(*, session: Session, task: Task, message_id: int, actor: User) -> MainBranch:
+    """Make the branch through ``message_id`` the one the task page opens on."""
+    message = session.get(Message, message_id)
+    if message is None or message.task_id != task.id:
+        raise NotFound("No such message in this task.")
+    main = session.get(MainBranch, task.id) or MainBranch(task_id=task.id, message_id=message_id)  # type: ignore[arg-type]
+    main.message_id = message_id
+    main.chosen_by_id = actor.id
+    main.chosen_at = utcnow()
+    session.add(main)
+    session.flush()
+    record_event(
+        session=session, workspace_id=task.workspace_id, actor=actor, verb="continued with",
+        subject_type="message", subject_id=message_id, data={"task_id": task.id},
+    )  # fmt: skip
+    return main
+
+
+@dataclass(frozen=True)
+class Piece:
+    text: str
+    changed: bool
+
+
+_WORDS = re.compile(r"\S+|\s+")
+
+
+def word_diff(baseline: str, other: str) -> list[Piece]:
+    """``other`` cut into pieces, marking the words that differ from ``baseline``."""
+    base_words = _WORDS.findall(baseline)
+    words = _WORDS.findall(other)
+    pieces: list[Piece] = []
+    matcher = difflib.SequenceMatcher(a=base_words, b=words, autojunk=False)
+    for tag, _, _, start, end in matcher.get_opcodes():
+        text = "".join(words[start:end])
+        if text:
+            pieces.append(Piece(text, changed=tag != "equal"))
+    return pieces
