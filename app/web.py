@@ -25,6 +25,7 @@ from app.routes import (
     health,
     live_pages,
     pages,
+    pipeline_pages,
     streams,
     task_pages,
 )
@@ -105,6 +106,7 @@ def create_app() -> FastAPI:
         live_pages.router,
         agent_pages.router,
         compare_pages.router,
+        pipeline_pages.router,
         api_router,
     ):
         app.include_router(router)

@@ -11,7 +11,7 @@ from starlette.responses import RedirectResponse, Response
 from app import live
 from app.deps import CurrentUser, SessionDep
 from app.dispatch import dispatch
-from app.models import Agent, Role, RunStatus, Task, User, Workspace
+from app.models import Agent, Pipeline, Role, RunStatus, Task, User, Workspace
 from app.redis_conn import get_redis
 from app.services import ServiceError
 from app.services import runs as operations
@@ -55,6 +55,11 @@ def task_context(session: Session, task: Task, user: User, at: int | None) -> di
         "can_edit": role.allows(Role.editor),
         "positions": positions,
         "compare_question": compare_question,
+        "pipelines": session.exec(
+            select(Pipeline)
+            .where(Pipeline.workspace_id == task.workspace_id)
+            .order_by(col(Pipeline.name))
+        ).all(),
     }
 
 

@@ -211,13 +211,16 @@ class Publisher:
     """Appends a run's tokens to its Redis stream, coalesced every ~50 ms.
 
     Redis going away must not fail the run: publishing stops, the model keeps streaming, and
-    the text still reaches SQL (viewers then read it from there).
+    the text still reaches SQL (viewers then read it from there). Redis coming back empty (a
+    restart without persistence) must not leave a stream that holds only the tail of the text:
+    the stream starts over with a ``reset`` and the whole text so far.
     """
 
     def __init__(self, client: redis.Redis, job: Job) -> None:
         self.client = client
         self.job = job
         self.pending: list[str] = []
+        self.published: list[str] = []
         self.last_flush = time.monotonic()
         self.last_slot_refresh = time.monotonic()
         self.healthy = True
@@ -225,11 +228,19 @@ class Publisher:
     def _send(self, type_: str, data: dict[str, Any]) -> None:
         if not self.healthy:
             return
+        run_id = self.job.run_id
         try:
-            live.append_run(self.client, self.job.run_id, type_, data)
+            if not self.client.exists(live.run_stream(run_id)):  # lost: start it over
+                live.append_run(self.client, run_id, "reset", {"attempt": self.job.attempt})
+                if self.published:
+                    live.append_run(self.client, run_id, "token", {"text": "".join(self.published)})
+            live.append_run(self.client, run_id, type_, data)
         except redis.RedisError as exc:
             self.healthy = False
-            log.warning("run %s: live stream unavailable, continuing: %s", self.job.run_id, exc)
+            log.warning("run %s: live stream unavailable, continuing: %s", run_id, exc)
+            return
+        if type_ == "token":
+            self.published.append(data["text"])
 
     def event(self, type_: str, data: dict[str, Any]) -> None:
         self.flush()

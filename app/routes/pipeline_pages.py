@@ -1,0 +1,98 @@
+"""Pipelines: define them per workspace, start one on a task's branch."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from sqlmodel import Session, col, select
+from starlette.responses import RedirectResponse, Response
+
+from app.deps import CurrentUser, EditableWorkspace, SessionDep, ViewableWorkspace
+from app.dispatch import dispatch
+from app.models import Agent, Pipeline, Role, User, Workspace
+from app.services import ServiceError
+from app.services.access import pipeline_for, task_for
+from app.services.pipelines import create_pipeline, start_pipeline
+from app.services.workspaces import role_in
+from app.templating import render
+
+router = APIRouter(tags=["pages"], include_in_schema=False)
+
+
+def _context(session: Session, workspace: Workspace, user: User) -> dict[str, Any]:
+    role = role_in(session=session, workspace=workspace, user=user)
+    agents = session.exec(
+        select(Agent).where(Agent.workspace_id == workspace.id).order_by(col(Agent.name))
+    ).all()
+    pipelines = session.exec(
+        select(Pipeline).where(Pipeline.workspace_id == workspace.id).order_by(col(Pipeline.name))
+    ).all()
+    return {
+        "workspace": workspace,
+        "agents": agents,
+        "agents_by_id": {a.id: a for a in agents},
+        "pipelines": pipelines,
+        "can_edit": bool(role and role.allows(Role.editor)),
+        "form": {},
+    }
+
+
+@router.get("/w/{slug}/pipelines")
+def pipelines_page(
+    request: Request, session: SessionDep, user: CurrentUser, workspace: ViewableWorkspace
+) -> Response:
+    return render(request, "pipelines.html", _context(session, workspace, user))
+
+
+@router.post("/w/{slug}/pipelines")
+def create_pipeline_page(
+    request: Request,
+    session: SessionDep,
+    user: CurrentUser,
+    workspace: EditableWorkspace,
+    name: Annotated[str, Form(max_length=120)],
+    step_agent: Annotated[list[str] | None, Form()] = None,
+    step_instruction: Annotated[list[str] | None, Form()] = None,
+    max_rounds: Annotated[int, Form(ge=1, le=10)] = 1,
+    stop_word: Annotated[str, Form(max_length=40)] = "",
+) -> Response:
+    agents = step_agent or []
+    instructions = (step_instruction or []) + [""] * len(agents)
+    steps = [
+        {"agent_id": int(agent), "instruction": instruction}
+        for agent, instruction in zip(agents, instructions, strict=False)
+        if agent.isdigit()
+    ]
+    try:
+        create_pipeline(
+            session=session, workspace_id=workspace.id, author=user, name=name,  # type: ignore[arg-type]
+            steps=steps, max_rounds=max_rounds, stop_word=stop_word,
+        )  # fmt: skip
+    except ServiceError as exc:
+        session.rollback()
+        context = {**_context(session, workspace, user), "error": exc.message,
+                   "form": {"name": name}}  # fmt: skip
+        return render(request, "pipelines.html", context, status_code=exc.status_code)
+    session.commit()
+    return RedirectResponse(f"/w/{workspace.slug}/pipelines", status_code=303)
+
+
+@router.post("/t/{task_id}/pipeline")
+def start_pipeline_page(
+    task_id: int,
+    session: SessionDep,
+    user: CurrentUser,
+    pipeline_id: Annotated[int, Form()],
+    message_id: Annotated[int, Form()],
+) -> Response:
+    task = task_for(session=session, task_id=task_id, user=user, min_role=Role.editor)
+    pipeline = pipeline_for(session=session, pipeline_id=pipeline_id, user=user,
+                            min_role=Role.editor)  # fmt: skip
+    started = start_pipeline(
+        session=session, task=task, pipeline=pipeline, author=user, message_id=message_id
+    )
+    session.commit()
+    dispatch([run.id for run in started.runs if run.id is not None])
+    target = started.runs[-1].output_message_id if started.runs else message_id
+    return RedirectResponse(f"/t/{task.id}?at={target}", status_code=303)

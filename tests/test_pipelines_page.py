@@ -1,0 +1,47 @@
+"""Pipelines page: define one, start it from a task, see each step on one branch."""
+
+from __future__ import annotations
+
+from bs4 import BeautifulSoup
+from sqlmodel import select
+
+from app.models import Pipeline
+from tests.engine_helpers import start_task, wait_for_runs
+
+
+def test_define_and_start_a_pipeline_from_the_pages(client, session, team):
+    workspace, (coder, tester, *_) = team
+    created = client.post(
+        f"/w/{workspace.slug}/pipelines",
+        data={"name": "Write, test, fix",
+              "step_agent": [str(coder.id), str(tester.id), str(coder.id), ""],
+              "step_instruction": ["", "Test this.", "Fix it.", ""],
+              "max_rounds": "1", "stop_word": "PASS"},
+        follow_redirects=True,
+    )  # fmt: skip
+    assert created.status_code == 200
+    pipeline = session.exec(select(Pipeline)).one()
+    assert [s["agent_id"] for s in pipeline.steps] == [coder.id, tester.id, coder.id]
+    listed = BeautifulSoup(created.text, "html.parser").find(id=f"pipeline-{pipeline.id}")
+    assert "Tester: “Test this.”" in listed.text
+    task = start_task(client, workspace, [coder])
+    wait_for_runs(client, task["id"], 1)
+    page = BeautifulSoup(client.get(f"/t/{task['id']}").text, "html.parser")
+    form = page.find(id="pipeline-form")
+    leaf = form.find("input", {"name": "message_id"})["value"]
+    client.post(f"/t/{task['id']}/pipeline", data={"pipeline_id": pipeline.id, "message_id": leaf})
+    # The first step answers the question again; then Tester and Coder each hand it on.
+    runs = wait_for_runs(client, task["id"], 4)
+    assert [r["pipeline_step"] for r in runs if r["pipeline_id"]] == [0, 1, 2]
+
+
+def test_a_pipeline_without_steps_is_refused(client, session, team):
+    workspace, _ = team
+    response = client.post(
+        f"/w/{workspace.slug}/pipelines", data={"name": "empty", "step_agent": ["", ""]}
+    )
+    assert response.status_code == 400
+    assert (
+        "between 1 and 6 steps"
+        in BeautifulSoup(response.text, "html.parser").find(id="page-error").text
+    )
