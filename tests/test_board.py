@@ -71,3 +71,11 @@ def test_agents_show_their_model_and_its_health(client, session, team):
     board = soup(client.get(f"/w/{workspace.slug}"))
     row = board.find(id=f"agent-{coder.id}")
     assert "scripted" in row.text and row.find(class_="health") is not None
+
+
+def test_owners_rename_a_workspace_and_the_slug_stays(client, session, team):
+    workspace, _ = team
+    renamed = client.post(f"/w/{workspace.slug}/rename", data={"name": "New name"},
+                          follow_redirects=True)  # fmt: skip
+    assert renamed.url.path == f"/w/{workspace.slug}" and "New name" in renamed.text
+    assert client.post(f"/w/{workspace.slug}/rename", data={"name": " "}).status_code == 400

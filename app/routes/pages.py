@@ -8,14 +8,25 @@ from fastapi import APIRouter, Form, Request
 from sqlmodel import Session
 from starlette.responses import RedirectResponse, Response
 
-from app.deps import CurrentUser, EditableWorkspace, SessionDep, ViewableWorkspace
+from app.deps import (
+    CurrentUser,
+    EditableWorkspace,
+    OwnedWorkspace,
+    SessionDep,
+    ViewableWorkspace,
+)
 from app.dispatch import dispatch
 from app.models import Role, TaskStatus, User, Workspace
 from app.services import ServiceError, board
 from app.services.access import task_for
 from app.services.demo import create_demo_workspace
 from app.services.tasks import create_task, update_task
-from app.services.workspaces import create_workspace, role_in, workspaces_of
+from app.services.workspaces import (
+    create_workspace,
+    rename_workspace,
+    role_in,
+    workspaces_of,
+)
 from app.templating import render
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
@@ -132,6 +143,24 @@ def create_task_page(
     if started:
         dispatch([run.id for run in started.runs if run.id is not None])
     return RedirectResponse(f"/t/{task.id}", status_code=303)
+
+
+@router.post("/w/{slug}/rename")
+def rename_workspace_page(
+    request: Request,
+    session: SessionDep,
+    user: CurrentUser,
+    workspace: OwnedWorkspace,
+    name: Annotated[str, Form(max_length=200)],
+) -> Response:
+    try:
+        rename_workspace(session=session, workspace=workspace, actor=user, name=name)
+    except ServiceError as exc:
+        session.rollback()
+        context = {**_board_context(session, workspace, user), "error": exc.message}
+        return render(request, "workspace.html", context, status_code=400)
+    session.commit()
+    return RedirectResponse(f"/w/{workspace.slug}", status_code=303)
 
 
 @router.post("/t/{task_id}/move")

@@ -119,3 +119,22 @@ def role_in(*, session: Session, workspace: Workspace, user: User) -> Role | Non
         )
     ).first()
     return Role(role) if role else None
+
+
+def rename_workspace(
+    *, session: Session, workspace: Workspace, actor: User, name: str
+) -> Workspace:
+    """A new name; the slug (and every link) stays as it is."""
+    name = name.strip()
+    if not name:
+        raise ServiceError("Give the workspace a name.")
+    if len(name) > MAX_NAME_LENGTH:
+        raise ServiceError(f"Keep the name under {MAX_NAME_LENGTH} characters.")
+    old, workspace.name = workspace.name, name
+    session.add(workspace)
+    record_event(
+        session=session, workspace_id=workspace.id, actor=actor, verb="renamed",  # type: ignore[arg-type]
+        subject_type="workspace", subject_id=workspace.id, data={"name": name, "from": old},
+    )  # fmt: skip
+    session.flush()
+    return workspace
