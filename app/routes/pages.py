@@ -27,7 +27,7 @@ from app.services.workspaces import (
     role_in,
     workspaces_of,
 )
-from app.templating import render
+from app.templating import render, wants_fragment
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
@@ -58,6 +58,9 @@ def create_workspace_page(
         }
         return render(request, "dashboard.html", context, block="create_form", status_code=400)
     session.commit()
+    if wants_fragment(request):
+        # The form swaps itself; a new workspace is a new page, so tell htmx to go there.
+        return Response(status_code=204, headers={"HX-Redirect": f"/w/{workspace.slug}"})
     return RedirectResponse(f"/w/{workspace.slug}", status_code=303)
 
 
