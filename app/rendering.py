@@ -38,6 +38,9 @@ def _markdown() -> MarkdownIt:
     return MarkdownIt("js-default", {"highlight": _highlight}).enable(["table", "strikethrough"])
 
 
+# Finished messages never change and are shown again and again (every view of a branch, every
+# viewer): rendering them once per process is most of a long task page's cost.
+@lru_cache(maxsize=4096)
 def render_markdown(text: str) -> str:
     """Safe HTML for an agent's Markdown answer."""
     html = _markdown().render(text)

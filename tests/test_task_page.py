@@ -77,3 +77,47 @@ def test_hostile_output_is_shown_as_text(client, session, team, model_server):
     assert body.find("script") is None and body.find("img") is None
     assert "<script>" in body.text
     assert all(not a.get("href", "").startswith("javascript") for a in body.find_all("a"))
+
+
+def test_long_branches_show_the_newest_messages_and_load_earlier_ones(client, session, team):
+    from app.models import Message, Task
+
+    workspace, _ = team
+    task = Task(workspace_id=workspace.id, title="long")
+    session.add(task)
+    session.flush()
+    parent = None
+    for n in range(100):
+        message = Message(task_id=task.id, parent_id=parent, role="user", content=f"m{n}")
+        session.add(message)
+        session.flush()
+        parent = message.id
+    session.commit()
+    html = page(client, f"/t/{task.id}")
+    shown = html.select("#thread > li.message")
+    assert len(shown) == 40 and shown[-1].find(class_="md").text.strip() == "m99"
+    earlier = html.find(id="thread-earlier-60").find("a")
+    assert earlier.text == "Show 60 earlier messages"
+    fragment = page(client, earlier["hx-get"], **{"HX-Request": "true"})
+    assert fragment.find("html") is None
+    assert fragment.select("li.message")[0].find(class_="md").text.strip() == "m20"
+    assert fragment.find(id="thread-earlier-20") is not None
+
+
+def test_message_actions_load_on_demand_for_editors_only(client, session, team):
+    from app.models import Role
+    from tests.factories import add_member, make_user, sign_in
+
+    workspace, (coder, *_) = team
+    task = start_task(client, workspace, [coder])
+    wait_for_runs(client, task["id"], 1)
+    answer_id = task["started"]["runs"][0]["output_message_id"]
+    forms = page(client, f"/m/{answer_id}/actions", **{"HX-Request": "true"})
+    assert forms.find("html") is None
+    assert forms.find("form", action=f"/m/{answer_id}/handoff") is not None
+    assert forms.find("form", action=f"/m/{answer_id}/rerun") is not None
+    viewer = make_user(session)
+    add_member(session, workspace=workspace, user=viewer, role=Role.viewer)
+    sign_in(client, session, viewer)
+    assert client.get(f"/m/{answer_id}/actions").status_code == 404
+    assert page(client, f"/t/{task['id']}").find(id=f"message-{answer_id}-actions") is None

@@ -18,9 +18,12 @@ from app.services import runs as operations
 from app.services.access import message_for, require_role, run_for, task_for
 from app.services.runs import Started, queue_position
 from app.services.threads import branch
-from app.templating import render
+from app.templating import render, templates
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
+
+# A branch shows its newest messages; earlier ones load on demand, this many at a time.
+WINDOW = 40
 
 
 def _agents(session: Session, workspace_id: int) -> list[Agent]:
@@ -31,10 +34,13 @@ def _agents(session: Session, workspace_id: int) -> list[Agent]:
     )
 
 
-def task_context(session: Session, task: Task, user: User, at: int | None) -> dict[str, Any]:
+def task_context(
+    session: Session, task: Task, user: User, at: int | None, upto: int | None = None
+) -> dict[str, Any]:
     role = require_role(session=session, workspace_id=task.workspace_id, user=user,
                         min_role=Role.viewer)  # fmt: skip
     shown = branch(session=session, task=task, at=at)
+    end = len(shown.messages) if upto is None else max(0, min(upto, len(shown.messages)))
     agents = _agents(session, task.workspace_id)
     positions = {
         message_id: queue_position(session=session, run=run)
@@ -55,6 +61,8 @@ def task_context(session: Session, task: Task, user: User, at: int | None) -> di
         "can_edit": role.allows(Role.editor),
         "positions": positions,
         "compare_question": compare_question,
+        "window_start": max(end - WINDOW, 0),
+        "window_end": end,
         "pipelines": session.exec(
             select(Pipeline)
             .where(Pipeline.workspace_id == task.workspace_id)
@@ -65,10 +73,26 @@ def task_context(session: Session, task: Task, user: User, at: int | None) -> di
 
 @router.get("/t/{task_id}")
 def task_page(
-    request: Request, task_id: int, session: SessionDep, user: CurrentUser, at: int | None = None
+    request: Request,
+    task_id: int,
+    session: SessionDep,
+    user: CurrentUser,
+    at: int | None = None,
+    upto: int | None = None,
 ) -> Response:
     task = task_for(session=session, task_id=task_id, user=user, min_role=Role.viewer)
-    return render(request, "task.html", task_context(session, task, user, at), block="thread")
+    context = task_context(session, task, user, at, upto)
+    return render(request, "task.html", context, block="thread")
+
+
+@router.get("/t/{task_id}/earlier")
+def earlier_messages(
+    request: Request, task_id: int, at: int, upto: int, session: SessionDep, user: CurrentUser
+) -> Response:
+    """The messages of a branch before the ones shown (a window at a time)."""
+    task = task_for(session=session, task_id=task_id, user=user, min_role=Role.viewer)
+    context = task_context(session, task, user, at, upto)
+    return render(request, "task.html", context, block="window")
 
 
 def _after(session: Session, task: Task, started: Started, user: User, request: Request,
@@ -130,6 +154,19 @@ def _message_operation(
     except ServiceError as exc:
         return _refused(session, request, task, user, exc, message_id)
     return _after(session, task, started, user, request)
+
+
+@router.get("/m/{message_id}/actions")
+def message_actions(
+    request: Request, message_id: int, session: SessionDep, user: CurrentUser
+) -> Response:
+    """The forms of one message (fork, edit, rerun, hand off), loaded when its menu opens."""
+    message, task = message_for(
+        session=session, message_id=message_id, user=user, min_role=Role.editor
+    )
+    context = task_context(session, task, user, message_id)
+    context.update(message=message, run=context["branch"].runs.get(message_id))
+    return templates.TemplateResponse(request, "_actions.html", context)
 
 
 @router.post("/m/{message_id}/reply")
