@@ -51,9 +51,3 @@ def render_markdown(text: str) -> str:
         url_schemes={"http", "https", "mailto"},
         link_rel="noopener noreferrer nofollow",
     )
-
-
-def highlight_css() -> str:
-    """Pygments' styles for highlighted code, light and dark."""
-    light = HtmlFormatter().get_style_defs("pre code")
-    return str(light)

@@ -121,3 +121,16 @@ def test_message_actions_load_on_demand_for_editors_only(client, session, team):
     sign_in(client, session, viewer)
     assert client.get(f"/m/{answer_id}/actions").status_code == 404
     assert page(client, f"/t/{task['id']}").find(id=f"message-{answer_id}-actions") is None
+
+
+def test_the_tree_view_lists_every_branch(client, session, team):
+    workspace, (coder, tester, *_) = team
+    task = start_task(client, workspace, [coder, tester], brief="Root question")
+    wait_for_runs(client, task["id"], 2)
+    tree = page(client, f"/t/{task['id']}/tree", **{"HX-Request": "true"})
+    root = tree.find(id=f"tree-{task['started']['message']['id']}")
+    assert "Root question" in root.find("a").text
+    answers = root.find("ul").find_all("li", recursive=False)
+    assert [" ".join(a.find("a").text.split()) for a in answers] == [
+        "Coder : Coder says hello", "Tester : Tester says hello",
+    ]  # fmt: skip

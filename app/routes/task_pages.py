@@ -17,7 +17,7 @@ from app.services import ServiceError
 from app.services import runs as operations
 from app.services.access import message_for, require_role, run_for, task_for
 from app.services.runs import Started, queue_position
-from app.services.threads import branch
+from app.services.threads import branch, tree
 from app.templating import render, templates
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
@@ -154,6 +154,19 @@ def _message_operation(
     except ServiceError as exc:
         return _refused(session, request, task, user, exc, message_id)
     return _after(session, task, started, user, request)
+
+
+@router.get("/t/{task_id}/tree")
+def tree_fragment(
+    request: Request, task_id: int, session: SessionDep, user: CurrentUser
+) -> Response:
+    """All branches of the task as a compact tree (loaded when the tree view opens)."""
+    task = task_for(session=session, task_id=task_id, user=user, min_role=Role.viewer)
+    agents = {a.id: a for a in session.exec(
+        select(Agent).where(Agent.workspace_id == task.workspace_id)
+    ).all()}  # fmt: skip
+    context = {"task": task, "roots": tree(session=session, task=task), "agents_by_id": agents}
+    return templates.TemplateResponse(request, "_tree.html", context)
 
 
 @router.get("/m/{message_id}/actions")

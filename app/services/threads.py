@@ -7,9 +7,11 @@ so a task with hundreds of messages renders quickly.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from app.models import MainBranch, Message, Run, Task
 from app.services import NotFound
@@ -98,3 +100,35 @@ def answers_to(*, session: Session, message_id: int) -> list[Message]:
             select(Message).where(Message.parent_id == message_id).order_by(col(Message.id))
         ).all()
     )
+
+
+@dataclass(frozen=True)
+class TreeNode:
+    id: int
+    role: str
+    agent_id: int | None
+    snippet: str
+    children: list[TreeNode]
+
+
+def tree(*, session: Session, task: Task, snippet_chars: int = 60) -> list[TreeNode]:
+    """Every branch of the task at a glance: each message with the start of its text."""
+    rows: Sequence[Any] = session.exec(
+        select(  # type: ignore[call-overload]
+            Message.id,
+            Message.parent_id,
+            Message.role,
+            Message.agent_id,
+            func.substr(Message.content, 1, snippet_chars),
+        )
+        .where(Message.task_id == task.id)
+        .order_by(col(Message.id))
+    ).all()
+    nodes = {
+        row[0]: TreeNode(row[0], row[2], row[3], " ".join((row[4] or "").split()), [])
+        for row in rows
+    }
+    roots: list[TreeNode] = []
+    for message_id, parent_id, *_ in rows:
+        (nodes[parent_id].children if parent_id in nodes else roots).append(nodes[message_id])
+    return roots
