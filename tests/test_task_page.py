@@ -132,5 +132,5 @@ def test_the_tree_view_lists_every_branch(client, session, team):
     assert "Root question" in root.find("a").text
     answers = root.find("ul").find_all("li", recursive=False)
     assert [" ".join(a.find("a").text.split()) for a in answers] == [
-        "Coder : Coder says hello", "Tester : Tester says hello",
+        "Coder: Coder says hello", "Tester: Tester says hello",
     ]  # fmt: skip
