@@ -103,6 +103,11 @@ def test_a_person_runs_the_whole_flow(open_page, session, model_server, worker):
     expect(page.locator("#thread > li.message-assistant").last).to_contain_text(
         "Stopped", timeout=10_000
     )
+    # The same page on a phone: one column, nothing wider than the screen.
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.reload()
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+    page.screenshot(path=str(ARTIFACTS / "task-phone.png"), full_page=False)
     session.expire_all()
     statuses = [run.status for run in session.exec(select(Run)).all()]
     assert statuses.count("cancelled") == 1 and statuses.count("succeeded") == 4
