@@ -166,7 +166,7 @@ def llama_server():
 def _session_worker():
     from tests.worker_process import WorkerProcess
 
-    worker = WorkerProcess(name="suite", concurrency=4).start()
+    worker = WorkerProcess(name="suite", concurrency=4)
     yield worker
     worker.stop()
 
@@ -174,8 +174,15 @@ def _session_worker():
 @pytest.fixture
 def worker(_session_worker):
     """A real Celery worker (4 processes) shared by the tests that need one."""
-    assert _session_worker.process.poll() is None, "the shared worker died"
+    if _session_worker.process is None or _session_worker.process.poll() is not None:
+        _session_worker.start()
     return _session_worker
+
+
+@pytest.fixture
+def no_worker(_session_worker):
+    """No worker runs: the shared one is stopped (the next test that needs it restarts it)."""
+    _session_worker.stop()
 
 
 @pytest.fixture

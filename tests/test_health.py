@@ -22,7 +22,7 @@ def wait_for(predicate, timeout: float = 60.0, interval: float = 0.2):
     raise AssertionError(f"condition not met within {timeout}s")
 
 
-def test_without_a_worker_health_is_degraded_and_says_why(client):
+def test_without_a_worker_health_is_degraded_and_says_why(client, no_worker):
     response = client.get("/healthz")
     assert response.status_code == 503
     body = response.json()
@@ -46,7 +46,7 @@ def test_model_endpoints_are_listed_without_their_keys(client, session):
     assert not models["ok"]
 
 
-def test_a_real_worker_reports_its_heartbeat(client):
+def test_a_real_worker_reports_its_heartbeat(client, no_worker):
     worker = subprocess.Popen(
         [
             sys.executable, "-m", "celery", "--app", "workers.celery_app", "worker",
