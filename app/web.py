@@ -17,6 +17,7 @@ from app.errors import install_error_handlers
 from app.middleware import SecurityMiddleware
 from app.paths import STATIC_DIR
 from app.routes import (
+    account_pages,
     admin,
     agent_pages,
     auth,
@@ -28,6 +29,7 @@ from app.routes import (
     pipeline_pages,
     streams,
     task_pages,
+    team_pages,
 )
 from app.routes.api import router as api_router
 from app.services import ServiceError
@@ -107,6 +109,8 @@ def create_app() -> FastAPI:
         agent_pages.router,
         compare_pages.router,
         pipeline_pages.router,
+        team_pages.router,
+        account_pages.router,
         api_router,
     ):
         app.include_router(router)

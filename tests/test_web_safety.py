@@ -14,8 +14,13 @@ from app.middleware import CONTENT_SECURITY_POLICY
 from app.web import create_app
 from tests.factories import make_user, sign_in
 
-# The only routes a stranger may reach: health, sign-in, first run, API docs.
+# The only routes a stranger may reach: health, sign-in, first run, API docs, and the pages a
+# link token opens (an invite, a read-only share); the token is the credential there.
 PUBLIC_ROUTES = {
+    ("GET", "/join/{token}"),
+    ("POST", "/join/{token}/signup"),
+    ("GET", "/s/{token}"),
+    ("GET", "/s/{token}/live"),
     ("GET", "/healthz"),
     ("GET", "/signin"),
     ("POST", "/signin"),

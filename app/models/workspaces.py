@@ -67,6 +67,10 @@ class Membership(SQLModel, table=True):
     workspace_id: int = Field(foreign_key="workspace.id", ondelete="CASCADE", index=True)
     user_id: int = Field(foreign_key="user.id", ondelete="CASCADE", index=True)
     role: str = Field(sa_type=sa.String(16))
+    # The invite link the member joined through, if any ("who joined through it").
+    share_link_id: int | None = Field(
+        default=None, foreign_key="share_link.id", ondelete="SET NULL"
+    )
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 

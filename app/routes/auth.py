@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Form, Request
 from starlette.responses import RedirectResponse, Response
 
+from app import ratelimit
 from app.deps import SESSION_COOKIE, OptionalUser, SessionDep, SettingsDep
 from app.models import User
 from app.services import ServiceError
@@ -37,7 +38,7 @@ def safe_next(target: str | None) -> str:
 
 
 def signed_in_redirect(
-    session: SessionDep, settings: SettingsDep, user: User, target: str
+    session: SessionDep, settings: SettingsDep, user: User, target: str, request: Request
 ) -> Response:
     """Start a session for ``user`` and send them to ``target`` with the cookie set."""
     token = start_session(
@@ -51,7 +52,8 @@ def signed_in_redirect(
         max_age=settings.session_days * 86400,
         httponly=True,
         samesite="lax",
-        secure=settings.secure_cookies,
+        # Secure whenever the page came over https (directly or through a proxy uvicorn trusts).
+        secure=settings.secure_cookies or request.url.scheme == "https",
     )
     return response
 
@@ -77,19 +79,24 @@ def signin(
     password: Annotated[str, Form(max_length=1024)],
     next: Annotated[str, Form(max_length=2000)] = "/",
 ) -> Response:
+    address = request.client.host if request.client else "unknown"
+    context = {"next": safe_next(next), "email": email}
+    if ratelimit.sign_in_blocked(email=email, address=address):
+        context["error"] = "Too many failed sign-ins; wait a quarter of an hour and try again."
+        return render(request, "signin.html", context, status_code=429)
     user = authenticate(session=session, email=email, password=password)
     if user is None:
-        return render(
-            request,
-            "signin.html",
-            {"next": safe_next(next), "email": email, "error": "Wrong email or password."},
-            status_code=400,
-        )
-    return signed_in_redirect(session, settings, user, safe_next(next))
+        ratelimit.record_failure(email=email, address=address)
+        context["error"] = "Wrong email or password."
+        return render(request, "signin.html", context, status_code=400)
+    ratelimit.clear(email=email)
+    return signed_in_redirect(session, settings, user, safe_next(next), request)
 
 
 @router.get("/signin/link/{token}")
-def signin_with_link(token: str, session: SessionDep, settings: SettingsDep) -> Response:
+def signin_with_link(
+    request: Request, token: str, session: SessionDep, settings: SettingsDep
+) -> Response:
     """A one-time link (printed by ``switchboard up``) signs its user in once."""
     user = redeem_sign_in_link(session=session, token=token)
     if user is None:
@@ -98,7 +105,7 @@ def signin_with_link(token: str, session: SessionDep, settings: SettingsDep) -> 
             "This sign-in link was used already or has expired. "
             "Restart `switchboard up` for a fresh one, or sign in with your password."
         )
-    return signed_in_redirect(session, settings, user, "/")
+    return signed_in_redirect(session, settings, user, "/", request)
 
 
 @router.post("/signout")
@@ -149,6 +156,6 @@ def setup(
         session.rollback()
         context["error"] = exc.message
         return render(request, "setup.html", context, status_code=400)
-    response = signed_in_redirect(session, settings, user, "/")
+    response = signed_in_redirect(session, settings, user, "/", request)
     discard_setup_token(settings)
     return response

@@ -36,7 +36,7 @@ LETTERS = "ABCD"
 VOTE_LABELS = {"a": "A is better", "b": "B is better", "tie": "a tie", "both_bad": "both are bad"}
 
 
-def _columns(session: Session, message_ids: list[int], baseline: int) -> list[SimpleNamespace]:
+def columns_of(session: Session, message_ids: list[int], baseline: int) -> list[SimpleNamespace]:
     messages = [session.get(Message, message_id) for message_id in message_ids]
     base = messages[baseline]
     base_text = base.content if base else ""
@@ -66,7 +66,7 @@ def _context(session: Session, comparison: Comparison, user: User, baseline: int
     mine = session.exec(
         select(Vote).where(Vote.comparison_id == comparison.id, Vote.voter_user_id == user.id)
     ).first()
-    columns = _columns(session, message_ids, baseline)
+    columns = columns_of(session, message_ids, baseline)
     label = None
     if mine:
         winner = next((c.letter for c in columns if c.message.id == mine.winner_message_id), None)

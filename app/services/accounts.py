@@ -163,3 +163,13 @@ def end_session(*, session: Session, token: str) -> None:
     session.execute(
         sa.delete(LoginSession).where(LoginSession.token_hash == hash_token(token))  # type: ignore[arg-type]
     )
+
+
+def change_password(*, session: Session, user: User, current: str, new: str) -> None:
+    """Set a new password; the current one is asked for unless there is none yet."""
+    if user.password_hash and not verify_password(current, user.password_hash):
+        raise ServiceError("Your current password is not right.")
+    validate_password(new)
+    user.password_hash = hash_password(new)
+    session.add(user)
+    session.flush()

@@ -8,7 +8,9 @@ from app.routes.api import (
     endpoints,
     pipelines,
     runs,
+    sharing,
     tasks,
+    tokens,
     users,
     workspaces,
 )
@@ -19,6 +21,8 @@ router.include_router(comparisons.router)
 router.include_router(endpoints.router)
 router.include_router(pipelines.router)
 router.include_router(runs.router)
+router.include_router(sharing.router)
 router.include_router(tasks.router)
+router.include_router(tokens.router)
 router.include_router(users.router)
 router.include_router(workspaces.router)

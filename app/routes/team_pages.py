@@ -1,0 +1,322 @@
+"""Sharing pages: members and invite links (owners), joining by link, read-only share links
+to one task or comparison (live), and deleting a workspace."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from sqlmodel import Session, col, select
+from starlette.responses import RedirectResponse, Response
+
+from app.deps import (
+    CurrentUser,
+    OptionalUser,
+    OwnedWorkspace,
+    SessionDep,
+    SettingsDep,
+    ViewableWorkspace,
+)
+from app.models import (
+    Agent,
+    Comparison,
+    Role,
+    RunStatus,
+    ShareLink,
+    ShareLinkKind,
+    Task,
+    User,
+    Workspace,
+)
+from app.routes.auth import signed_in_redirect
+from app.services import NotFound, ServiceError, sharing
+from app.services.access import require_role, task_for
+from app.services.accounts import create_user
+from app.services.comparisons import branch_ids
+from app.services.threads import branch
+from app.services.workspaces import role_in
+from app.templating import render
+
+router = APIRouter(tags=["pages"], include_in_schema=False)
+
+
+def public_url(request: Request, path: str) -> str:
+    return str(request.base_url).rstrip("/") + path
+
+
+def _members_context(session: Session, workspace: Workspace, user: User) -> dict[str, Any]:
+    role = role_in(session=session, workspace=workspace, user=user)
+    invites = sharing.links_of(session=session, workspace=workspace, kind=ShareLinkKind.invite)
+    return {
+        "workspace": workspace,
+        "members": sharing.members(session=session, workspace=workspace),
+        "is_owner": role == Role.owner,
+        "roles": list(Role),
+        "invites": [(link, sharing.joined_through(session=session, link=link)) for link in invites],
+    }
+
+
+def _members_page(request: Request, session: Session, workspace: Workspace, user: User,
+                  status_code: int = 200, **extra: Any) -> Response:  # fmt: skip
+    context = {**_members_context(session, workspace, user), **extra}
+    return render(request, "members.html", context, status_code=status_code)
+
+
+@router.get("/w/{slug}/members")
+def members_page(
+    request: Request, session: SessionDep, user: CurrentUser, workspace: ViewableWorkspace
+) -> Response:
+    return _members_page(request, session, workspace, user)
+
+
+@router.post("/w/{slug}/invites")
+def create_invite_page(
+    request: Request,
+    session: SessionDep,
+    user: CurrentUser,
+    workspace: OwnedWorkspace,
+    role: Annotated[Role, Form()],
+    expires_in_days: Annotated[int, Form()] = 7,
+    max_uses: Annotated[int, Form()] = 10,
+) -> Response:
+    try:
+        issued = sharing.create_invite(
+            session=session, workspace=workspace, owner=user, role=role,
+            expires_in_days=expires_in_days, max_uses=max_uses,
+        )  # fmt: skip
+    except ServiceError as exc:
+        session.rollback()
+        return _members_page(request, session, workspace, user, 400, error=exc.message)
+    session.commit()
+    return _members_page(
+        request, session, workspace, user, new_link=public_url(request, f"/join/{issued.token}")
+    )
+
+
+@router.post("/links/{link_id}/revoke")
+def revoke_link_page(
+    request: Request, link_id: int, session: SessionDep, user: CurrentUser
+) -> Response:
+    """Owners revoke any link of their workspace; others the read-only links they made."""
+    link = session.get(ShareLink, link_id)
+    if link is None:
+        raise NotFound("No such link.")
+    role = require_role(session=session, workspace_id=link.workspace_id, user=user,
+                        min_role=Role.viewer)  # fmt: skip
+    if role != Role.owner and (link.kind == ShareLinkKind.invite or link.created_by_id != user.id):
+        raise NotFound("No such link.")
+    sharing.revoke(session=session, link=link, actor=user)
+    session.commit()
+    workspace = session.get(Workspace, link.workspace_id)
+    assert workspace is not None
+    if link.kind == ShareLinkKind.invite:
+        return RedirectResponse(f"/w/{workspace.slug}/members", status_code=303)
+    target = f"/t/{link.task_id}" if link.task_id else f"/c/{link.comparison_id}"
+    return RedirectResponse(target, status_code=303)
+
+
+@router.post("/w/{slug}/members/{user_id}/role")
+def change_role_page(
+    request: Request,
+    user_id: int,
+    session: SessionDep,
+    user: CurrentUser,
+    workspace: OwnedWorkspace,
+    role: Annotated[Role, Form()],
+) -> Response:
+    try:
+        sharing.change_role(session=session, workspace=workspace, actor=user, user_id=user_id,
+                            role=role)  # fmt: skip
+    except ServiceError as exc:
+        session.rollback()
+        return _members_page(request, session, workspace, user, exc.status_code, error=exc.message)
+    session.commit()
+    return RedirectResponse(f"/w/{workspace.slug}/members", status_code=303)
+
+
+@router.post("/w/{slug}/members/{user_id}/remove")
+def remove_member_page(
+    request: Request, user_id: int, session: SessionDep, user: CurrentUser,
+    workspace: OwnedWorkspace,
+) -> Response:  # fmt: skip
+    try:
+        sharing.remove_member(session=session, workspace=workspace, actor=user, user_id=user_id)
+    except ServiceError as exc:
+        session.rollback()
+        return _members_page(request, session, workspace, user, exc.status_code, error=exc.message)
+    session.commit()
+    return RedirectResponse(f"/w/{workspace.slug}/members", status_code=303)
+
+
+@router.post("/w/{slug}/leave")
+def leave_page(
+    request: Request, session: SessionDep, user: CurrentUser, workspace: ViewableWorkspace
+) -> Response:
+    try:
+        sharing.remove_member(session=session, workspace=workspace, actor=user, user_id=user.id)  # type: ignore[arg-type]
+    except ServiceError as exc:
+        session.rollback()
+        return _members_page(request, session, workspace, user, exc.status_code, error=exc.message)
+    session.commit()
+    return RedirectResponse("/", status_code=303)
+
+
+@router.post("/w/{slug}/delete")
+def delete_workspace_page(
+    request: Request,
+    session: SessionDep,
+    user: CurrentUser,
+    workspace: OwnedWorkspace,
+    confirm: Annotated[str, Form(max_length=100)],
+) -> Response:
+    if confirm.strip() != workspace.slug:
+        return _members_page(request, session, workspace, user, 400,
+                             error=f"Type {workspace.slug} to confirm the deletion.")  # fmt: skip
+    session.delete(workspace)
+    session.commit()
+    return RedirectResponse("/", status_code=303)
+
+
+# --- joining by an invite link -------------------------------------------------------------
+
+
+def _join_context(session: Session, token: str) -> dict[str, Any]:
+    link = sharing.find_link(session=session, token=token, kind=ShareLinkKind.invite)
+    return {"link": link, "workspace": session.get(Workspace, link.workspace_id), "token": token}
+
+
+@router.get("/join/{token}")
+def join_page(request: Request, token: str, session: SessionDep, user: OptionalUser) -> Response:
+    """An invite: join as the signed-in person, or create an account and join."""
+    return render(request, "join.html", _join_context(session, token))
+
+
+@router.post("/join/{token}")
+def join(token: str, session: SessionDep, user: CurrentUser) -> Response:
+    workspace, _ = sharing.join(session=session, token=token, user=user)
+    session.commit()
+    return RedirectResponse(f"/w/{workspace.slug}", status_code=303)
+
+
+@router.post("/join/{token}/signup")
+def join_with_new_account(
+    request: Request,
+    token: str,
+    session: SessionDep,
+    settings: SettingsDep,
+    email: Annotated[str, Form(max_length=254)],
+    password: Annotated[str, Form(max_length=1024)],
+    display_name: Annotated[str, Form(max_length=120)] = "",
+) -> Response:
+    context = _join_context(session, token)
+    try:
+        new_user = create_user(session=session, email=email, password=password,
+                               display_name=display_name)  # fmt: skip
+        workspace, _ = sharing.join(session=session, token=token, user=new_user)
+    except ServiceError as exc:
+        session.rollback()
+        context.update(error=exc.message, email=email, display_name=display_name)
+        return render(request, "join.html", context, status_code=exc.status_code)
+    return signed_in_redirect(session, settings, new_user, f"/w/{workspace.slug}", request)
+
+
+# --- read-only share links -----------------------------------------------------------------
+
+
+def _share_result(request: Request, issued: sharing.IssuedLink) -> dict[str, Any]:
+    return {"share_url": public_url(request, f"/s/{issued.token}"), "share_link": issued.link}
+
+
+@router.post("/t/{task_id}/share")
+def share_task_page(
+    request: Request,
+    task_id: int,
+    session: SessionDep,
+    user: CurrentUser,
+    allow_anonymous: Annotated[bool, Form()] = False,
+) -> Response:
+    """A read-only link to this task (anyone with access may make one)."""
+    task = task_for(session=session, task_id=task_id, user=user, min_role=Role.viewer)
+    issued = sharing.create_read_only_link(session=session, author=user, task=task,
+                                           allow_anonymous=allow_anonymous)  # fmt: skip
+    session.commit()
+    return render(request, "share_created.html", {**_share_result(request, issued), "task": task})
+
+
+@router.post("/c/{comparison_id}/share")
+def share_comparison_page(
+    request: Request,
+    comparison_id: int,
+    session: SessionDep,
+    user: CurrentUser,
+    allow_anonymous: Annotated[bool, Form()] = False,
+) -> Response:
+    comparison = session.get(Comparison, comparison_id)
+    if comparison is None:
+        raise NotFound("No such comparison.")
+    task = task_for(session=session, task_id=comparison.task_id, user=user, min_role=Role.viewer)
+    issued = sharing.create_read_only_link(session=session, author=user, comparison=comparison,
+                                           allow_anonymous=allow_anonymous)  # fmt: skip
+    session.commit()
+    return render(request, "share_created.html", {**_share_result(request, issued), "task": task})
+
+
+def _shared_context(
+    session: Session, token: str, user: User | None, at: int | None
+) -> dict[str, Any]:
+    link = sharing.find_link(session=session, token=token)
+    if link.kind == ShareLinkKind.invite:
+        raise NotFound("No such page.")
+    if user is None and not link.allow_anonymous:
+        from app.deps import SignInRequired
+
+        raise SignInRequired()
+    comparison = session.get(Comparison, link.comparison_id) if link.comparison_id else None
+    task = session.get(Task, comparison.task_id if comparison else link.task_id)
+    assert task is not None
+    agents = {
+        a.id: a
+        for a in session.exec(select(Agent).where(Agent.workspace_id == task.workspace_id)).all()
+    }
+    context: dict[str, Any] = {
+        "token": token, "task": task, "at": at, "agents_by_id": agents,
+        "workspace": session.get(Workspace, task.workspace_id), "columns": None,
+    }  # fmt: skip
+    if comparison is not None:
+        from app.routes.compare_pages import columns_of
+
+        ids = branch_ids(session=session, comparison=comparison)
+        context["columns"] = columns_of(session, ids, 0)
+        context["active"] = any(c.live for c in context["columns"])
+    else:
+        shown = branch(session=session, task=task, at=at)
+        context["branch"] = shown
+        context["active"] = any(
+            r.status in (RunStatus.queued, RunStatus.running) for r in shown.runs.values()
+        )
+    return context
+
+
+@router.get("/s/{token}")
+def shared_page(
+    request: Request, token: str, session: SessionDep, user: OptionalUser, at: int | None = None
+) -> Response:
+    """A read-only view of one task or comparison; it refreshes itself while runs go on."""
+    return render(request, "shared.html", _shared_context(session, token, user, at))
+
+
+@router.get("/s/{token}/live")
+def shared_live(
+    request: Request, token: str, session: SessionDep, user: OptionalUser, at: int | None = None
+) -> Response:
+    return render(request, "shared.html", _shared_context(session, token, user, at), block="live")
+
+
+def share_links_for(session: Session, *, task: Task | None = None,
+                    comparison: Comparison | None = None) -> list[ShareLink]:  # fmt: skip
+    query = select(ShareLink).where(col(ShareLink.revoked_at).is_(None))
+    if task is not None:
+        query = query.where(ShareLink.task_id == task.id)
+    if comparison is not None:
+        query = query.where(ShareLink.comparison_id == comparison.id)
+    return list(session.exec(query.order_by(col(ShareLink.id))).all())

@@ -1,0 +1,273 @@
+"""Sharing a workspace: invite links that grant a role, read-only links to one task or
+comparison, members and their roles. Every change is an Event in the workspace's log.
+
+Link tokens carry 32 random bytes; only their SHA-256 is stored, and a token is found by its
+hash, so the secret itself is never compared. An expired, used-up or revoked link is
+indistinguishable from one that never existed (NotFound).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, func, select
+
+from app.models import (
+    Comparison,
+    Membership,
+    Role,
+    ShareLink,
+    ShareLinkKind,
+    Task,
+    User,
+    Workspace,
+)
+from app.models.common import utcnow
+from app.security import hash_token, new_token
+from app.services import Conflict, NotFound, ServiceError
+from app.services.workspaces import record_event
+
+MAX_LINK_DAYS = 90
+MAX_LINK_USES = 1000
+
+
+@dataclass(frozen=True)
+class IssuedLink:
+    link: ShareLink
+    token: str  # shown once, never stored
+
+
+def _check_limits(expires_in_days: int | None, max_uses: int | None) -> None:
+    if expires_in_days is not None and not 1 <= expires_in_days <= MAX_LINK_DAYS:
+        raise ServiceError(f"A link lasts between 1 and {MAX_LINK_DAYS} days.")
+    if max_uses is not None and not 1 <= max_uses <= MAX_LINK_USES:
+        raise ServiceError(f"A link can be used between 1 and {MAX_LINK_USES} times.")
+
+
+def create_invite(
+    *,
+    session: Session,
+    workspace: Workspace,
+    owner: User,
+    role: Role,
+    expires_in_days: int | None = 7,
+    max_uses: int | None = 10,
+) -> IssuedLink:
+    """An invite link that makes whoever opens it an editor or viewer of the workspace."""
+    if Role(role) == Role.owner:
+        raise ServiceError("Invite editors or viewers; make someone an owner once they joined.")
+    _check_limits(expires_in_days, max_uses)
+    token = new_token()
+    link = ShareLink(
+        token_hash=hash_token(token),
+        workspace_id=workspace.id,  # type: ignore[arg-type]
+        kind=ShareLinkKind.invite,
+        role=Role(role),
+        created_by_id=owner.id,
+        expires_at=utcnow() + timedelta(days=expires_in_days) if expires_in_days else None,
+        max_uses=max_uses,
+    )
+    session.add(link)
+    session.flush()
+    record_event(
+        session=session, workspace_id=workspace.id, actor=owner, verb="created",  # type: ignore[arg-type]
+        subject_type="invite link", subject_id=link.id,
+        data={"role": str(role), "max_uses": max_uses, "expires_in_days": expires_in_days},
+    )  # fmt: skip
+    return IssuedLink(link, token)
+
+
+def create_read_only_link(
+    *,
+    session: Session,
+    author: User,
+    task: Task | None = None,
+    comparison: Comparison | None = None,
+    allow_anonymous: bool = False,
+    expires_in_days: int | None = None,
+) -> IssuedLink:
+    """A read-only link to one task or one comparison (live: new runs appear)."""
+    _check_limits(expires_in_days, None)
+    if (task is None) == (comparison is None):
+        raise ServiceError("Share one task or one comparison.")
+    if comparison is not None:
+        task = session.get(Task, comparison.task_id)
+    assert task is not None
+    token = new_token()
+    link = ShareLink(
+        token_hash=hash_token(token),
+        workspace_id=task.workspace_id,
+        kind=ShareLinkKind.comparison if comparison else ShareLinkKind.task,
+        task_id=task.id if comparison is None else None,
+        comparison_id=comparison.id if comparison else None,
+        allow_anonymous=allow_anonymous,
+        created_by_id=author.id,
+        expires_at=utcnow() + timedelta(days=expires_in_days) if expires_in_days else None,
+    )
+    session.add(link)
+    session.flush()
+    record_event(
+        session=session, workspace_id=task.workspace_id, actor=author, verb="shared",
+        subject_type=str(link.kind), subject_id=comparison.id if comparison else task.id,
+        data={"task_id": task.id, "anonymous": allow_anonymous, "link_id": link.id},
+    )  # fmt: skip
+    return IssuedLink(link, token)
+
+
+def _usable(link: ShareLink | None) -> ShareLink:
+    now = utcnow()
+    if (
+        link is None
+        or link.revoked_at is not None
+        or (link.expires_at is not None and link.expires_at <= now)
+        or (link.max_uses is not None and link.use_count >= link.max_uses)
+    ):
+        raise NotFound("This link does not work: it was revoked, has expired, or is used up.")
+    return link
+
+
+def find_link(*, session: Session, token: str, kind: ShareLinkKind | None = None) -> ShareLink:
+    """The usable link a token belongs to; NotFound for any other."""
+    link = session.exec(select(ShareLink).where(ShareLink.token_hash == hash_token(token))).first()
+    if link is not None and kind is not None and link.kind != kind:
+        link = None
+    return _usable(link)
+
+
+def join(*, session: Session, token: str, user: User) -> tuple[Workspace, Membership]:
+    """Use an invite: ``user`` joins with the link's role (members keep a higher role)."""
+    link = find_link(session=session, token=token, kind=ShareLinkKind.invite)
+    workspace = session.get(Workspace, link.workspace_id)
+    assert workspace is not None
+    existing = session.exec(
+        select(Membership).where(
+            Membership.workspace_id == workspace.id, Membership.user_id == user.id
+        )
+    ).first()
+    if existing is not None:
+        return workspace, existing
+    # One conditional UPDATE: two people racing for the last use cannot both get in.
+    used = session.execute(  # type: ignore[attr-defined]
+        sa.update(ShareLink)
+        .where(
+            col(ShareLink.id) == link.id,
+            sa.or_(
+                col(ShareLink.max_uses).is_(None), col(ShareLink.use_count) < ShareLink.max_uses
+            ),
+        )
+        .values(use_count=ShareLink.use_count + 1)  # type: ignore[operator]
+    ).rowcount
+    if not used:
+        raise NotFound("This link does not work: it was revoked, has expired, or is used up.")
+    membership = Membership(
+        workspace_id=workspace.id,  # type: ignore[arg-type]
+        user_id=user.id,  # type: ignore[arg-type]
+        role=link.role or Role.viewer,
+        share_link_id=link.id,
+    )
+    session.add(membership)
+    session.flush()
+    record_event(
+        session=session, workspace_id=workspace.id, actor=user, verb="joined",  # type: ignore[arg-type]
+        subject_type="member", subject_id=user.id,
+        data={"role": membership.role, "link_id": link.id, "name": user.display_name},
+    )  # fmt: skip
+    return workspace, membership
+
+
+def revoke(*, session: Session, link: ShareLink, actor: User) -> None:
+    if link.revoked_at is None:
+        link.revoked_at = utcnow()
+        session.add(link)
+        record_event(
+            session=session, workspace_id=link.workspace_id, actor=actor, verb="revoked",
+            subject_type=f"{link.kind} link", subject_id=link.id,
+        )  # fmt: skip
+        session.flush()
+
+
+def links_of(*, session: Session, workspace: Workspace, kind: ShareLinkKind) -> list[ShareLink]:
+    return list(
+        session.exec(
+            select(ShareLink)
+            .where(ShareLink.workspace_id == workspace.id, ShareLink.kind == kind)
+            .order_by(col(ShareLink.id).desc())
+        ).all()
+    )
+
+
+def joined_through(*, session: Session, link: ShareLink) -> list[User]:
+    return list(
+        session.exec(
+            select(User)
+            .join(Membership, col(Membership.user_id) == col(User.id))
+            .where(Membership.share_link_id == link.id)
+            .order_by(col(User.email))
+        ).all()
+    )
+
+
+def members(*, session: Session, workspace: Workspace) -> list[tuple[User, Membership]]:
+    rows = session.exec(
+        select(User, Membership)
+        .join(Membership, col(Membership.user_id) == col(User.id))
+        .where(Membership.workspace_id == workspace.id)
+        .order_by(col(User.email))
+    ).all()
+    return [(user, membership) for user, membership in rows]
+
+
+def _owners(session: Session, workspace_id: int) -> int:
+    return int(
+        session.exec(
+            select(func.count())
+            .select_from(Membership)
+            .where(Membership.workspace_id == workspace_id, Membership.role == Role.owner)
+        ).one()
+    )
+
+
+def _membership(session: Session, workspace: Workspace, user_id: int) -> Membership:
+    found = session.exec(
+        select(Membership).where(
+            Membership.workspace_id == workspace.id, Membership.user_id == user_id
+        )
+    ).first()
+    if found is None:
+        raise NotFound("No such member.")
+    return found
+
+
+def change_role(
+    *, session: Session, workspace: Workspace, actor: User, user_id: int, role: Role
+) -> Membership:
+    """Owners change members' roles; the last owner stays an owner."""
+    membership = _membership(session, workspace, user_id)
+    role = Role(role)
+    stepping_down = membership.role == Role.owner and role != Role.owner
+    if stepping_down and _owners(session, workspace.id) <= 1:  # type: ignore[arg-type]
+        raise Conflict("The last owner cannot step down; make someone else an owner first.")
+    old, membership.role = membership.role, role
+    session.add(membership)
+    record_event(
+        session=session, workspace_id=workspace.id, actor=actor, verb="changed role",  # type: ignore[arg-type]
+        subject_type="member", subject_id=user_id, data={"from": old, "to": str(role)},
+    )  # fmt: skip
+    session.flush()
+    return membership
+
+
+def remove_member(*, session: Session, workspace: Workspace, actor: User, user_id: int) -> None:
+    """Remove a member (or leave, when ``user_id`` is the actor); never the last owner."""
+    membership = _membership(session, workspace, user_id)
+    if membership.role == Role.owner and _owners(session, workspace.id) <= 1:  # type: ignore[arg-type]
+        raise Conflict("The last owner cannot leave; make someone else an owner first.")
+    session.delete(membership)
+    record_event(
+        session=session, workspace_id=workspace.id, actor=actor,  # type: ignore[arg-type]
+        verb="left" if user_id == actor.id else "removed", subject_type="member",
+        subject_id=user_id,
+    )  # fmt: skip
+    session.flush()
