@@ -185,11 +185,10 @@ def test_api_tokens_are_shown_once_used_and_revoked(client, session):
 def test_change_password(client, session):
     user = make_user(session, email="pw@example.com")
     sign_in(client, session, user)
-    wrong = client.put("/api/v1/me/password",
-                       json={"current_password": "nope", "new_password": "another long one"})  # fmt: skip
+    new = "another long one"
+    wrong = client.put("/api/v1/me/password", json={"current_password": "no", "new_password": new})
     assert wrong.status_code == 400
-    ok = client.put("/api/v1/me/password",
-                    json={"current_password": PASSWORD, "new_password": "another long one"})  # fmt: skip
+    ok = client.put("/api/v1/me/password", json={"current_password": PASSWORD, "new_password": new})
     assert ok.status_code == 204
     with new_client() as fresh:
         signed = fresh.post("/signin", data={"email": "pw@example.com",
