@@ -71,10 +71,10 @@ class Job:
 
 
 def run_lease(settings: Settings) -> timedelta:
-    """How long a claim holds without news from its worker. Past the hard time limit (an
-    attempt is surely over by then), and short of the broker's visibility timeout: when a
-    worker dies, Redis hands its run out again after that timeout, and that delivery must find
-    the lease run out, or it is dropped and the run waits for the sweeper."""
+    """How long a claim holds. Past the hard time limit (the delivery is surely over by then),
+    and short of the broker's visibility timeout: when a worker dies, Redis hands its run out
+    again after that timeout, and that delivery must find the lease run out, or it is dropped
+    and the run waits for the sweeper."""
     limit, visibility = settings.run_time_limit, settings.broker_visibility_timeout
     return timedelta(seconds=min(limit + 30, (limit + visibility) / 2))
 
