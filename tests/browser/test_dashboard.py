@@ -113,8 +113,9 @@ def test_a_person_runs_the_whole_flow(open_page, session, model_server, worker):
     assert statuses.count("cancelled") == 1 and statuses.count("succeeded") == 4
 
 
-def test_hostile_model_output_cannot_run_script(open_page, session, model_server, worker,
-                                                 live_server):  # fmt: skip
+def test_hostile_model_output_cannot_run_script(
+    open_page, session, model_server, worker, live_server
+):
     from tests.factories import make_agent, make_workspace
 
     user = make_user(session)
