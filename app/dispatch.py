@@ -62,3 +62,20 @@ def dispatch(run_ids: list[int]) -> bool:
                 run.dispatched_at = utcnow()
                 session.add(run)
     return len(sent) == len(rows)
+
+
+def announce_cancel(run: Run) -> None:
+    """After a committed cancel: end a queued run's live stream, or tell its worker to stop."""
+    assert run.id is not None
+    client = get_redis()
+    if run.status == RunStatus.cancelled:
+        live.append_run(client, run.id, "done", {"status": "cancelled", "error": run.error})
+    else:
+        live.request_cancel(client, run.id)
+
+
+def dispatch_retry(run_id: int) -> bool:
+    """After a committed retry: a fresh live stream (late viewers must not stop at the last
+    attempt's end), then the queue."""
+    get_redis().delete(live.run_stream(run_id), live.cancel_flag(run_id))
+    return dispatch([run_id])

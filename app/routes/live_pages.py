@@ -21,10 +21,9 @@ from app.routes.streams import (
     KEEP_ALIVE,
     SSE_HEADERS,
     StreamUser,
-    read_after,
     run_entries,
-    stream_client,
     viewable_workspace_id,
+    workspace_entries,
 )
 from app.routes.task_pages import task_context
 from app.services.access import run_for
@@ -110,30 +109,18 @@ async def workspace_live(
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
     """The board's activity feed, one line per run state change, from now on."""
-    from app import live
 
     workspace_id = await run_in_threadpool(viewable_workspace_id, user, slug)
 
     async def events() -> AsyncIterator[str]:
-        client = stream_client()
-        key = live.workspace_stream(workspace_id)
-        try:
-            last = last_event_id
-            if last is None:
-                newest: Any = await client.xrevrange(key, count=1)
-                last = str(newest[0][0]) if newest else "0-0"
-            yield "retry: 1000\n\n"
-            while not await request.is_disconnected():
-                found = await read_after(client, key, last)
-                if not found:
-                    yield ": keep-alive\n\n"
-                    continue
-                for entry_id, fields in found:
-                    last = entry_id
-                    _, data = live.decode_entry(fields)
-                    line = await run_in_threadpool(_activity_line, user, data)
-                    yield html_event("activity", line, entry_id)
-        finally:
-            await client.aclose()
+        yield "retry: 1000\n\n"
+        async for entry_id, type_, data in workspace_entries(
+            request, user, workspace_id, last_event_id
+        ):
+            if type_ == KEEP_ALIVE:
+                yield ": keep-alive\n\n"
+            else:
+                line = await run_in_threadpool(_activity_line, user, data)
+                yield html_event("activity", line, entry_id)
 
     return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)

@@ -164,6 +164,34 @@ def _still_member(user: User, workspace_id: int) -> bool:
         return True
 
 
+async def workspace_entries(
+    request: Request, user: User, workspace_id: int, last_event_id: str | None
+) -> AsyncIterator[Entry]:
+    """A workspace's activity after ``last_event_id`` (from now without one), for as long as
+    the viewer stays a member; ``keep-alive`` entries while nothing happens."""
+    client = stream_client()
+    key = live.workspace_stream(workspace_id)
+    try:
+        last = last_event_id
+        if last is None:
+            newest: Any = await client.xrevrange(key, count=1)
+            last = str(newest[0][0]) if newest else "0-0"
+        while not await request.is_disconnected():
+            found = await read_after(client, key, last)
+            if not found:
+                # Membership can be withdrawn while a page is open.
+                if not await run_in_threadpool(_still_member, user, workspace_id):
+                    return
+                yield (None, KEEP_ALIVE, {})
+                continue
+            for entry_id, fields in found:
+                type_, data = live.decode_entry(fields)
+                last = entry_id
+                yield (entry_id, type_, data)
+    finally:
+        await client.aclose()
+
+
 @router.get("/workspaces/{slug}/events", summary="Live activity of a workspace (SSE)")
 async def workspace_events(
     slug: str,
@@ -176,27 +204,10 @@ async def workspace_events(
     workspace_id = await run_in_threadpool(viewable_workspace_id, user, slug)
 
     async def events() -> AsyncIterator[str]:
-        client = stream_client()
-        key = live.workspace_stream(workspace_id)
-        try:
-            last = last_event_id
-            if last is None:
-                newest: Any = await client.xrevrange(key, count=1)
-                last = str(newest[0][0]) if newest else "0-0"
-            yield "retry: 1000\n\n"
-            while not await request.is_disconnected():
-                found = await read_after(client, key, last)
-                if not found:
-                    # Membership can be withdrawn while a page is open.
-                    if not await run_in_threadpool(_still_member, user, workspace_id):
-                        return
-                    yield ": keep-alive\n\n"
-                    continue
-                for entry_id, fields in found:
-                    type_, data = live.decode_entry(fields)
-                    last = entry_id
-                    yield sse(type_, data, entry_id)
-        finally:
-            await client.aclose()
+        yield "retry: 1000\n\n"
+        async for entry_id, type_, data in workspace_entries(
+            request, user, workspace_id, last_event_id
+        ):
+            yield ": keep-alive\n\n" if type_ == KEEP_ALIVE else sse(type_, data, entry_id)
 
     return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)

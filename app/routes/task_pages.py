@@ -8,11 +8,9 @@ from fastapi import APIRouter, Form, Request
 from sqlmodel import Session, col, select
 from starlette.responses import RedirectResponse, Response
 
-from app import live
 from app.deps import CurrentUser, SessionDep
-from app.dispatch import dispatch
+from app.dispatch import announce_cancel, dispatch, dispatch_retry
 from app.models import Agent, Pipeline, Role, RunStatus, Task, User, Workspace
-from app.redis_conn import get_redis
 from app.services import ServiceError
 from app.services import runs as operations
 from app.services.access import message_for, require_role, run_for, task_for
@@ -264,11 +262,7 @@ def cancel_page(run_id: int, session: SessionDep, user: CurrentUser) -> Response
     if run.status in (RunStatus.queued, RunStatus.running):
         operations.cancel(session=session, run=run, actor=user)
         session.commit()
-        client = get_redis()
-        if run.status == RunStatus.cancelled:
-            live.append_run(client, run_id, "done", {"status": "cancelled", "error": run.error})
-        else:
-            live.request_cancel(client, run_id)
+        announce_cancel(run)
     return RedirectResponse(f"/t/{task.id}?at={run.output_message_id}", status_code=303)
 
 
@@ -278,6 +272,5 @@ def retry_page(run_id: int, session: SessionDep, user: CurrentUser) -> Response:
     if run.status in (RunStatus.failed, RunStatus.cancelled):
         operations.retry(session=session, run=run, actor=user)
         session.commit()
-        get_redis().delete(live.run_stream(run_id), live.cancel_flag(run_id))
-        dispatch([run_id])
+        dispatch_retry(run_id)
     return RedirectResponse(f"/t/{task.id}?at={run.output_message_id}", status_code=303)

@@ -36,3 +36,20 @@ document.addEventListener("click", async (event) => {
     button.textContent = "Copy failed";
   }
 });
+
+// <details> whose content loads when first opened: <div data-load="URL"> inside is replaced by
+// the fragment at URL. One listener on the document (toggle does not bubble, so capture it),
+// installed before anyone can click, so an early open is never missed.
+document.addEventListener(
+  "toggle",
+  (event) => {
+    const details = event.target;
+    if (!(details instanceof HTMLDetailsElement) || !details.open) return;
+    const slot = details.querySelector(":scope > [data-load]");
+    if (!slot || !window.htmx) return;
+    const url = slot.dataset.load;
+    slot.removeAttribute("data-load");
+    window.htmx.ajax("GET", url, { target: slot, swap: "outerHTML" });
+  },
+  true,
+);

@@ -2,11 +2,9 @@
 
 from fastapi import APIRouter
 
-from app import live
 from app.deps import CurrentUser, SessionDep
-from app.dispatch import dispatch
-from app.models import Role, RunPublic, RunStatus
-from app.redis_conn import get_redis
+from app.dispatch import announce_cancel, dispatch_retry
+from app.models import Role, RunPublic
 from app.routes.api.presenters import run_public
 from app.services import runs as operations
 from app.services.access import run_for
@@ -27,11 +25,7 @@ def cancel_run(run_id: int, session: SessionDep, user: CurrentUser) -> RunPublic
     run, _ = run_for(session=session, run_id=run_id, user=user, min_role=Role.editor)
     operations.cancel(session=session, run=run, actor=user)
     session.commit()
-    client = get_redis()
-    if run.status == RunStatus.cancelled:
-        live.append_run(client, run.id, "done", {"status": "cancelled", "error": run.error})  # type: ignore[arg-type]
-    else:
-        live.request_cancel(client, run.id)  # type: ignore[arg-type]
+    announce_cancel(run)
     return run_public(session, run)
 
 
@@ -41,7 +35,5 @@ def retry_run(run_id: int, session: SessionDep, user: CurrentUser) -> RunPublic:
     run, _ = run_for(session=session, run_id=run_id, user=user, min_role=Role.editor)
     operations.retry(session=session, run=run, actor=user)
     session.commit()
-    # A fresh stream: late viewers must not stop at the previous attempt's terminal event.
-    get_redis().delete(live.run_stream(run.id), live.cancel_flag(run.id))  # type: ignore[arg-type]
-    dispatch([run.id])  # type: ignore[list-item]
+    dispatch_retry(run_id)
     return run_public(session, run)
