@@ -84,6 +84,31 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     shutil.rmtree(DATA_DIR, ignore_errors=True)
 
 
+def _stop_leftover_runs(engine) -> None:
+    """Runs a test left going must not outlive it: ids start again at 1 in the next test, and
+    a straggling worker would write into that test's run of the same id (its live stream)."""
+    import time
+
+    from app import live
+    from app.models import Run
+    from app.redis_conn import get_redis
+
+    with engine.begin() as connection:
+        active = (
+            connection.execute(sa.select(Run.id).where(Run.status.in_(["queued", "running"])))
+            .scalars()
+            .all()
+        )
+        if not active:
+            return
+        connection.execute(
+            sa.update(Run).where(Run.id.in_(active)).values(status="cancelled", lease_until=None)
+        )
+    for run_id in active:
+        live.request_cancel(get_redis(), run_id)
+    time.sleep(0.5)  # a worker notices at its next flush (every 50 ms) and stops publishing
+
+
 @pytest.fixture(autouse=True)
 def _clean_state() -> Iterator[None]:
     """Every test starts with empty tables and an empty Redis database."""
@@ -94,6 +119,7 @@ def _clean_state() -> Iterator[None]:
     from app.redis_conn import get_redis
 
     engine = get_engine()
+    _stop_leftover_runs(engine)
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             names = ", ".join(f'"{table.name}"' for table in SQLModel.metadata.sorted_tables)
