@@ -48,6 +48,9 @@ class Supervisor:
     def wait(self) -> int:
         """Block until Ctrl-C, SIGTERM or a child's death; then stop everything."""
         signal.signal(signal.SIGTERM, self._on_signal)
+        # Explicitly: a shell starting us in the background leaves SIGINT ignored, and Python
+        # then keeps it ignored; Ctrl-C must always stop everything.
+        signal.signal(signal.SIGINT, self._on_signal)
         exit_code = 0
         try:
             while True:
