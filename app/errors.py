@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from urllib.parse import quote
 
+import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -75,6 +76,21 @@ def install_error_handlers(app: FastAPI) -> None:
         for name, value in (exc.headers or {}).items():
             response.headers[name] = value
         return response
+
+    @app.exception_handler(sa.exc.DataError)
+    @app.exception_handler(OverflowError)
+    async def _out_of_range(request: Request, exc: Exception) -> Response:
+        # The database refused a value no validation caught (an id past its integer range, a
+        # NUL character in text for PostgreSQL): nothing was written, so it is the caller's 400.
+        log.info("value refused by the database on %s: %s", request.url.path, exc)
+        return error_response(
+            request, 400, "A value is out of range or contains a character that is not allowed."
+        )
+
+    @app.exception_handler(sa.exc.IntegrityError)
+    async def _conflict(request: Request, exc: Exception) -> Response:
+        log.warning("integrity error on %s: %s", request.url.path, exc)
+        return error_response(request, 409, "That conflicts with existing data; nothing changed.")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

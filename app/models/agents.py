@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 import sqlalchemy as sa
+from pydantic import StringConstraints
 from sqlmodel import Field, SQLModel
 
 from app.models.common import UTCDateTime, utcnow
@@ -30,13 +32,17 @@ class Agent(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
+# SQLModel's Field(regex=…) is not enforced on plain models; pydantic's constraint is.
+Colour = Annotated[str, StringConstraints(pattern=r"^#[0-9a-fA-F]{6}$")]
+
+
 class AgentCreate(SQLModel):
     name: str = Field(min_length=1, max_length=80)
     role_prompt: str = Field(default="", max_length=20_000)
     model_id: int | None = None
     temperature: float = Field(default=0.7, ge=0, le=2)
     max_tokens: int = Field(default=512, ge=1, le=32_768)
-    colour: str = Field(default="#4f6bed", regex=r"^#[0-9a-fA-F]{6}$")
+    colour: Colour = "#4f6bed"
 
 
 class AgentUpdate(SQLModel):
@@ -45,7 +51,7 @@ class AgentUpdate(SQLModel):
     model_id: int | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_tokens: int | None = Field(default=None, ge=1, le=32_768)
-    colour: str | None = Field(default=None, regex=r"^#[0-9a-fA-F]{6}$")
+    colour: Colour | None = None
 
 
 class AgentPublic(SQLModel):

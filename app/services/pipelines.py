@@ -41,7 +41,8 @@ def create_pipeline(
         raise ServiceError("Rounds must be between 1 and 10.")
     clean_steps = []
     for number, step in enumerate(steps, start=1):
-        agent = session.get(Agent, step.get("agent_id"))
+        agent_id = step.get("agent_id")
+        agent = session.get(Agent, agent_id) if isinstance(agent_id, int) else None
         if agent is None or agent.workspace_id != workspace_id:
             raise NotFound(f"Step {number}: no such agent in this workspace.")
         instruction = str(step.get("instruction") or "").strip()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from sqlmodel import Session, col, func, select
 
-from app.models import Message, Run, Task, TaskStatus, User, Workspace
+from app.models import Agent, Message, Run, Task, TaskStatus, User, Workspace
 from app.models.common import utcnow
-from app.services import ServiceError
+from app.services import NotFound, ServiceError
 from app.services.runs import Started, ask
 from app.services.workspaces import record_event
 
@@ -25,6 +25,10 @@ def create_task(
     title = title.strip()
     if not title:
         raise ServiceError("Give the task a title.")
+    if assignee_agent_id is not None:
+        assignee = session.get(Agent, assignee_agent_id)
+        if assignee is None or assignee.workspace_id != workspace.id:
+            raise NotFound("No such agent in this workspace.")
     top = session.exec(
         select(func.max(Task.position)).where(Task.workspace_id == workspace.id)
     ).one()
