@@ -1,0 +1,291 @@
+"""What Switchboard adds to one answer: the same generation direct from llama-server and through
+the whole engine (API, Celery, worker, Redis stream, SSE).
+
+    python -m bench.run_overhead [--runs 7] [--tokens 128]
+
+Starts a throwaway stack (``switchboard up``: embedded Gemma 3 270M, Redis, one worker, web),
+then, interleaved (direct, Switchboard, direct, …), asks for the same 128-token generation at
+temperature 0 with the same messages ([system: role prompt, user: question]):
+
+* direct: ``/v1/chat/completions`` streamed from llama-server with ``ignore_eos`` (exactly 128
+  tokens) and ``cache_prompt: false``;
+* through Switchboard: ``POST /api/v1/workspaces/{slug}/tasks`` to an agent with
+  ``max_tokens`` 128, then its run's SSE events until ``done``. The engine sends
+  ``cache_prompt: true`` and cannot send ``ignore_eos``, so every request (both sides) gets a
+  question of its own (its number and subject differ; only the role prompt is shared), the
+  prompt tokens llama-server evaluated on each side are printed from its log, and so are the
+  answers' token counts.
+
+Prints the medians, the end-to-end ratio Switchboard / direct (target ≤ 1.05) and the time to
+first token Switchboard adds (target ≤ 50 ms), then where the time goes: the run's timestamps
+(queued, claimed, first token, finished) and llama-server's log (when it started each request,
+its prompt evaluation) placed on one clock, and the CPU time each process of the stack used.
+Nothing is asserted: machines here are shared and noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import statistics
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from app.llm import Finish, Timeouts, stream_chat
+from bench.stack import (
+    LlamaLog,
+    SlotTask,
+    Stack,
+    first_token_at,
+    follow_run,
+    last_token_at,
+    load_note,
+    stack,
+    terminal,
+    wait_for_quiet,
+)
+
+ROLE_PROMPT = "You are a storyteller. You answer with long, detailed stories."
+SUBJECTS = [
+    "lighthouse keeper who finds a message in a bottle", "baker who bakes bread for a dragon",
+    "clockmaker whose clocks run backwards", "girl who maps the caves under her town",
+    "retired astronaut who grows tomatoes", "fisherman who catches a talking fish",
+    "librarian who guards a book nobody can read", "boy who trains a flock of pigeons",
+    "painter who paints only the sea at night", "mail carrier on a frozen island",
+    "beekeeper who moves her hives to the mountains", "train driver on the last night line",
+    "cartographer who draws a city that does not exist", "violin maker in a flooded town",
+    "gardener who plants a maze", "night guard at a museum of clocks",
+]  # fmt: skip
+
+
+def question(index: int) -> str:
+    """A question of its own for each request: a number and a subject of its own."""
+    ordinal = ["First", "Second", "Third", "Fourth", "Fifth", "Sixth", "Seventh", "Eighth"]
+    subject = SUBJECTS[index % len(SUBJECTS)]
+    return (
+        f"{ordinal[index // len(SUBJECTS) % len(ordinal)]} story, number {index}: "
+        f"write a long story about a {subject}."
+    )
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One answer, in wall-clock seconds (time.time(), the clock the server's timestamps use)."""
+
+    sent: float  # the request (direct) or the POST (Switchboard) went out
+    first: float  # the first token arrived here
+    last: float  # the last token arrived here
+    ended: float  # the stream ended here (the ``done`` event through Switchboard)
+    tokens: int | None
+    server: SlotTask | None = None  # the request as llama-server's log tells it
+    run: dict[str, Any] | None = None  # the run, through Switchboard
+
+    @property
+    def first_token_ms(self) -> float:
+        return (self.first - self.sent) * 1000
+
+    @property
+    def wall_s(self) -> float:
+        return self.ended - self.sent
+
+
+def direct(log: LlamaLog, model: str, base_url: str, key: str, content: str, tokens: int) -> Sample:
+    log.new()
+    sent = time.time()
+    first = last = 0.0
+    finish: Finish | None = None
+    for event in stream_chat(
+        base_url=base_url,
+        api_key=key,
+        model=model,
+        messages=[{"role": "system", "content": ROLE_PROMPT}, {"role": "user", "content": content}],
+        max_tokens=tokens,
+        temperature=0.0,
+        timeouts=Timeouts(first_token=120, between_tokens=60),
+        extra={"ignore_eos": True, "cache_prompt": False},
+    ):
+        if isinstance(event, Finish):
+            finish = event
+        elif event.text:
+            last = time.time()
+            first = first or last
+    ended = time.time()
+    assert first and finish is not None
+    return Sample(sent, first, last, ended, finish.completion_tokens, one(log.new()))
+
+
+def through_switchboard(sb: Stack, log: LlamaLog, slug: str, agent: int, content: str) -> Sample:
+    log.new()
+    sent = time.time()
+    clock = time.perf_counter()
+    created = sb.post(
+        f"/workspaces/{slug}/tasks", {"title": content[:60], "brief": content, "agent_ids": [agent]}
+    )
+    run_id = created["started"]["runs"][0]["id"]
+    events = follow_run(sb.client, run_id)
+    done = terminal(events)
+    first, last = first_token_at(events), last_token_at(events)
+    if done.type != "done" or first is None or last is None:
+        raise RuntimeError(f"run {run_id} did not succeed: {done}")
+    run = sb.wait_finished(run_id)
+    wall = sent - clock  # perf_counter → wall clock
+    return Sample(sent, first + wall, last + wall, done.at + wall,
+                  done.data.get("completion_tokens"), one(log.new()), run)  # fmt: skip
+
+
+def one(tasks: list[SlotTask]) -> SlotTask | None:
+    return tasks[0] if len(tasks) == 1 else None
+
+
+def epoch(stamp: str) -> float:
+    return datetime.fromisoformat(stamp).timestamp()
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="first wait up to this long for the load average to fall below 1",
+    )
+    args = parser.parse_args()
+
+    wait_for_quiet(args.quiet_wait)
+    note = load_note()
+    with stack() as sb:
+        endpoint = sb.embedded_endpoint()
+        model = endpoint["models"][0]
+        key = sb.embedded_key()
+        log = LlamaLog(sb.data_dir / "llama-server.log")
+        slug = sb.workspace("bench run overhead")
+        agent = sb.agent(slug, name="Storyteller", model_id=model["id"], role_prompt=ROLE_PROMPT,
+                         max_tokens=args.tokens)  # fmt: skip
+        ask = functools.partial(direct, log, model["name"], endpoint["base_url"], key)
+        # Warm-up: weights paged in, the worker's first task imported, connections open.
+        count = 0
+        for _ in range(2):
+            ask(question(count), 16)
+            through_switchboard(sb, log, slug, agent, question(count + 1))
+            count += 2
+        directs: list[Sample] = []
+        routed: list[Sample] = []
+        cpu_before = sb.cpu_seconds()
+        for _ in range(args.runs):
+            directs.append(ask(question(count), args.tokens))
+            routed.append(through_switchboard(sb, log, slug, agent, question(count + 1)))
+            count += 2
+        cpu = {k: v - cpu_before.get(k, 0.0) for k, v in sb.cpu_seconds().items()}
+    report(args, directs, routed, cpu, note)
+
+
+def report(
+    args: Any, directs: list[Sample], routed: list[Sample], cpu: dict[str, float], note: str
+) -> None:
+    d_ttft = median([s.first_token_ms for s in directs])
+    r_ttft = median([s.first_token_ms for s in routed])
+    d_wall = median([s.wall_s for s in directs])
+    r_wall = median([s.wall_s for s in routed])
+    print(f"{args.tokens}-token answer, temperature 0, median of {args.runs}, interleaved; "
+          f"at start: {note}")  # fmt: skip
+    sides = (("direct (llama-server)", directs, d_ttft, d_wall),
+             ("through Switchboard", routed, r_ttft, r_wall))  # fmt: skip
+    for label, samples, ttft, wall in sides:
+        tokens = sorted({s.tokens or 0 for s in samples})
+        print(f"  {label:<24}first token {ttft:7.1f} ms   end to end {wall:6.3f} s"
+              f"   tokens {tokens}")  # fmt: skip
+    paired = median([r.wall_s / d.wall_s for d, r in zip(directs, routed, strict=True)])
+    print(f"  end to end, Switchboard / direct   {r_wall / d_wall:6.3f}x   (target ≤ 1.05)")
+    print(f"    median of the {len(directs)} side-by-side pairs  {paired:6.3f}x")
+    print(f"  time to first token added          {r_ttft - d_ttft:6.1f} ms  (target ≤ 50 ms)")
+    short = [s.tokens for s in routed if s.tokens is not None and s.tokens < args.tokens]
+    if short:
+        per_token = median([s.wall_s / (s.tokens or args.tokens) for s in routed])
+        ratio = per_token / (d_wall / args.tokens)
+        print(f"  note: {len(short)} Switchboard answers stopped early ({short} tokens); "
+              f"per token the ratio is {ratio:.3f}x")  # fmt: skip
+    breakdown(directs, routed)
+    runs = args.runs
+    used = ", ".join(f"{part} {seconds / runs * 1000:.0f}" for part, seconds in sorted(cpu.items()))
+    print(f"  CPU ms per direct + Switchboard pair, by process: {used}")
+
+
+def breakdown(directs: list[Sample], routed: list[Sample]) -> None:
+    """Where the time goes, from the run's timestamps and llama-server's log (its times are
+    relative to its start: placed on the wall clock by the direct requests, whose sending
+    time is known)."""
+    offsets = [s.sent - s.server.launched_s for s in directs if s.server]
+    if not offsets or not all(s.server and s.run for s in routed):
+        print("  (no breakdown: llama-server's log did not show one request per answer)")
+        return
+    offset = median(offsets)
+
+    def at_server(s: Sample) -> float:
+        assert s.server is not None
+        return s.server.launched_s + offset
+
+    def first_out(s: Sample) -> float:
+        assert s.server is not None
+        return at_server(s) + (s.server.prompt_eval_ms or 0) / 1000
+
+    def prompt_ms(s: Sample) -> float:
+        assert s.server is not None
+        return s.server.prompt_eval_ms or 0.0
+
+    def run_time(s: Sample, name: str) -> float:
+        assert s.run is not None
+        return epoch(s.run[name])
+
+    rows = [
+        ("request sent → llama-server starts it", [0.0 for _ in directs],
+         [(at_server(s) - s.sent) * 1000 for s in routed]),
+        ("   of which POST → claimed by a worker", None,
+         [(run_time(s, "started_at") - s.sent) * 1000 for s in routed]),
+        ("   of which claimed → llama-server", None,
+         [(at_server(s) - run_time(s, "started_at")) * 1000 for s in routed]),
+        ("llama-server: prompt evaluation", [prompt_ms(s) for s in directs],
+         [prompt_ms(s) for s in routed]),
+        ("first token out → here", [(s.first - first_out(s)) * 1000 for s in directs],
+         [(s.first - first_out(s)) * 1000 for s in routed]),
+        ("   of which → the worker has it", None,
+         [(run_time(s, "first_token_at") - first_out(s)) * 1000 for s in routed]),
+        ("   of which worker → SSE client", None,
+         [(s.first - run_time(s, "first_token_at")) * 1000 for s in routed]),
+        ("first token → last token", [(s.last - s.first) * 1000 for s in directs],
+         [(s.last - s.first) * 1000 for s in routed]),
+        ("last token → end of stream (done)", [(s.ended - s.last) * 1000 for s in directs],
+         [(s.ended - s.last) * 1000 for s in routed]),
+    ]  # fmt: skip
+    print("  where the time goes (medians, ms)           direct   Switchboard")
+    for label, left, right in rows:
+        shown = f"{median(left):8.1f}" if left is not None else " " * 8
+        print(f"    {label:<40}{shown}   {median(right):8.1f}")
+    # Switchboard's own share: everything but the model's prompt evaluation and decoding, whose
+    # times swing with whatever else this shared machine runs.
+    model_rows = ("llama-server: prompt evaluation", "first token → last token")
+    own_ms = sum(
+        median(right) - (median(left) if left is not None else 0.0)
+        for label, left, right in rows
+        if not label.startswith(" ") and label not in model_rows
+    )
+    d_wall_ms = median([s.wall_s for s in directs]) * 1000
+    share = own_ms / d_wall_ms
+    print(f"  Switchboard's own time per answer (all but the model): {own_ms:.0f} ms, "
+          f"{share * 100:.1f} % of direct end to end → {1 + share:.3f}x")  # fmt: skip
+    left_tokens = sorted({s.server.evaluated or 0 for s in directs if s.server})
+    right_tokens = sorted({s.server.evaluated or 0 for s in routed if s.server})
+    print(f"  prompt tokens llama-server evaluated: direct {left_tokens}, "
+          f"Switchboard {right_tokens}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
