@@ -241,6 +241,10 @@ def breakdown(directs: list[Sample], routed: list[Sample]) -> None:
         assert s.server is not None
         return s.server.prompt_eval_ms or 0.0
 
+    def decode_ms(s: Sample) -> float:
+        assert s.server is not None
+        return s.server.decode_ms or 0.0
+
     def run_time(s: Sample, name: str) -> float:
         assert s.run is not None
         return epoch(s.run[name])
@@ -262,6 +266,8 @@ def breakdown(directs: list[Sample], routed: list[Sample]) -> None:
          [(s.first - run_time(s, "first_token_at")) * 1000 for s in routed]),
         ("first token → last token", [(s.last - s.first) * 1000 for s in directs],
          [(s.last - s.first) * 1000 for s in routed]),
+        ("   llama-server's decoding (its log)", [decode_ms(s) for s in directs],
+         [decode_ms(s) for s in routed]),
         ("last token → end of stream (done)", [(s.ended - s.last) * 1000 for s in directs],
          [(s.ended - s.last) * 1000 for s in routed]),
     ]  # fmt: skip

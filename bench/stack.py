@@ -533,6 +533,7 @@ class SlotTask:
     evaluated: int | None = None
     prompt_eval_ms: float | None = None
     generated: int | None = None
+    decode_ms: float | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -564,8 +565,8 @@ def slot_tasks(log_text: str) -> list[SlotTask]:
             found = tasks[task]
             if prompt := re.search(r"prompt eval time =\s*([\d.]+) ms /\s*(\d+) tokens", text):
                 found.prompt_eval_ms, found.evaluated = float(prompt.group(1)), int(prompt.group(2))
-            elif decode := re.search(r"^\s*eval time =\s*[\d.]+ ms /\s*(\d+) tokens", text):
-                found.generated = int(decode.group(1))
+            elif decode := re.search(r"^\s*eval time =\s*([\d.]+) ms /\s*(\d+) tokens", text):
+                found.decode_ms, found.generated = float(decode.group(1)), int(decode.group(2))
             elif "n_past" in text or "cache" in text:
                 found.notes.append(text.strip())
     return list(tasks.values())

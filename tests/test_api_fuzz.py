@@ -69,8 +69,10 @@ class Seeded:
 
 
 @pytest.fixture
-def seeded(session: Session) -> Seeded:
-    """An owner with an API token and a full workspace, and an admin with an endpoint."""
+def seeded(session: Session, no_worker: None) -> Seeded:
+    """An owner with an API token and a full workspace, and an admin with an endpoint.
+
+    No worker may run (the suite's shared one is stopped): queued runs must stay queued."""
     # Accounts without passwords (they sign in by link): no argon2 hash to spend a second on.
     owner = create_user(session=session, email="owner@example.com", password=None)
     admin = create_user(session=session, email="admin@example.com", password=None, is_admin=True)
