@@ -249,7 +249,9 @@ class Publisher:
     def token(self, text: str) -> bool:
         """Buffer ``text``; True when a flush happened (a good moment to look for a cancel)."""
         self.pending.append(text)
-        if time.monotonic() - self.last_flush >= FLUSH_INTERVAL_S:
+        # The first token goes out at once (it is the time to first token people see); later
+        # ones are coalesced every ~50 ms.
+        if not self.published or time.monotonic() - self.last_flush >= FLUSH_INTERVAL_S:
             self.flush()
             return True
         return False
