@@ -81,7 +81,10 @@ def test_a_person_runs_the_whole_flow(open_page, session, model_server, worker):
 
     # Reassign the task, then hand the answer to the Coder.
     page.select_option("#assignee", label="Tester")
-    page.click("#reassign-form button")
+    # Wait for the new page itself: the old one already shows Tester selected, and a card
+    # clicked before the swap would be replaced under the test's hands.
+    with page.expect_response(lambda r: r.request.method == "GET" and "/t/" in r.url):
+        page.click("#reassign-form button")
     expect(page.locator("#assignee option:checked")).to_have_text("Tester")
     last = page.locator("#thread > li.message-assistant").last
     last.locator("summary").click()
