@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 import app.models  # noqa: F401  (registers every table on the metadata)
+from app.config import get_settings
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -41,8 +42,6 @@ def create_db_engine(url: str) -> Engine:
 @lru_cache
 def get_engine() -> Engine:
     """The process-wide engine for the configured database."""
-    from app.config import get_settings
-
     return create_db_engine(get_settings().effective_database_url)
 
 

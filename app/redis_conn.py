@@ -6,6 +6,8 @@ from functools import lru_cache
 
 import redis
 
+from app.config import get_settings
+
 WORKER_HEARTBEAT_PREFIX = "switchboard:worker-heartbeat:"
 WORKER_HEARTBEAT_INTERVAL_S = 5
 WORKER_HEARTBEAT_TTL_S = 15
@@ -21,8 +23,6 @@ def connect(url: str, *, timeout: float = 2.0) -> redis.Redis:
 @lru_cache
 def get_redis() -> redis.Redis:
     """The process-wide client for the configured Redis."""
-    from app.config import get_settings
-
     return connect(get_settings().effective_redis_url)
 
 

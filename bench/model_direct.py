@@ -22,9 +22,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from app import embedded_model
 from app.llm import Finish, Timeouts, stream_chat
-from app.preflight import free_loopback_port
+from app.runtime import embedded_model
+from app.runtime.preflight import free_loopback_port
 
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
 

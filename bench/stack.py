@@ -1,6 +1,6 @@
 """What the Switchboard benchmarks share: a throwaway stack, an SSE reader, a scripted model.
 
-``stack()`` runs ``python -m app.cli up`` as a child process on a fresh data folder under
+``stack()`` runs ``python -m app.runtime.cli up`` as a child process on a fresh data folder under
 /tmp (short: the embedded Redis listens on a unix socket there) and free ports, signs in with
 the one-time link it prints, waits until ``/healthz`` shows a worker, and on leaving stops it
 with SIGINT, as Ctrl-C would. ``follow_run`` / ``afollow_run`` read a run's server-sent events
@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 import uvicorn
 
-from app.preflight import free_loopback_port
+from app.runtime.preflight import free_loopback_port
 
 REPO = Path(__file__).resolve().parents[1]
 LINK = re.compile(r"(http://127\.0\.0\.1:\d+/signin/link/\S+)")
@@ -150,7 +150,7 @@ def _leftovers(data_dir: Path) -> list[int]:
 
 _TICK = os.sysconf("SC_CLK_TCK")
 _PARTS = (("llama-server", "model"), ("celery", "worker"), ("uvicorn", "web"),
-          ("redis-server", "redis"), ("app.cli", "up"))  # fmt: skip
+          ("redis-server", "redis"), ("app.runtime.cli", "up"))  # fmt: skip
 
 
 def cpu_seconds(data_dir: Path) -> dict[str, float]:
@@ -215,7 +215,7 @@ def stack(
         }
     )
     process = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "up"],
+        [sys.executable, "-m", "app.runtime.cli", "up"],
         cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True, bufsize=1,
     )  # fmt: skip

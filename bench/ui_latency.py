@@ -31,8 +31,8 @@ def seed(data_dir: Path) -> tuple[str, int, int, str]:
     from sqlmodel import Session
 
     from app.db import create_db_engine
-    from app.migrate import upgrade_to_head
     from app.models import Agent, Message, Run, Task
+    from app.runtime.migrate import upgrade_to_head
     from app.services.accounts import create_user, start_session
     from app.services.comparisons import create_comparison
     from app.services.workspaces import create_workspace
@@ -106,8 +106,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200)
     args = parser.parse_args()
 
-    from app import embedded_redis
-    from app.preflight import free_loopback_port
+    from app.runtime import embedded_redis
+    from app.runtime.preflight import free_loopback_port
 
     data_dir = Path(tempfile.mkdtemp(prefix="sbu-", dir="/tmp"))
     redis_process = embedded_redis.start(data_dir)
@@ -117,7 +117,7 @@ def main() -> None:
     slug, task_id, comparison_id, token = seed(data_dir)
     port = free_loopback_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "app.web:create_app", "--factory",
+        [sys.executable, "-m", "uvicorn", "app.web.app:create_app", "--factory",
          "--port", str(port), "--log-level", "warning"], env=env,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"

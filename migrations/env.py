@@ -23,7 +23,7 @@ def render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
 
 def run_migrations() -> None:
     url = context.config.get_main_option("sqlalchemy.url")
-    assert url, "sqlalchemy.url is not set; run migrations through app.migrate"
+    assert url, "sqlalchemy.url is not set; run migrations through app.runtime.migrate"
     engine = create_db_engine(url)
     with engine.connect() as connection:
         context.configure(

@@ -52,7 +52,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if TEST_REDIS_URL:
         redis_url = TEST_REDIS_URL
     else:
-        from app import embedded_redis
+        from app.runtime import embedded_redis
 
         _embedded_redis = embedded_redis.start(DATA_DIR / "redis")
         redis_url = f"unix://{DATA_DIR / 'redis' / 'redis.sock'}"
@@ -66,7 +66,7 @@ def pytest_configure(config: pytest.Config) -> None:
             "SWITCHBOARD_BROKER_VISIBILITY_TIMEOUT": "90",
         }
     )
-    from app.migrate import upgrade_to_head
+    from app.runtime.migrate import upgrade_to_head
 
     upgrade_to_head(database_url)
 
@@ -78,7 +78,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if TEST_DATABASE_URL:
         drop_postgres_database(TEST_DATABASE_URL, f"sb_test_{os.getpid()}")
     if _embedded_redis is not None:
-        from app import embedded_redis
+        from app.runtime import embedded_redis
 
         embedded_redis.stop(_embedded_redis)
     shutil.rmtree(DATA_DIR, ignore_errors=True)
@@ -89,7 +89,7 @@ def _stop_leftover_runs(engine) -> None:
     a straggling worker would write into that test's run of the same id (its live stream)."""
     import time
 
-    from app import live
+    from app.engine import live
     from app.models import Run
     from app.redis_conn import get_redis
 
@@ -145,7 +145,7 @@ def session() -> Iterator[object]:
 def client() -> Iterator[object]:
     from fastapi.testclient import TestClient
 
-    from app.web import create_app
+    from app.web.app import create_app
 
     with TestClient(create_app(), base_url="http://testserver") as test_client:
         yield test_client
@@ -175,7 +175,7 @@ def model_server(_scripted_server):
 @pytest.fixture(scope="session")
 def llama_server():
     """The real embedded model: Gemma 3 270M on llama-server, started once for the session."""
-    from app import embedded_model
+    from app.runtime import embedded_model
     from tests.scripted_server import unused_port
 
     server = embedded_model.start(

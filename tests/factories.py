@@ -8,10 +8,10 @@ from datetime import timedelta
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
-from app.deps import SESSION_COOKIE
 from app.models import Membership, Role, User, Workspace
 from app.services.accounts import create_user, start_session
 from app.services.workspaces import create_workspace
+from app.web.deps import SESSION_COOKIE
 
 PASSWORD = "correct horse battery"
 _numbers = itertools.count(1)

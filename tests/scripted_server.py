@@ -19,7 +19,7 @@ from typing import Any
 
 import uvicorn
 
-from app.preflight import free_loopback_port
+from app.runtime.preflight import free_loopback_port
 
 Scope = dict[str, Any]
 Message = dict[str, Any]

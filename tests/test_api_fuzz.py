@@ -34,7 +34,7 @@ from app.models import ApiToken, Message, MessageRole, Role, Run, RunStatus
 from app.models.common import utcnow
 from app.security import hash_token, new_token
 from app.services.accounts import create_user
-from app.web import create_app
+from app.web.app import create_app
 from tests.factories import add_member, make_agent, make_model, make_workspace
 
 # Examples an operation: 25 keeps the module within a couple of minutes; raise it for a deeper
@@ -232,7 +232,7 @@ def _aim(value: Any, seeded: Seeded) -> Any:
 
 
 class _ServerErrors(logging.Handler):
-    """Keeps what ``app.errors`` logs about unhandled errors, for the failure message."""
+    """Keeps what ``app.web.errors`` logs about unhandled errors, for the failure message."""
 
     def __init__(self) -> None:
         super().__init__(logging.ERROR)
@@ -249,7 +249,7 @@ class _ServerErrors(logging.Handler):
 @pytest.fixture
 def server_errors() -> Iterator[_ServerErrors]:
     handler = _ServerErrors()
-    logger = logging.getLogger("app.errors")
+    logger = logging.getLogger("app.web.errors")
     logger.addHandler(handler)
     try:
         yield handler

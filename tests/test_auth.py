@@ -8,12 +8,12 @@ import sqlalchemy as sa
 from bs4 import BeautifulSoup
 
 from app.config import get_settings
-from app.deps import SESSION_COOKIE
 from app.models import ApiToken, LoginSession, SignInLink, User
 from app.models.common import utcnow
 from app.security import hash_token, new_token
 from app.services.accounts import create_sign_in_link, ensure_local_admin
-from app.setup_token import ensure_setup_token
+from app.services.setup_token import ensure_setup_token
+from app.web.deps import SESSION_COOKIE
 from tests.factories import PASSWORD, make_user, sign_in
 
 

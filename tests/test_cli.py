@@ -17,9 +17,9 @@ import psutil
 import pytest
 
 from app.paths import PROJECT_ROOT
-from app.preflight import free_loopback_port
+from app.runtime.preflight import free_loopback_port
 
-SWITCHBOARD = [sys.executable, "-m", "app.cli"]
+SWITCHBOARD = [sys.executable, "-m", "app.runtime.cli"]
 
 
 free_port = free_loopback_port

@@ -101,7 +101,7 @@ def test_empty_variables_count_as_unset(monkeypatch, tmp_path):
 
 
 def test_setup_token_is_one_per_install(monkeypatch, tmp_path):
-    from app.setup_token import ensure_setup_token, setup_token_matches
+    from app.services.setup_token import ensure_setup_token, setup_token_matches
 
     settings = settings_without_env(monkeypatch, data_dir=tmp_path)
     token = ensure_setup_token(settings)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from app import embedded_redis
 from app.redis_conn import connect
+from app.runtime import embedded_redis
 
 
 def test_start_use_restart_keeps_data_and_stop():

@@ -11,7 +11,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlmodel import SQLModel
 
 from app.db import create_db_engine
-from app.migrate import pending_revisions, upgrade_to_head
+from app.runtime.migrate import pending_revisions, upgrade_to_head
 from tests.conftest import IN_CI, TEST_DATABASE_URL, drop_postgres_database, fresh_postgres_url
 
 

@@ -258,7 +258,7 @@ def test_the_endpoint_page_says_what_to_do_when_empty(admin_client):
 def test_model_test_command_against_the_real_server(llama_server):
     env = {**os.environ, "MODEL_API_KEY": llama_server.api_key}
     result = subprocess.run(
-        [sys.executable, "-m", "app.cli", "model", "test", llama_server.base_url,
+        [sys.executable, "-m", "app.runtime.cli", "model", "test", llama_server.base_url,
          "--max-tokens", "8"],
         env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
@@ -270,7 +270,7 @@ def test_model_test_command_against_the_real_server(llama_server):
 
 def test_model_test_command_explains_an_unknown_endpoint():
     result = subprocess.run(
-        [sys.executable, "-m", "app.cli", "model", "test", "nope"],
+        [sys.executable, "-m", "app.runtime.cli", "model", "test", "nope"],
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 1

@@ -311,7 +311,7 @@ def test_sse_resume_after_a_dropped_connection_loses_and_repeats_nothing(client,
 
 
 def test_after_the_stream_expires_the_text_comes_from_sql(client, session, team):
-    from app import live
+    from app.engine import live
     from app.redis_conn import get_redis
 
     workspace, (coder, *_) = team

@@ -45,12 +45,12 @@ import pytest
 import redis
 from sqlmodel import Session, select
 
-from app import live
 from app.db import get_engine
-from app.embedded_redis import redis_server_binary
+from app.engine import live
 from app.models import Message, Run
 from app.paths import PROJECT_ROOT
 from app.redis_conn import connect
+from app.runtime.embedded_redis import redis_server_binary
 from tests.factories import make_agent, make_model, make_user, make_workspace, sign_in
 from tests.scripted_server import (
     Drop,
@@ -152,7 +152,7 @@ class WebServer:
     def start(self) -> None:
         self.process = subprocess.Popen(
             [
-                sys.executable, "-m", "uvicorn", "app.web:create_app", "--factory",
+                sys.executable, "-m", "uvicorn", "app.web.app:create_app", "--factory",
                 "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning",
             ],
             cwd=PROJECT_ROOT, env=self.env,
@@ -552,7 +552,7 @@ def test_model_server_dropping_mid_stream_fails_the_run_and_keeps_the_partial_te
 def test_llama_server_killed_mid_generation_fails_the_run_with_a_clear_reason(
     rig, team, session, tmp_path
 ):
-    from app import embedded_model
+    from app.runtime import embedded_model
 
     server = embedded_model.start(
         tmp_path, port=unused_port(), parallel=1, context=1024, timeout=120

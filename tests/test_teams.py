@@ -12,7 +12,7 @@ from sqlmodel import select
 
 from app.models import ApiToken, Event, Membership, Role, ShareLink, User
 from app.models.common import utcnow
-from app.web import create_app
+from app.web.app import create_app
 from tests.factories import PASSWORD, add_member, make_user, make_workspace, sign_in
 
 

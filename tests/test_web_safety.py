@@ -10,8 +10,8 @@ from bs4 import BeautifulSoup
 from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute
 
-from app.middleware import CONTENT_SECURITY_POLICY
-from app.web import create_app
+from app.web.app import create_app
+from app.web.middleware import CONTENT_SECURITY_POLICY
 from tests.factories import make_user, sign_in
 
 # The only routes a stranger may reach: health, sign-in, first run, API docs, and the pages a

@@ -8,11 +8,11 @@ from bs4 import BeautifulSoup
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from app.deps import EditableWorkspace
-from app.errors import install_error_handlers
 from app.models import Agent, Event, Membership, Role, Task, Workspace
 from app.services import NotFound
 from app.services.workspaces import slugify, workspace_for
+from app.web.deps import EditableWorkspace
+from app.web.errors import install_error_handlers
 from tests.factories import add_member, make_user, make_workspace, sign_in
 
 
@@ -126,8 +126,11 @@ def test_workspace_access_takes_a_minimum_role(session, held, needed, allowed):
     member = make_user(session)
     add_member(session, workspace=workspace, user=member, role=held)
     if allowed:
-        found = workspace_for(session=session, slug=workspace.slug, user=member, min_role=needed)
+        found, role = workspace_for(
+            session=session, slug=workspace.slug, user=member, min_role=needed
+        )
         assert found.id == workspace.id
+        assert role == held
     else:
         with pytest.raises(NotFound):
             workspace_for(session=session, slug=workspace.slug, user=member, min_role=needed)
@@ -142,13 +145,16 @@ def test_workspace_access_dependency_answers_404_below_the_role(session):
 
     @app.post("/x/{slug}")
     def guarded(found: EditableWorkspace) -> dict:
-        return {"id": found.id}
+        return {"id": found.workspace.id, "role": found.role}
 
     with TestClient(app) as test_client:
         sign_in(test_client, session, viewer)
         assert test_client.post(f"/x/{workspace.slug}").status_code == 404
         add_member_role(session, workspace, viewer, Role.editor)
-        assert test_client.post(f"/x/{workspace.slug}").json() == {"id": workspace.id}
+        assert test_client.post(f"/x/{workspace.slug}").json() == {
+            "id": workspace.id,
+            "role": "editor",
+        }
 
 
 def add_member_role(session, workspace, user, role) -> None:

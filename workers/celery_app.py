@@ -13,6 +13,7 @@ from celery import Celery
 from celery.signals import worker_ready, worker_shutdown
 
 from app.config import Settings, SettingsError, get_settings
+from app.engine.dispatch import SWEEP_RUNS
 from app.redis_conn import celery_broker_url
 from workers import heartbeat
 
@@ -54,9 +55,7 @@ def create_celery(settings: Settings) -> Celery:
         timezone="UTC",
         # A request must not hang on a dead broker: fail fast, the sweeper sends it later.
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2},
-        beat_schedule={
-            "sweep-runs": {"task": "switchboard.sweep_runs", "schedule": SWEEP_INTERVAL_S}
-        },
+        beat_schedule={"sweep-runs": {"task": SWEEP_RUNS, "schedule": SWEEP_INTERVAL_S}},
     )
     check_delivery_settings(app.conf)
     return app
@@ -70,7 +69,7 @@ def _start_heartbeat(sender: Any = None, **_: Any) -> None:
     hostname = getattr(sender, "hostname", "worker")
     heartbeat.start(hostname=hostname, app=celery_app)
     # Runs left behind by a crash are picked up at once, not at the first beat.
-    celery_app.send_task("switchboard.sweep_runs")
+    celery_app.send_task(SWEEP_RUNS)
 
 
 @worker_shutdown.connect

@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, select
 
 from app.db import get_engine
-from app.dispatch import endpoint_queue
+from app.engine.dispatch import endpoint_queue
 from app.models import ModelEndpoint
 from app.redis_conn import (
     WORKER_HEARTBEAT_INTERVAL_S,

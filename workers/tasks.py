@@ -8,12 +8,13 @@ from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from app.config import get_settings
+from app.engine import pipelines, runner, sweeper
+from app.engine.dispatch import ADVANCE_PIPELINE, RUN_AGENT, SWEEP_RUNS, dispatch
 from app.redis_conn import get_redis
-from app.services import pipelines, runner, sweeper
 from workers.celery_app import celery_app
 
 
-@celery_app.task(bind=True, name="switchboard.run_agent", max_retries=None)
+@celery_app.task(bind=True, name=RUN_AGENT, max_retries=None)
 def run_agent(self: Task, run_id: int) -> None:
     """Carry out one agent run (idempotent: a redelivered run is claimed at most once)."""
     settings = get_settings()
@@ -39,13 +40,13 @@ def run_agent(self: Task, run_id: int) -> None:
         raise
 
 
-@celery_app.task(name="switchboard.advance_pipeline")
+@celery_app.task(name=ADVANCE_PIPELINE)
 def advance_pipeline(run_id: int) -> None:
     """After a pipeline step: start the next hand-off, unless the pipeline is done."""
-    pipelines.advance(run_id=run_id)
+    dispatch(pipelines.advance(run_id=run_id))
 
 
-@celery_app.task(name="switchboard.sweep_runs")
+@celery_app.task(name=SWEEP_RUNS)
 def sweep_runs() -> None:
     """Requeue runs a crash or a broker outage left behind; fail those that cannot go on."""
-    sweeper.sweep(settings=get_settings())
+    dispatch(sweeper.sweep(settings=get_settings()))

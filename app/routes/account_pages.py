@@ -8,12 +8,12 @@ from fastapi import APIRouter, Form, Request
 from sqlmodel import Session
 from starlette.responses import RedirectResponse, Response
 
-from app.deps import CurrentUser, SessionDep
 from app.models import User
 from app.services import ServiceError
 from app.services.accounts import change_password
 from app.services.tokens import create_token, revoke_token, tokens_of
-from app.templating import render
+from app.web.deps import CurrentUser, SessionDep
+from app.web.templating import render
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 

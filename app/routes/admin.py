@@ -8,11 +8,11 @@ from fastapi import APIRouter, Form, Request
 from sqlmodel import Session
 from starlette.responses import RedirectResponse, Response
 
-from app.deps import AdminUser, SessionDep
 from app.models import Model, ModelEndpoint
-from app.services import NotFound, ServiceError
+from app.services import ServiceError
 from app.services import endpoints as service
-from app.templating import render
+from app.web.deps import AdminUser, SessionDep
+from app.web.templating import render
 
 router = APIRouter(prefix="/admin", tags=["pages"], include_in_schema=False)
 
@@ -22,13 +22,6 @@ def _listing(session: Session) -> list[tuple[ModelEndpoint, list[Model]]]:
         (endpoint, service.models_of(session=session, endpoint=endpoint))
         for endpoint in service.list_endpoints(session=session)
     ]
-
-
-def _endpoint(session: Session, endpoint_id: int) -> ModelEndpoint:
-    endpoint = session.get(ModelEndpoint, endpoint_id)
-    if endpoint is None:
-        raise NotFound("No such endpoint.")
-    return endpoint
 
 
 def _page(request: Request, session: Session, *, status_code: int = 200, **form: Any) -> Response:
@@ -72,7 +65,9 @@ def add_endpoint(
 def check_endpoint(
     request: Request, endpoint_id: int, session: SessionDep, _admin: AdminUser
 ) -> Response:
-    service.check_endpoint(session=session, endpoint=_endpoint(session, endpoint_id))
+    service.check_endpoint(
+        session=session, endpoint=service.endpoint_for(session=session, endpoint_id=endpoint_id)
+    )
     session.commit()
     return _page(request, session)
 
@@ -88,7 +83,7 @@ def change_endpoint(
     api_key: Annotated[str, Form(max_length=500)] = "",
     clear_api_key: Annotated[bool, Form()] = False,
 ) -> Response:
-    endpoint = _endpoint(session, endpoint_id)
+    endpoint = service.endpoint_for(session=session, endpoint_id=endpoint_id)
     service.update_endpoint(
         session=session, endpoint=endpoint, max_concurrency=max_concurrency, enabled=enabled,
         api_key=api_key or None, clear_api_key=clear_api_key,
@@ -101,7 +96,9 @@ def change_endpoint(
 def delete_endpoint(
     request: Request, endpoint_id: int, session: SessionDep, _admin: AdminUser
 ) -> Response:
-    service.delete_endpoint(session=session, endpoint=_endpoint(session, endpoint_id))
+    service.delete_endpoint(
+        session=session, endpoint=service.endpoint_for(session=session, endpoint_id=endpoint_id)
+    )
     session.commit()
     if request.headers.get("hx-request") == "true":
         return _page(request, session)
@@ -117,9 +114,7 @@ def change_model(
     parameter_count: Annotated[str, Form(max_length=20)] = "",
     context_length: Annotated[str, Form(max_length=12)] = "",
 ) -> Response:
-    model = session.get(Model, model_id)
-    if model is None:
-        raise NotFound("No such model.")
+    model = service.model_for(session=session, model_id=model_id)
     try:
         service.set_model_details(
             session=session,

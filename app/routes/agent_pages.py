@@ -2,69 +2,44 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 from starlette.responses import RedirectResponse, Response
 
-from app.deps import CurrentUser, EditableWorkspace, SessionDep, ViewableWorkspace
-from app.models import Agent, Model, ModelEndpoint, Role, User, Workspace
+from app.models import Agent, AgentCreate, AgentUpdate, Role, Workspace
 from app.services import ServiceError
-from app.services.access import agent_for
-from app.services.agents import create_agent, delete_agent, update_agent
+from app.services.access import agent_for, require_role
+from app.services.agents import agent_fields, agents_of, create_agent, delete_agent, update_agent
 from app.services.demo import STARTER_AGENTS
-from app.services.workspaces import role_in
-from app.templating import render
+from app.services.endpoints import available_models
+from app.web.deps import Access, CurrentUser, EditableWorkspace, SessionDep, ViewableWorkspace
+from app.web.templating import render
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
 
-def _context(session: Session, workspace: Workspace, user: User) -> dict[str, Any]:
-    role = role_in(session=session, workspace=workspace, user=user)
-    models = session.exec(
-        select(Model, ModelEndpoint)
-        .join(ModelEndpoint, col(ModelEndpoint.id) == col(Model.endpoint_id))
-        .where(col(Model.available), col(ModelEndpoint.enabled))
-        .order_by(col(ModelEndpoint.name), col(Model.name))
-    ).all()
-    agents = session.exec(
-        select(Agent).where(Agent.workspace_id == workspace.id).order_by(col(Agent.name))
-    ).all()
+def _context(session: Session, access: Access) -> dict[str, Any]:
+    workspace, role = access
     return {
         "workspace": workspace,
-        "agents": agents,
-        "models": models,
-        "can_edit": bool(role and role.allows(Role.editor)),
-        "starters": [SimpleNamespace(**s) for s in STARTER_AGENTS],
+        "agents": agents_of(session=session, workspace_id=workspace.id),  # type: ignore[arg-type]
+        "models": available_models(session=session),
+        "can_edit": role.allows(Role.editor),
+        "starters": STARTER_AGENTS,
         "starter": None,
     }
 
 
-def _fields(
+def _form(
     name: str, role_prompt: str, model_id: str, temperature: str, max_tokens: str, colour: str
-) -> dict[str, Any]:
-    """Form strings to agent fields, with a clear message for each mistake."""
-    try:
-        temperature_value = float(temperature)
-        tokens = int(max_tokens)
-    except ValueError:
-        raise ServiceError("Temperature and max tokens must be numbers.") from None
-    if not 0 <= temperature_value <= 2:
-        raise ServiceError("Temperature goes from 0 to 2.")
-    if not 1 <= tokens <= 32_768:
-        raise ServiceError("Max tokens goes from 1 to 32768.")
-    if len(colour) != 7 or not colour.startswith("#"):
-        raise ServiceError("Pick a colour.")
+) -> dict[str, object]:
+    """The agent form as it was posted; an empty model means "no model"."""
     return {
-        "name": name,
-        "role_prompt": role_prompt,
-        "model_id": int(model_id) if model_id.isdigit() else None,
-        "temperature": temperature_value,
-        "max_tokens": tokens,
-        "colour": colour,
-    }
+        "name": name, "role_prompt": role_prompt, "model_id": model_id or None,
+        "temperature": temperature, "max_tokens": max_tokens, "colour": colour,
+    }  # fmt: skip
 
 
 @router.get("/w/{slug}/agents")
@@ -72,15 +47,20 @@ def agents_page(
     request: Request,
     session: SessionDep,
     user: CurrentUser,
-    workspace: ViewableWorkspace,
+    access: ViewableWorkspace,
     starter: str = "",
 ) -> Response:
-    context = _context(session, workspace, user)
+    workspace = access.workspace
+    context = _context(session, access)
     chosen = next((s for s in STARTER_AGENTS if s["name"] == starter), None)
     if chosen:
         model = context["models"][0][0] if context["models"] else None
-        context["starter"] = SimpleNamespace(
-            **chosen, model_id=model.id if model else None, temperature=0.7, max_tokens=512
+        context["starter"] = Agent(
+            workspace_id=workspace.id,  # type: ignore[arg-type]
+            name=chosen["name"],
+            role_prompt=chosen["role_prompt"],
+            colour=chosen["colour"],
+            model_id=model.id if model else None,
         )
     return render(request, "agents.html", context)
 
@@ -90,7 +70,7 @@ def create_agent_page(
     request: Request,
     session: SessionDep,
     user: CurrentUser,
-    workspace: EditableWorkspace,
+    access: EditableWorkspace,
     name: Annotated[str, Form(max_length=80)],
     role_prompt: Annotated[str, Form(max_length=20_000)] = "",
     model_id: Annotated[str, Form()] = "",
@@ -98,12 +78,14 @@ def create_agent_page(
     max_tokens: Annotated[str, Form()] = "512",
     colour: Annotated[str, Form()] = "#4f6bed",
 ) -> Response:
+    workspace = access.workspace
     try:
-        fields = _fields(name, role_prompt, model_id, temperature, max_tokens, colour)
-        create_agent(session=session, workspace_id=workspace.id, actor=user, **fields)  # type: ignore[arg-type]
+        form = _form(name, role_prompt, model_id, temperature, max_tokens, colour)
+        fields = agent_fields(AgentCreate, form)
+        create_agent(session=session, workspace_id=workspace.id, actor=user, fields=fields)  # type: ignore[arg-type]
     except ServiceError as exc:
         session.rollback()
-        context = {**_context(session, workspace, user), "error": exc.message}
+        context = {**_context(session, access), "error": exc.message}
         return render(request, "agents.html", context, status_code=exc.status_code)
     session.commit()
     return RedirectResponse(f"/w/{workspace.slug}/agents", status_code=303)
@@ -126,13 +108,14 @@ def update_agent_page(
     workspace = session.get(Workspace, agent.workspace_id)
     assert workspace is not None
     try:
-        fields = _fields(name, role_prompt, model_id, temperature, max_tokens, colour)
-        update_agent(session=session, agent=agent, actor=user, **fields)
-        if fields["model_id"] is None:
-            agent.model_id = None  # "none" is a choice here, not "unchanged"
+        form = _form(name, role_prompt, model_id, temperature, max_tokens, colour)
+        changes = agent_fields(AgentUpdate, form)
+        update_agent(session=session, agent=agent, actor=user, changes=changes)
     except ServiceError as exc:
         session.rollback()
-        context = {**_context(session, workspace, user), "error": exc.message}
+        role = require_role(session=session, workspace_id=workspace.id, user=user,  # type: ignore[arg-type]
+                            min_role=Role.editor)  # fmt: skip
+        context = {**_context(session, Access(workspace, role)), "error": exc.message}
         return render(request, "agents.html", context, status_code=exc.status_code)
     session.commit()
     return RedirectResponse(f"/w/{workspace.slug}/agents", status_code=303)

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Annotated
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Form, Request
 from starlette.responses import RedirectResponse, Response
 
-from app import ratelimit
-from app.deps import SESSION_COOKIE, OptionalUser, SessionDep, SettingsDep
-from app.models import User
 from app.services import ServiceError
 from app.services.accounts import (
     authenticate,
@@ -19,10 +15,12 @@ from app.services.accounts import (
     end_session,
     has_users,
     redeem_sign_in_link,
-    start_session,
 )
-from app.setup_token import discard_setup_token, setup_token_matches
-from app.templating import render
+from app.services.setup_token import discard_setup_token, setup_token_matches
+from app.web import ratelimit
+from app.web.deps import SESSION_COOKIE, OptionalUser, SessionDep, SettingsDep
+from app.web.sessions import signed_in_redirect
+from app.web.templating import render
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
@@ -35,27 +33,6 @@ def safe_next(target: str | None) -> str:
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
         return "/"
     return target
-
-
-def signed_in_redirect(
-    session: SessionDep, settings: SettingsDep, user: User, target: str, request: Request
-) -> Response:
-    """Start a session for ``user`` and send them to ``target`` with the cookie set."""
-    token = start_session(
-        session=session, user=user, lifetime=timedelta(days=settings.session_days)
-    )
-    session.commit()
-    response = RedirectResponse(target, status_code=303)
-    response.set_cookie(
-        SESSION_COOKIE,
-        token,
-        max_age=settings.session_days * 86400,
-        httponly=True,
-        samesite="lax",
-        # Secure whenever the page came over https (directly or through a proxy uvicorn trusts).
-        secure=settings.secure_cookies or request.url.scheme == "https",
-    )
-    return response
 
 
 @router.get("/signin")

@@ -2,58 +2,31 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 from starlette.responses import RedirectResponse, Response
 
-from app.deps import CurrentUser, SessionDep
 from app.models import (
-    Agent,
     Comparison,
-    Message,
-    Model,
     Role,
-    Run,
-    RunStatus,
     Task,
     User,
     Vote,
     VoteOutcome,
     Workspace,
 )
-from app.routes.api.comparisons import comparison_for
 from app.services import ServiceError
 from app.services import comparisons as service
-from app.services.access import require_role, task_for
+from app.services.access import comparison_for, require_role, task_for
+from app.services.agents import agents_of
 from app.services.threads import answers_to
-from app.templating import render
+from app.web.deps import CurrentUser, SessionDep
+from app.web.templating import render
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
-LETTERS = "ABCD"
 VOTE_LABELS = {"a": "A is better", "b": "B is better", "tie": "a tie", "both_bad": "both are bad"}
-
-
-def columns_of(session: Session, message_ids: list[int], baseline: int) -> list[SimpleNamespace]:
-    messages = [session.get(Message, message_id) for message_id in message_ids]
-    base = messages[baseline]
-    base_text = base.content if base else ""
-    columns = []
-    for letter, message in zip(LETTERS, messages, strict=False):
-        assert message is not None
-        run = session.exec(select(Run).where(Run.output_message_id == message.id)).first()
-        agent = session.get(Agent, message.agent_id) if message.agent_id else None
-        model = session.get(Model, run.model_id) if run and run.model_id else None
-        columns.append(
-            SimpleNamespace(
-                letter=letter, message=message, run=run, agent=agent, model=model,
-                live=bool(run and run.status in (RunStatus.queued, RunStatus.running)),
-                pieces=service.word_diff(base_text, message.content),
-            )
-        )  # fmt: skip
-    return columns
 
 
 def _context(session: Session, comparison: Comparison, user: User, baseline: int) -> dict[str, Any]:
@@ -66,14 +39,12 @@ def _context(session: Session, comparison: Comparison, user: User, baseline: int
     mine = session.exec(
         select(Vote).where(Vote.comparison_id == comparison.id, Vote.voter_user_id == user.id)
     ).first()
-    columns = columns_of(session, message_ids, baseline)
+    columns = service.columns_of(session=session, message_ids=message_ids, baseline=baseline)
     label = None
     if mine:
         winner = next((c.letter for c in columns if c.message.id == mine.winner_message_id), None)
         label = VOTE_LABELS.get(mine.outcome) or f"{winner} is best"
-    agents = session.exec(
-        select(Agent).where(Agent.workspace_id == task.workspace_id).order_by(col(Agent.name))
-    ).all()
+    agents = agents_of(session=session, workspace_id=task.workspace_id)
     return {
         "task": task,
         "workspace": session.get(Workspace, task.workspace_id),
@@ -114,7 +85,9 @@ def compare_page(
     request: Request, comparison_id: int, session: SessionDep, user: CurrentUser,
     baseline: int = 0,
 ) -> Response:  # fmt: skip
-    comparison = comparison_for(session, comparison_id, user, Role.viewer)
+    comparison, task = comparison_for(
+        session=session, comparison_id=comparison_id, user=user, min_role=Role.viewer
+    )
     return render(request, "compare.html", _context(session, comparison, user, baseline))
 
 
@@ -127,7 +100,9 @@ def vote_page(
     outcome: Annotated[VoteOutcome, Form()],
     winner_message_id: Annotated[int | None, Form()] = None,
 ) -> Response:
-    comparison = comparison_for(session, comparison_id, user, Role.editor)
+    comparison, task = comparison_for(
+        session=session, comparison_id=comparison_id, user=user, min_role=Role.editor
+    )
     try:
         service.cast_vote(session=session, comparison=comparison, voter=user, outcome=outcome,
                           winner_message_id=winner_message_id)  # fmt: skip
@@ -146,9 +121,9 @@ def continue_page(
     user: CurrentUser,
     message_id: Annotated[int, Form()],
 ) -> Response:
-    comparison = comparison_for(session, comparison_id, user, Role.editor)
-    task = session.get(Task, comparison.task_id)
-    assert task is not None
+    comparison, task = comparison_for(
+        session=session, comparison_id=comparison_id, user=user, min_role=Role.editor
+    )
     service.continue_with(session=session, task=task, message_id=message_id, actor=user)
     session.commit()
     return RedirectResponse(f"/t/{task.id}", status_code=303)

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from html import escape
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Header, Request
 from sqlmodel import Session
-from starlette.responses import RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import RedirectResponse, Response, StreamingResponse
 
-from app.deps import (
-    CurrentUser,
-    EditableWorkspace,
-    OwnedWorkspace,
-    SessionDep,
-    ViewableWorkspace,
-)
-from app.dispatch import dispatch
-from app.models import Role, TaskStatus, User, Workspace
+from app.db import get_engine
+from app.engine.dispatch import dispatch
+from app.models import Role, Task, TaskStatus, User, Workspace
 from app.services import ServiceError, board
 from app.services.access import task_for
 from app.services.demo import create_demo_workspace
@@ -24,10 +21,25 @@ from app.services.tasks import create_task, update_task
 from app.services.workspaces import (
     create_workspace,
     rename_workspace,
-    role_in,
     workspaces_of,
 )
-from app.templating import render, wants_fragment
+from app.web.deps import (
+    Access,
+    CurrentUser,
+    EditableWorkspace,
+    OwnedWorkspace,
+    SessionDep,
+    ViewableWorkspace,
+)
+from app.web.streams import (
+    KEEP_ALIVE,
+    SSE_HEADERS,
+    StreamUser,
+    html_event,
+    viewable_workspace_id,
+    workspace_entries,
+)
+from app.web.templating import render, wants_fragment
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
@@ -71,15 +83,15 @@ def create_demo_page(session: SessionDep, user: CurrentUser) -> Response:
     return RedirectResponse(f"/w/{workspace.slug}", status_code=303)
 
 
-def _board_context(session: Session, workspace: Workspace, user: User) -> dict[str, Any]:
-    role = role_in(session=session, workspace=workspace, user=user)
+def _board_context(session: Session, access: Access) -> dict[str, Any]:
+    workspace, role = access
     cols = board.columns(session=session, workspace=workspace)
     shown = [task.id for c in cols for task in c.tasks if task.id is not None]
     agents = board.agents_with_models(session=session, workspace=workspace)
     return {
         "workspace": workspace,
         "role": role,
-        "can_edit": bool(role and role.allows(Role.editor)),
+        "can_edit": role.allows(Role.editor),
         "columns": cols,
         "statuses": list(TaskStatus),
         "has_tasks": any(c.total for c in cols),
@@ -93,10 +105,10 @@ def _board_context(session: Session, workspace: Workspace, user: User) -> dict[s
 
 @router.get("/w/{slug}")
 def workspace_page(
-    request: Request, session: SessionDep, user: CurrentUser, workspace: ViewableWorkspace
+    request: Request, session: SessionDep, user: CurrentUser, access: ViewableWorkspace
 ) -> Response:
     """The board: tasks in columns, agents and their models, live activity."""
-    return render(request, "workspace.html", _board_context(session, workspace, user))
+    return render(request, "workspace.html", _board_context(session, access))
 
 
 @router.get("/w/{slug}/column/{status}")
@@ -105,11 +117,12 @@ def column_page(
     status: TaskStatus,
     session: SessionDep,
     user: CurrentUser,
-    workspace: ViewableWorkspace,
+    access: ViewableWorkspace,
     offset: int = 0,
 ) -> Response:
     """More tasks of one column (the board shows a page at a time)."""
-    context = _board_context(session, workspace, user)
+    workspace = access.workspace
+    context = _board_context(session, access)
     column = board.column(
         session=session, workspace=workspace, status=status, offset=max(offset, 0)
     )
@@ -123,12 +136,13 @@ def create_task_page(
     request: Request,
     session: SessionDep,
     user: CurrentUser,
-    workspace: EditableWorkspace,
+    access: EditableWorkspace,
     title: Annotated[str, Form(max_length=200)],
     brief: Annotated[str, Form(max_length=100_000)] = "",
     assignee_agent_id: Annotated[str, Form()] = "",
     agent_ids: Annotated[list[str] | None, Form()] = None,
 ) -> Response:
+    workspace = access.workspace
     try:
         chosen = [int(v) for v in agent_ids or [] if v]
         assignee = int(assignee_agent_id) if assignee_agent_id else None
@@ -139,7 +153,7 @@ def create_task_page(
     except (ServiceError, ValueError) as exc:
         session.rollback()
         message = exc.message if isinstance(exc, ServiceError) else "Pick agents from the list."
-        context = {**_board_context(session, workspace, user), "error": message,
+        context = {**_board_context(session, access), "error": message,
                    "form": {"title": title, "brief": brief}}  # fmt: skip
         return render(request, "workspace.html", context, status_code=400)
     session.commit()
@@ -153,14 +167,15 @@ def rename_workspace_page(
     request: Request,
     session: SessionDep,
     user: CurrentUser,
-    workspace: OwnedWorkspace,
+    access: OwnedWorkspace,
     name: Annotated[str, Form(max_length=200)],
 ) -> Response:
+    workspace = access.workspace
     try:
         rename_workspace(session=session, workspace=workspace, actor=user, name=name)
     except ServiceError as exc:
         session.rollback()
-        context = {**_board_context(session, workspace, user), "error": exc.message}
+        context = {**_board_context(session, access), "error": exc.message}
         return render(request, "workspace.html", context, status_code=400)
     session.commit()
     return RedirectResponse(f"/w/{workspace.slug}", status_code=303)
@@ -179,3 +194,41 @@ def move_task_page(
     workspace = session.get(Workspace, task.workspace_id)
     assert workspace is not None
     return RedirectResponse(f"/w/{workspace.slug}", status_code=303)
+
+
+# --- the board's live activity feed over SSE ------------------------------------------------
+
+
+def _activity_line(user: User, data: dict[str, Any]) -> str:
+    """One feed line for a run's state change."""
+    with Session(get_engine()) as session:
+        task = session.get(Task, data.get("task_id")) if data.get("task_id") else None
+        title = f" on “{escape(task.title)}”" if task else ""
+        link = f' · <a href="/t/{task.id}">task</a>' if task else ""
+    status = escape(str(data.get("status", "")))
+    return f'<li class="small">Run #{int(data.get("id", 0))} {status}{title}{link}</li>'
+
+
+@router.get("/w/{slug}/live")
+async def workspace_live(
+    slug: str,
+    request: Request,
+    user: StreamUser,
+    last_event_id: Annotated[str | None, Header()] = None,
+) -> StreamingResponse:
+    """The board's activity feed, one line per run state change, from now on."""
+
+    workspace_id = await run_in_threadpool(viewable_workspace_id, user, slug)
+
+    async def events() -> AsyncIterator[str]:
+        yield "retry: 1000\n\n"
+        async for entry_id, type_, data in workspace_entries(
+            request, user, workspace_id, last_event_id
+        ):
+            if type_ == KEEP_ALIVE:
+                yield ": keep-alive\n\n"
+            else:
+                line = await run_in_threadpool(_activity_line, user, data)
+                yield html_event("activity", line, entry_id)
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)

@@ -8,23 +8,21 @@ from fastapi import APIRouter, Form, Request
 from sqlmodel import Session, col, select
 from starlette.responses import RedirectResponse, Response
 
-from app.deps import CurrentUser, EditableWorkspace, SessionDep, ViewableWorkspace
-from app.dispatch import dispatch
-from app.models import Agent, Pipeline, Role, User, Workspace
+from app.engine.dispatch import dispatch
+from app.engine.pipelines import create_pipeline, start_pipeline
+from app.models import Pipeline, Role
 from app.services import ServiceError
 from app.services.access import pipeline_for, task_for
-from app.services.pipelines import create_pipeline, start_pipeline
-from app.services.workspaces import role_in
-from app.templating import render
+from app.services.agents import agents_of
+from app.web.deps import Access, CurrentUser, EditableWorkspace, SessionDep, ViewableWorkspace
+from app.web.templating import render
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
 
-def _context(session: Session, workspace: Workspace, user: User) -> dict[str, Any]:
-    role = role_in(session=session, workspace=workspace, user=user)
-    agents = session.exec(
-        select(Agent).where(Agent.workspace_id == workspace.id).order_by(col(Agent.name))
-    ).all()
+def _context(session: Session, access: Access) -> dict[str, Any]:
+    workspace, role = access
+    agents = agents_of(session=session, workspace_id=workspace.id)  # type: ignore[arg-type]
     pipelines = session.exec(
         select(Pipeline).where(Pipeline.workspace_id == workspace.id).order_by(col(Pipeline.name))
     ).all()
@@ -33,16 +31,16 @@ def _context(session: Session, workspace: Workspace, user: User) -> dict[str, An
         "agents": agents,
         "agents_by_id": {a.id: a for a in agents},
         "pipelines": pipelines,
-        "can_edit": bool(role and role.allows(Role.editor)),
+        "can_edit": role.allows(Role.editor),
         "form": {},
     }
 
 
 @router.get("/w/{slug}/pipelines")
 def pipelines_page(
-    request: Request, session: SessionDep, user: CurrentUser, workspace: ViewableWorkspace
+    request: Request, session: SessionDep, user: CurrentUser, access: ViewableWorkspace
 ) -> Response:
-    return render(request, "pipelines.html", _context(session, workspace, user))
+    return render(request, "pipelines.html", _context(session, access))
 
 
 @router.post("/w/{slug}/pipelines")
@@ -50,13 +48,14 @@ def create_pipeline_page(
     request: Request,
     session: SessionDep,
     user: CurrentUser,
-    workspace: EditableWorkspace,
+    access: EditableWorkspace,
     name: Annotated[str, Form(max_length=120)],
     step_agent: Annotated[list[str] | None, Form()] = None,
     step_instruction: Annotated[list[str] | None, Form()] = None,
     max_rounds: Annotated[int, Form(ge=1, le=10)] = 1,
     stop_word: Annotated[str, Form(max_length=40)] = "",
 ) -> Response:
+    workspace = access.workspace
     agents = step_agent or []
     instructions = (step_instruction or []) + [""] * len(agents)
     steps = [
@@ -71,7 +70,7 @@ def create_pipeline_page(
         )  # fmt: skip
     except ServiceError as exc:
         session.rollback()
-        context = {**_context(session, workspace, user), "error": exc.message,
+        context = {**_context(session, access), "error": exc.message,
                    "form": {"name": name}}  # fmt: skip
         return render(request, "pipelines.html", context, status_code=exc.status_code)
     session.commit()

@@ -2,34 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from html import escape
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Header, Request
 from sqlmodel import Session, col, select
-from starlette.responses import RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import RedirectResponse, Response, StreamingResponse
 
-from app.deps import CurrentUser, SessionDep
-from app.dispatch import announce_cancel, dispatch, dispatch_retry
-from app.models import Agent, Pipeline, Role, RunStatus, Task, User, Workspace
+from app.db import get_engine
+from app.engine import runs as operations
+from app.engine.dispatch import announce_cancel, dispatch, dispatch_retry
+from app.engine.runs import Started, queue_position
+from app.models import Message, Pipeline, Role, RunStatus, Task, User, Workspace
 from app.services import ServiceError
-from app.services import runs as operations
 from app.services.access import message_for, require_role, run_for, task_for
-from app.services.runs import Started, queue_position
+from app.services.agents import agents_of
 from app.services.threads import branch, tree
-from app.templating import render, templates
+from app.web.deps import CurrentUser, SessionDep
+from app.web.streams import KEEP_ALIVE, SSE_HEADERS, StreamUser, html_event, run_entries
+from app.web.templating import render, templates
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
 # A branch shows its newest messages; earlier ones load on demand, this many at a time.
 WINDOW = 40
-
-
-def _agents(session: Session, workspace_id: int) -> list[Agent]:
-    return list(
-        session.exec(
-            select(Agent).where(Agent.workspace_id == workspace_id).order_by(col(Agent.name))
-        ).all()
-    )
 
 
 def task_context(
@@ -39,7 +37,7 @@ def task_context(
                         min_role=Role.viewer)  # fmt: skip
     shown = branch(session=session, task=task, at=at)
     end = len(shown.messages) if upto is None else max(0, min(upto, len(shown.messages)))
-    agents = _agents(session, task.workspace_id)
+    agents = agents_of(session=session, workspace_id=task.workspace_id)
     positions = {
         message_id: queue_position(session=session, run=run)
         for message_id, run in shown.runs.items()
@@ -93,8 +91,7 @@ def earlier_messages(
     return render(request, "task.html", context, block="window")
 
 
-def _after(session: Session, task: Task, started: Started, user: User, request: Request,
-           draft: str = "") -> Response:  # fmt: skip
+def _after(session: Session, task: Task, started: Started) -> Response:
     """Commit, dispatch, and show the branch the operation created."""
     session.commit()
     dispatch([run.id for run in started.runs if run.id is not None])
@@ -136,22 +133,22 @@ def ask_page(
         )  # fmt: skip
     except ServiceError as exc:
         return _refused(session, request, task, user, exc, parent_id, content)
-    return _after(session, task, started, user, request)
+    return _after(session, task, started)
+
+
+# An operation on one message of a task, given the session and that task.
+MessageOperation = Callable[[Session, Task], Started]
 
 
 def _message_operation(
-    request: Request, session: Session, user: User, message_id: int, operation: Any,
-    **arguments: Any,
-) -> Response:  # fmt: skip
-    message, task = message_for(
-        session=session, message_id=message_id, user=user, min_role=Role.editor
-    )
+    request: Request, session: Session, user: User, message_id: int, operation: MessageOperation
+) -> Response:
+    _, task = message_for(session=session, message_id=message_id, user=user, min_role=Role.editor)
     try:
-        started = operation(session=session, task=task, author=user, message_id=message_id,
-                            **arguments)  # fmt: skip
+        started = operation(session, task)
     except ServiceError as exc:
         return _refused(session, request, task, user, exc, message_id)
-    return _after(session, task, started, user, request)
+    return _after(session, task, started)
 
 
 @router.get("/t/{task_id}/tree")
@@ -160,9 +157,7 @@ def tree_fragment(
 ) -> Response:
     """All branches of the task as a compact tree (loaded when the tree view opens)."""
     task = task_for(session=session, task_id=task_id, user=user, min_role=Role.viewer)
-    agents = {a.id: a for a in session.exec(
-        select(Agent).where(Agent.workspace_id == task.workspace_id)
-    ).all()}  # fmt: skip
+    agents = {a.id: a for a in agents_of(session=session, workspace_id=task.workspace_id)}
     context = {"task": task, "roots": tree(session=session, task=task), "agents_by_id": agents}
     return templates.TemplateResponse(request, "_tree.html", context)
 
@@ -189,14 +184,13 @@ def fork_page(
     content: Annotated[str, Form(max_length=100_000)],
     agent_ids: Annotated[list[str] | None, Form()] = None,
 ) -> Response:
-    def ask_under(**kwargs: Any) -> Started:
-        kwargs["parent_id"] = kwargs.pop("message_id")
-        return operations.ask(**kwargs)
+    def ask_under(session: Session, task: Task) -> Started:
+        return operations.ask(
+            session=session, task=task, author=user, content=content, parent_id=message_id,
+            agent_ids=_agent_ids(agent_ids or []) or None,
+        )  # fmt: skip
 
-    return _message_operation(
-        request, session, user, message_id, ask_under, content=content,
-        agent_ids=_agent_ids(agent_ids or []) or None,
-    )  # fmt: skip
+    return _message_operation(request, session, user, message_id, ask_under)
 
 
 @router.post("/m/{message_id}/edit")
@@ -208,10 +202,13 @@ def edit_page(
     content: Annotated[str, Form(max_length=100_000)],
     agent_ids: Annotated[list[str] | None, Form()] = None,
 ) -> Response:
-    return _message_operation(
-        request, session, user, message_id, operations.fork_with_edit, content=content,
-        agent_ids=_agent_ids(agent_ids or []) or None,
-    )  # fmt: skip
+    def fork(session: Session, task: Task) -> Started:
+        return operations.fork_with_edit(
+            session=session, task=task, author=user, message_id=message_id, content=content,
+            agent_ids=_agent_ids(agent_ids or []) or None,
+        )  # fmt: skip
+
+    return _message_operation(request, session, user, message_id, fork)
 
 
 @router.post("/m/{message_id}/rerun")
@@ -222,9 +219,12 @@ def rerun_page(
     user: CurrentUser,
     agent_id: Annotated[int | None, Form()] = None,
 ) -> Response:
-    return _message_operation(
-        request, session, user, message_id, operations.rerun, agent_id=agent_id
-    )
+    def rerun(session: Session, task: Task) -> Started:
+        return operations.rerun(
+            session=session, task=task, author=user, message_id=message_id, agent_id=agent_id
+        )
+
+    return _message_operation(request, session, user, message_id, rerun)
 
 
 @router.post("/m/{message_id}/handoff")
@@ -236,10 +236,13 @@ def handoff_page(
     agent_id: Annotated[int, Form()],
     instruction: Annotated[str, Form(max_length=100_000)],
 ) -> Response:
-    return _message_operation(
-        request, session, user, message_id, operations.hand_off, agent_id=agent_id,
-        instruction=instruction,
-    )  # fmt: skip
+    def hand_off(session: Session, task: Task) -> Started:
+        return operations.hand_off(
+            session=session, task=task, author=user, message_id=message_id, agent_id=agent_id,
+            instruction=instruction,
+        )  # fmt: skip
+
+    return _message_operation(request, session, user, message_id, hand_off)
 
 
 @router.post("/t/{task_id}/assignee")
@@ -274,3 +277,58 @@ def retry_page(run_id: int, session: SessionDep, user: CurrentUser) -> Response:
         session.commit()
         dispatch_retry(run_id)
     return RedirectResponse(f"/t/{task.id}?at={run.output_message_id}", status_code=303)
+
+
+# --- a live run card over SSE (htmx's SSE extension): HTML fragments, never JSON ---------
+
+
+def _card(user: User, run_id: int, after: str | None = None) -> str:
+    """The message card of a run as it is now in SQL (live ones resume after ``after``)."""
+    with Session(get_engine()) as session:
+        run, task = run_for(session=session, run_id=run_id, user=user, min_role=Role.viewer)
+        message = session.get(Message, run.output_message_id)
+        context = task_context(session, task, user, run.output_message_id)
+        context.update(
+            message=message, run=run, siblings=context["branch"].siblings,
+            position=queue_position(session=session, run=run), live_after=after,
+        )  # fmt: skip
+        return templates.get_template("_message.html").render(context)
+
+
+def _state(user: User, run_id: int) -> str:
+    with Session(get_engine()) as session:
+        run, _ = run_for(session=session, run_id=run_id, user=user, min_role=Role.viewer)
+        position = queue_position(session=session, run=run)
+        return templates.get_template("_run_state.html").render(run=run, position=position)
+
+
+@router.get("/runs/{run_id}/live")
+async def run_live(
+    run_id: int,
+    request: Request,
+    user: StreamUser,
+    last_event_id: Annotated[str | None, Header()] = None,
+    after: str | None = None,
+) -> StreamingResponse:
+    """A run for htmx's SSE extension: escaped text to append, and the finished card."""
+    await run_in_threadpool(_state, user, run_id)  # 404 before streaming
+    start = last_event_id or after
+
+    async def events() -> AsyncIterator[str]:
+        yield "retry: 1000\n\n"
+        async for entry_id, type_, data in run_entries(request, user, run_id, start):
+            if type_ == KEEP_ALIVE:
+                yield ": keep-alive\n\n"
+            elif type_ == "token":
+                yield html_event("token", escape(data.get("text", "")), entry_id)
+            elif type_ == "state":
+                yield html_event("state", await run_in_threadpool(_state, user, run_id), entry_id)
+            elif type_ in ("done", "error", "reset"):
+                # The card replaces the live element; after a reset (a new attempt) its new
+                # live element reconnects from this event on, not from the start.
+                after_reset = entry_id if type_ == "reset" else None
+                card = await run_in_threadpool(_card, user, run_id, after_reset)
+                yield html_event(type_, card, entry_id)
+                return
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)

@@ -6,36 +6,37 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 from starlette.responses import RedirectResponse, Response
 
-from app.deps import (
-    CurrentUser,
-    OptionalUser,
-    OwnedWorkspace,
-    SessionDep,
-    SettingsDep,
-    ViewableWorkspace,
-)
 from app.models import (
-    Agent,
     Comparison,
     Role,
     RunStatus,
-    ShareLink,
     ShareLinkKind,
     Task,
     User,
     Workspace,
 )
-from app.routes.auth import signed_in_redirect
 from app.services import NotFound, ServiceError, sharing
-from app.services.access import require_role, task_for
+from app.services.access import comparison_for, task_for
 from app.services.accounts import create_user
-from app.services.comparisons import branch_ids
+from app.services.agents import agents_of
+from app.services.comparisons import branch_ids, columns_of
 from app.services.threads import branch
-from app.services.workspaces import role_in
-from app.templating import render
+from app.services.workspaces import delete_workspace
+from app.web.deps import (
+    Access,
+    CurrentUser,
+    OptionalUser,
+    OwnedWorkspace,
+    SessionDep,
+    SettingsDep,
+    SignInRequired,
+    ViewableWorkspace,
+)
+from app.web.sessions import signed_in_redirect
+from app.web.templating import render
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
@@ -44,8 +45,8 @@ def public_url(request: Request, path: str) -> str:
     return str(request.base_url).rstrip("/") + path
 
 
-def _members_context(session: Session, workspace: Workspace, user: User) -> dict[str, Any]:
-    role = role_in(session=session, workspace=workspace, user=user)
+def _members_context(session: Session, access: Access) -> dict[str, Any]:
+    workspace, role = access
     invites = sharing.links_of(session=session, workspace=workspace, kind=ShareLinkKind.invite)
     return {
         "workspace": workspace,
@@ -56,17 +57,17 @@ def _members_context(session: Session, workspace: Workspace, user: User) -> dict
     }
 
 
-def _members_page(request: Request, session: Session, workspace: Workspace, user: User,
+def _members_page(request: Request, session: Session, access: Access,
                   status_code: int = 200, **extra: Any) -> Response:  # fmt: skip
-    context = {**_members_context(session, workspace, user), **extra}
+    context = {**_members_context(session, access), **extra}
     return render(request, "members.html", context, status_code=status_code)
 
 
 @router.get("/w/{slug}/members")
 def members_page(
-    request: Request, session: SessionDep, user: CurrentUser, workspace: ViewableWorkspace
+    request: Request, session: SessionDep, user: CurrentUser, access: ViewableWorkspace
 ) -> Response:
-    return _members_page(request, session, workspace, user)
+    return _members_page(request, session, access)
 
 
 @router.post("/w/{slug}/invites")
@@ -74,11 +75,12 @@ def create_invite_page(
     request: Request,
     session: SessionDep,
     user: CurrentUser,
-    workspace: OwnedWorkspace,
+    access: OwnedWorkspace,
     role: Annotated[Role, Form()],
     expires_in_days: Annotated[int, Form()] = 7,
     max_uses: Annotated[int, Form()] = 10,
 ) -> Response:
+    workspace = access.workspace
     try:
         issued = sharing.create_invite(
             session=session, workspace=workspace, owner=user, role=role,
@@ -86,11 +88,10 @@ def create_invite_page(
         )  # fmt: skip
     except ServiceError as exc:
         session.rollback()
-        return _members_page(request, session, workspace, user, 400, error=exc.message)
+        return _members_page(request, session, access, 400, error=exc.message)
     session.commit()
-    return _members_page(
-        request, session, workspace, user, new_link=public_url(request, f"/join/{issued.token}")
-    )
+    new_link = public_url(request, f"/join/{issued.token}")
+    return _members_page(request, session, access, new_link=new_link)
 
 
 @router.post("/links/{link_id}/revoke")
@@ -98,14 +99,7 @@ def revoke_link_page(
     request: Request, link_id: int, session: SessionDep, user: CurrentUser
 ) -> Response:
     """Owners revoke any link of their workspace; others the read-only links they made."""
-    link = session.get(ShareLink, link_id)
-    if link is None:
-        raise NotFound("No such link.")
-    role = require_role(session=session, workspace_id=link.workspace_id, user=user,
-                        min_role=Role.viewer)  # fmt: skip
-    if role != Role.owner and (link.kind == ShareLinkKind.invite or link.created_by_id != user.id):
-        raise NotFound("No such link.")
-    sharing.revoke(session=session, link=link, actor=user)
+    link = sharing.revoke_link(session=session, link_id=link_id, actor=user)
     session.commit()
     workspace = session.get(Workspace, link.workspace_id)
     assert workspace is not None
@@ -121,15 +115,16 @@ def change_role_page(
     user_id: int,
     session: SessionDep,
     user: CurrentUser,
-    workspace: OwnedWorkspace,
+    access: OwnedWorkspace,
     role: Annotated[Role, Form()],
 ) -> Response:
+    workspace = access.workspace
     try:
         sharing.change_role(session=session, workspace=workspace, actor=user, user_id=user_id,
                             role=role)  # fmt: skip
     except ServiceError as exc:
         session.rollback()
-        return _members_page(request, session, workspace, user, exc.status_code, error=exc.message)
+        return _members_page(request, session, access, exc.status_code, error=exc.message)
     session.commit()
     return RedirectResponse(f"/w/{workspace.slug}/members", status_code=303)
 
@@ -137,26 +132,28 @@ def change_role_page(
 @router.post("/w/{slug}/members/{user_id}/remove")
 def remove_member_page(
     request: Request, user_id: int, session: SessionDep, user: CurrentUser,
-    workspace: OwnedWorkspace,
+    access: OwnedWorkspace,
 ) -> Response:  # fmt: skip
+    workspace = access.workspace
     try:
         sharing.remove_member(session=session, workspace=workspace, actor=user, user_id=user_id)
     except ServiceError as exc:
         session.rollback()
-        return _members_page(request, session, workspace, user, exc.status_code, error=exc.message)
+        return _members_page(request, session, access, exc.status_code, error=exc.message)
     session.commit()
     return RedirectResponse(f"/w/{workspace.slug}/members", status_code=303)
 
 
 @router.post("/w/{slug}/leave")
 def leave_page(
-    request: Request, session: SessionDep, user: CurrentUser, workspace: ViewableWorkspace
+    request: Request, session: SessionDep, user: CurrentUser, access: ViewableWorkspace
 ) -> Response:
+    workspace = access.workspace
     try:
         sharing.remove_member(session=session, workspace=workspace, actor=user, user_id=user.id)  # type: ignore[arg-type]
     except ServiceError as exc:
         session.rollback()
-        return _members_page(request, session, workspace, user, exc.status_code, error=exc.message)
+        return _members_page(request, session, access, exc.status_code, error=exc.message)
     session.commit()
     return RedirectResponse("/", status_code=303)
 
@@ -166,13 +163,14 @@ def delete_workspace_page(
     request: Request,
     session: SessionDep,
     user: CurrentUser,
-    workspace: OwnedWorkspace,
+    access: OwnedWorkspace,
     confirm: Annotated[str, Form(max_length=100)],
 ) -> Response:
+    workspace = access.workspace
     if confirm.strip() != workspace.slug:
-        return _members_page(request, session, workspace, user, 400,
+        return _members_page(request, session, access, 400,
                              error=f"Type {workspace.slug} to confirm the deletion.")  # fmt: skip
-    session.delete(workspace)
+    delete_workspace(session=session, workspace=workspace, actor=user)
     session.commit()
     return RedirectResponse("/", status_code=303)
 
@@ -251,10 +249,9 @@ def share_comparison_page(
     user: CurrentUser,
     allow_anonymous: Annotated[bool, Form()] = False,
 ) -> Response:
-    comparison = session.get(Comparison, comparison_id)
-    if comparison is None:
-        raise NotFound("No such comparison.")
-    task = task_for(session=session, task_id=comparison.task_id, user=user, min_role=Role.viewer)
+    comparison, task = comparison_for(
+        session=session, comparison_id=comparison_id, user=user, min_role=Role.viewer
+    )
     issued = sharing.create_read_only_link(session=session, author=user, comparison=comparison,
                                            allow_anonymous=allow_anonymous)  # fmt: skip
     session.commit()
@@ -268,25 +265,18 @@ def _shared_context(
     if link.kind == ShareLinkKind.invite:
         raise NotFound("No such page.")
     if user is None and not link.allow_anonymous:
-        from app.deps import SignInRequired
-
         raise SignInRequired()
     comparison = session.get(Comparison, link.comparison_id) if link.comparison_id else None
     task = session.get(Task, comparison.task_id if comparison else link.task_id)
     assert task is not None
-    agents = {
-        a.id: a
-        for a in session.exec(select(Agent).where(Agent.workspace_id == task.workspace_id)).all()
-    }
+    agents = {a.id: a for a in agents_of(session=session, workspace_id=task.workspace_id)}
     context: dict[str, Any] = {
         "token": token, "task": task, "at": at, "agents_by_id": agents,
         "workspace": session.get(Workspace, task.workspace_id), "columns": None,
     }  # fmt: skip
     if comparison is not None:
-        from app.routes.compare_pages import columns_of
-
         ids = branch_ids(session=session, comparison=comparison)
-        context["columns"] = columns_of(session, ids, 0)
+        context["columns"] = columns_of(session=session, message_ids=ids, baseline=0)
         context["active"] = any(c.live for c in context["columns"])
     else:
         shown = branch(session=session, task=task, at=at)
@@ -310,13 +300,3 @@ def shared_live(
     request: Request, token: str, session: SessionDep, user: OptionalUser, at: int | None = None
 ) -> Response:
     return render(request, "shared.html", _shared_context(session, token, user, at), block="live")
-
-
-def share_links_for(session: Session, *, task: Task | None = None,
-                    comparison: Comparison | None = None) -> list[ShareLink]:  # fmt: skip
-    query = select(ShareLink).where(col(ShareLink.revoked_at).is_(None))
-    if task is not None:
-        query = query.where(ShareLink.task_id == task.id)
-    if comparison is not None:
-        query = query.where(ShareLink.comparison_id == comparison.id)
-    return list(session.exec(query.order_by(col(ShareLink.id))).all())

@@ -7,7 +7,17 @@ from typing import TypeVar
 
 from sqlmodel import Session, SQLModel, select
 
-from app.models import Agent, Membership, Message, Pipeline, Role, Run, Task, User
+from app.models import (
+    Agent,
+    Comparison,
+    Membership,
+    Message,
+    Pipeline,
+    Role,
+    Run,
+    Task,
+    User,
+)
 from app.services import NotFound
 
 T = TypeVar("T", bound=SQLModel)
@@ -61,3 +71,11 @@ def run_for(*, session: Session, run_id: int, user: User, min_role: Role) -> tup
     run = _get(session, Run, run_id, "run")
     task = task_for(session=session, task_id=run.task_id, user=user, min_role=min_role)
     return run, task
+
+
+def comparison_for(
+    *, session: Session, comparison_id: int, user: User, min_role: Role
+) -> tuple[Comparison, Task]:
+    comparison = _get(session, Comparison, comparison_id, "comparison")
+    task = task_for(session=session, task_id=comparison.task_id, user=user, min_role=min_role)
+    return comparison, task

@@ -1,14 +1,53 @@
-"""Agents of a workspace: a role prompt and settings bound to a model."""
+"""Agents of a workspace: a role prompt and settings bound to a model.
+
+One set of field rules (``AgentCreate`` / ``AgentUpdate``) serves the page and the API; the
+page turns form strings into those schemas with ``agent_fields``.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TypeVar
+
+from pydantic import ValidationError
 from sqlmodel import Session, col, select
 
-from app.models import Agent, Model, User
+from app.models import Agent, AgentCreate, AgentUpdate, Model, User
 from app.services import Conflict, NotFound, ServiceError
 from app.services.workspaces import record_event
 
-EDITABLE = ("name", "role_prompt", "model_id", "temperature", "max_tokens", "colour")
+FieldsT = TypeVar("FieldsT", AgentCreate, AgentUpdate)
+
+# A person-readable message for each field the schemas check.
+FIELD_MESSAGES = {
+    "name": "Give the agent a name (up to 80 characters).",
+    "role_prompt": "Keep the role prompt under 20,000 characters.",
+    "model_id": "Pick a model from the list.",
+    "temperature": "Temperature goes from 0 to 2.",
+    "max_tokens": "Max tokens goes from 1 to 32768.",
+    "colour": "Pick a colour.",
+}
+
+
+def agents_of(*, session: Session, workspace_id: int) -> list[Agent]:
+    """The workspace's agents, by name."""
+    return list(
+        session.exec(
+            select(Agent).where(Agent.workspace_id == workspace_id).order_by(col(Agent.name))
+        ).all()
+    )
+
+
+def agent_fields(schema: type[FieldsT], data: Mapping[str, object]) -> FieldsT:
+    """Validate agent fields from a form; ServiceError with a readable message on a mistake."""
+    try:
+        return schema.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else ""
+        if field in ("temperature", "max_tokens") and first["type"].endswith("_parsing"):
+            raise ServiceError("Temperature and max tokens must be numbers.") from None
+        raise ServiceError(FIELD_MESSAGES.get(field, "Check the agent's fields.")) from None
 
 
 def _check_model(session: Session, model_id: int | None) -> None:
@@ -28,11 +67,11 @@ def _check_name(session: Session, workspace_id: int, name: str, exclude: int | N
     return name
 
 
-def create_agent(*, session: Session, workspace_id: int, actor: User, **fields: object) -> Agent:
-    """A new agent; ``fields`` are those of AgentCreate."""
-    name = _check_name(session, workspace_id, str(fields.get("name", "")), None)
-    _check_model(session, fields.get("model_id"))  # type: ignore[arg-type]
-    agent = Agent(workspace_id=workspace_id, **{**fields, "name": name})  # type: ignore[arg-type]
+def create_agent(*, session: Session, workspace_id: int, actor: User, fields: AgentCreate) -> Agent:
+    """A new agent."""
+    name = _check_name(session, workspace_id, fields.name, None)
+    _check_model(session, fields.model_id)
+    agent = Agent(workspace_id=workspace_id, **{**fields.model_dump(), "name": name})
     session.add(agent)
     session.flush()
     record_event(
@@ -42,16 +81,15 @@ def create_agent(*, session: Session, workspace_id: int, actor: User, **fields: 
     return agent
 
 
-def update_agent(*, session: Session, agent: Agent, actor: User, **fields: object) -> Agent:
-    """Change the given fields (None leaves a field as it is)."""
-    for field in EDITABLE:
-        value = fields.get(field)
-        if value is None:
-            continue
-        if field == "name":
-            value = _check_name(session, agent.workspace_id, str(value), agent.id)
+def update_agent(*, session: Session, agent: Agent, actor: User, changes: AgentUpdate) -> Agent:
+    """Change the fields set in ``changes``; a model of None unbinds the agent's model."""
+    for field, value in changes.model_dump(exclude_unset=True).items():
         if field == "model_id":
-            _check_model(session, value)  # type: ignore[arg-type]
+            _check_model(session, value)
+        elif value is None:
+            continue  # the other fields cannot be empty; null leaves them as they are
+        elif field == "name":
+            value = _check_name(session, agent.workspace_id, str(value), agent.id)
         setattr(agent, field, value)
     session.add(agent)
     session.flush()
@@ -59,6 +97,7 @@ def update_agent(*, session: Session, agent: Agent, actor: User, **fields: objec
 
 
 def delete_agent(*, session: Session, agent: Agent, actor: User) -> None:
+    """Delete an agent; its past answers stay."""
     record_event(
         session=session, workspace_id=agent.workspace_id, actor=actor, verb="deleted",
         subject_type="agent", subject_id=agent.id, data={"name": agent.name},

@@ -10,10 +10,14 @@ from dataclasses import dataclass
 from sqlmodel import Session, col, select
 
 from app.models import (
+    Agent,
     Comparison,
     ComparisonBranch,
     MainBranch,
     Message,
+    Model,
+    Run,
+    RunStatus,
     Task,
     User,
     Vote,
@@ -150,3 +154,40 @@ def word_diff(baseline: str, other: str) -> list[Piece]:
         if text:
             pieces.append(Piece(text, changed=tag != "equal"))
     return pieces
+
+
+LETTERS = "ABCD"
+
+
+@dataclass
+class Column:
+    """One branch of a comparison as the page shows it."""
+
+    letter: str
+    message: Message
+    run: Run | None
+    agent: Agent | None
+    model: Model | None
+    live: bool
+    pieces: list[Piece]
+
+
+def columns_of(*, session: Session, message_ids: list[int], baseline: int) -> list[Column]:
+    """The compared answers, lettered, each marked against the ``baseline``-th one."""
+    messages = [session.get(Message, message_id) for message_id in message_ids]
+    base = messages[baseline]
+    base_text = base.content if base else ""
+    columns = []
+    for letter, message in zip(LETTERS, messages, strict=False):
+        assert message is not None
+        run = session.exec(select(Run).where(Run.output_message_id == message.id)).first()
+        agent = session.get(Agent, message.agent_id) if message.agent_id else None
+        model = session.get(Model, run.model_id) if run and run.model_id else None
+        columns.append(
+            Column(
+                letter=letter, message=message, run=run, agent=agent, model=model,
+                live=bool(run and run.status in (RunStatus.queued, RunStatus.running)),
+                pieces=word_diff(base_text, message.content),
+            )
+        )  # fmt: skip
+    return columns

@@ -15,7 +15,7 @@ from app.llm.client import ModelInfo, list_models, validate_base_url
 from app.llm.errors import ModelError
 from app.models import Model, ModelEndpoint, User
 from app.models.common import utcnow
-from app.services import Conflict, ServiceError
+from app.services import Conflict, NotFound, ServiceError
 
 MAX_CONCURRENCY_LIMIT = 256
 CHECK_TIMEOUT_S = 5.0
@@ -49,6 +49,34 @@ def _ensure_unique_name(session: Session, name: str, exclude_id: int | None = No
         query = query.where(ModelEndpoint.id != exclude_id)
     if session.exec(query).first() is not None:
         raise Conflict(f"An endpoint named {name!r} exists already.")
+
+
+def endpoint_for(*, session: Session, endpoint_id: int) -> ModelEndpoint:
+    """An endpoint by id; NotFound when there is none."""
+    endpoint = session.get(ModelEndpoint, endpoint_id)
+    if endpoint is None:
+        raise NotFound("No such endpoint.")
+    return endpoint
+
+
+def model_for(*, session: Session, model_id: int) -> Model:
+    """A model by id; NotFound when there is none."""
+    model = session.get(Model, model_id)
+    if model is None:
+        raise NotFound("No such model.")
+    return model
+
+
+def available_models(*, session: Session) -> list[tuple[Model, ModelEndpoint]]:
+    """Models an agent may use: available, on an enabled endpoint; by endpoint and name."""
+    return list(
+        session.exec(
+            select(Model, ModelEndpoint)
+            .join(ModelEndpoint, col(ModelEndpoint.id) == col(Model.endpoint_id))
+            .where(col(Model.available), col(ModelEndpoint.enabled))
+            .order_by(col(ModelEndpoint.name), col(Model.name))
+        ).all()
+    )
 
 
 def list_endpoints(*, session: Session) -> list[ModelEndpoint]:

@@ -27,6 +27,7 @@ from app.models import (
 from app.models.common import utcnow
 from app.security import hash_token, new_token
 from app.services import Conflict, NotFound, ServiceError
+from app.services.access import require_role
 from app.services.workspaces import record_event
 
 MAX_LINK_DAYS = 90
@@ -175,6 +176,20 @@ def join(*, session: Session, token: str, user: User) -> tuple[Workspace, Member
         data={"role": membership.role, "link_id": link.id, "name": user.display_name},
     )  # fmt: skip
     return workspace, membership
+
+
+def revoke_link(*, session: Session, link_id: int, actor: User) -> ShareLink:
+    """Revoke a link: owners any link of their workspace; others the read-only links they made.
+    Anyone else is told there is no such link."""
+    link = session.get(ShareLink, link_id)
+    if link is None:
+        raise NotFound("No such link.")
+    role = require_role(session=session, workspace_id=link.workspace_id, user=actor,
+                        min_role=Role.viewer)  # fmt: skip
+    if role != Role.owner and (link.kind == ShareLinkKind.invite or link.created_by_id != actor.id):
+        raise NotFound("No such link.")
+    revoke(session=session, link=link, actor=actor)
+    return link
 
 
 def revoke(*, session: Session, link: ShareLink, actor: User) -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from sqlmodel import Session, col, func, select
 
+from app.engine.runs import Started, ask, reassign
 from app.models import Agent, Message, Run, Task, TaskStatus, User, Workspace
 from app.models.common import utcnow
 from app.services import NotFound, ServiceError
-from app.services.runs import Started, ask
 from app.services.workspaces import record_event
 
 
@@ -43,8 +43,6 @@ def create_task(
     session.add(task)
     session.flush()
     if assignee_agent_id is not None:
-        from app.services.runs import reassign
-
         reassign(session=session, task=task, actor=author, agent_id=assignee_agent_id)
     record_event(
         session=session, workspace_id=task.workspace_id, actor=author, verb="created",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import unicodedata
 from typing import Any
@@ -11,6 +12,7 @@ from sqlmodel import Session, col, select
 from app.models import Event, Membership, Role, User, Workspace
 from app.services import NotFound, ServiceError
 
+log = logging.getLogger(__name__)
 MAX_NAME_LENGTH = 120
 
 
@@ -100,8 +102,11 @@ def workspaces_of(*, session: Session, user: User) -> list[tuple[Workspace, str]
     return [(workspace, role) for workspace, role in rows]
 
 
-def workspace_for(*, session: Session, slug: str, user: User, min_role: Role) -> Workspace:
-    """The workspace ``slug`` if ``user`` holds at least ``min_role`` in it; NotFound otherwise."""
+def workspace_for(
+    *, session: Session, slug: str, user: User, min_role: Role
+) -> tuple[Workspace, Role]:
+    """The workspace ``slug`` and the user's role, if it is at least ``min_role``; NotFound
+    otherwise."""
     row = session.exec(
         select(Workspace, Membership.role)
         .join(Membership, col(Membership.workspace_id) == col(Workspace.id))
@@ -109,7 +114,7 @@ def workspace_for(*, session: Session, slug: str, user: User, min_role: Role) ->
     ).first()
     if row is None or not Role(row[1]).allows(min_role):
         raise NotFound("No such workspace.")
-    return row[0]
+    return row[0], Role(row[1])
 
 
 def role_in(*, session: Session, workspace: Workspace, user: User) -> Role | None:
@@ -138,3 +143,10 @@ def rename_workspace(
     )  # fmt: skip
     session.flush()
     return workspace
+
+
+def delete_workspace(*, session: Session, workspace: Workspace, actor: User) -> None:
+    """Delete the workspace and everything in it (its rows cascade)."""
+    log.info("workspace %s deleted by user %s", workspace.id, actor.id)
+    session.delete(workspace)
+    session.flush()

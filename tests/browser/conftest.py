@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from app.paths import PROJECT_ROOT
-from app.preflight import free_loopback_port
+from app.runtime.preflight import free_loopback_port
 
 CHROMIUM = os.environ.get("SWITCHBOARD_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -25,7 +25,7 @@ def live_server() -> Iterator[str]:
     """The app under uvicorn in its own process, on the suite's database and Redis."""
     port = free_loopback_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "app.web:create_app", "--factory",
+        [sys.executable, "-m", "uvicorn", "app.web.app:create_app", "--factory",
          "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
         cwd=PROJECT_ROOT, env=os.environ.copy(),
     )  # fmt: skip
@@ -57,8 +57,8 @@ def browser():
 @pytest.fixture
 def open_page(browser, live_server, session):
     """``open_page(user)``: a new browser context signed in as ``user``, on a blank page."""
-    from app.deps import SESSION_COOKIE
     from app.services.accounts import start_session
+    from app.web.deps import SESSION_COOKIE
 
     contexts = []
 

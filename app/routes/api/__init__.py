@@ -9,6 +9,7 @@ from app.routes.api import (
     pipelines,
     runs,
     sharing,
+    streams,
     tasks,
     tokens,
     users,
@@ -22,6 +23,7 @@ router.include_router(endpoints.router)
 router.include_router(pipelines.router)
 router.include_router(runs.router)
 router.include_router(sharing.router)
+router.include_router(streams.router)
 router.include_router(tasks.router)
 router.include_router(tokens.router)
 router.include_router(users.router)

@@ -1,39 +1,34 @@
 """Agents of a workspace."""
 
 from fastapi import APIRouter, status
-from sqlmodel import col, select
 from starlette.responses import Response
 
-from app.deps import CurrentUser, EditableWorkspace, SessionDep, ViewableWorkspace
 from app.models import Agent, AgentCreate, AgentPublic, AgentUpdate, Role
 from app.services.access import agent_for
-from app.services.agents import create_agent, delete_agent, update_agent
+from app.services.agents import agents_of, create_agent, delete_agent, update_agent
+from app.web.deps import CurrentUser, EditableWorkspace, SessionDep, ViewableWorkspace
 
 router = APIRouter(tags=["agents"])
 
 
 @router.get("/workspaces/{slug}/agents", response_model=list[AgentPublic])
-def list_agents(workspace: ViewableWorkspace, session: SessionDep) -> list[Agent]:
+def list_agents(access: ViewableWorkspace, session: SessionDep) -> list[Agent]:
     """The workspace's agents, by name."""
-    return list(
-        session.exec(
-            select(Agent).where(Agent.workspace_id == workspace.id).order_by(col(Agent.name))
-        ).all()
-    )
+    return agents_of(session=session, workspace_id=access.workspace.id)  # type: ignore[arg-type]
 
 
 @router.post(
     "/workspaces/{slug}/agents", response_model=AgentPublic, status_code=status.HTTP_201_CREATED
 )
 def create_agent_api(
-    body: AgentCreate, workspace: EditableWorkspace, session: SessionDep, user: CurrentUser
+    body: AgentCreate, access: EditableWorkspace, session: SessionDep, user: CurrentUser
 ) -> Agent:
     """Create an agent: a role prompt bound to a model."""
     agent = create_agent(
         session=session,
-        workspace_id=workspace.id,  # type: ignore[arg-type]
+        workspace_id=access.workspace.id,  # type: ignore[arg-type]
         actor=user,
-        **body.model_dump(),
+        fields=body,
     )
     session.commit()
     return agent
@@ -45,7 +40,7 @@ def update_agent_api(
 ) -> Agent:
     """Change an agent's settings."""
     agent = agent_for(session=session, agent_id=agent_id, user=user, min_role=Role.editor)
-    update_agent(session=session, agent=agent, actor=user, **body.model_dump())
+    update_agent(session=session, agent=agent, actor=user, changes=body)
     session.commit()
     return agent
 

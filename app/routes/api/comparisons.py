@@ -4,33 +4,23 @@ from fastapi import APIRouter, status
 from pydantic import Field
 from sqlmodel import Session, SQLModel
 
-from app.deps import CurrentUser, SessionDep
 from app.models import (
     Comparison,
     ComparisonCreate,
     ComparisonPublic,
     Role,
-    User,
     VoteCreate,
     VotePublic,
 )
-from app.services import NotFound
 from app.services import comparisons as service
-from app.services.access import task_for
+from app.services.access import comparison_for, message_for, task_for
+from app.web.deps import CurrentUser, SessionDep
 
 router = APIRouter(tags=["comparisons"])
 
 
 class ContinueWith(SQLModel):
     message_id: int = Field(description="The last message of the branch to continue on.")
-
-
-def comparison_for(session: Session, comparison_id: int, user: User, min_role: Role) -> Comparison:
-    comparison = session.get(Comparison, comparison_id)
-    if comparison is None:
-        raise NotFound("No such comparison.")
-    task_for(session=session, task_id=comparison.task_id, user=user, min_role=min_role)
-    return comparison
 
 
 def public(session: Session, comparison: Comparison) -> ComparisonPublic:
@@ -51,12 +41,9 @@ def create_comparison(
     body: ComparisonCreate, session: SessionDep, user: CurrentUser
 ) -> ComparisonPublic:
     """Compare 2–4 branches of one task, each named by its last message."""
-    from app.models import Message
-
-    first = session.get(Message, body.message_ids[0])
-    if first is None:
-        raise NotFound("No such message.")
-    task = task_for(session=session, task_id=first.task_id, user=user, min_role=Role.viewer)
+    _, task = message_for(
+        session=session, message_id=body.message_ids[0], user=user, min_role=Role.viewer
+    )
     comparison = service.create_comparison(
         session=session, task=task, author=user, message_ids=body.message_ids, blind=body.blind
     )
@@ -67,7 +54,10 @@ def create_comparison(
 @router.get("/comparisons/{comparison_id}", response_model=ComparisonPublic)
 def read_comparison(comparison_id: int, session: SessionDep, user: CurrentUser) -> ComparisonPublic:
     """A comparison with its branches and votes."""
-    return public(session, comparison_for(session, comparison_id, user, Role.viewer))
+    comparison, _ = comparison_for(
+        session=session, comparison_id=comparison_id, user=user, min_role=Role.viewer
+    )
+    return public(session, comparison)
 
 
 @router.post(
@@ -79,7 +69,9 @@ def vote(
     comparison_id: int, body: VoteCreate, session: SessionDep, user: CurrentUser
 ) -> VotePublic:
     """Vote (editors and owners); voting again replaces your vote."""
-    comparison = comparison_for(session, comparison_id, user, Role.editor)
+    comparison, _ = comparison_for(
+        session=session, comparison_id=comparison_id, user=user, min_role=Role.editor
+    )
     cast = service.cast_vote(
         session=session, comparison=comparison, voter=user, outcome=body.outcome,
         winner_message_id=body.winner_message_id,

@@ -5,9 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 from starlette.responses import Response
 
-from app.deps import AdminUser, SessionDep
 from app.models import (
-    Model,
     ModelEndpoint,
     ModelEndpointCreate,
     ModelEndpointPublic,
@@ -15,8 +13,8 @@ from app.models import (
     ModelPublic,
     ModelUpdate,
 )
-from app.services import NotFound
 from app.services import endpoints as service
+from app.web.deps import AdminUser, SessionDep
 
 router = APIRouter(tags=["model endpoints"])
 
@@ -30,13 +28,6 @@ def public(session: SessionDep, endpoint: ModelEndpoint) -> ModelEndpointPublic:
             "models": [m.model_dump() for m in models],
         }
     )
-
-
-def endpoint_or_404(session: SessionDep, endpoint_id: int) -> ModelEndpoint:
-    endpoint = session.get(ModelEndpoint, endpoint_id)
-    if endpoint is None:
-        raise NotFound("No such endpoint.")
-    return endpoint
 
 
 @router.get("/endpoints", response_model=list[ModelEndpointPublic])
@@ -60,7 +51,7 @@ def create_endpoint(
 @router.get("/endpoints/{endpoint_id}", response_model=ModelEndpointPublic)
 def read_endpoint(endpoint_id: int, session: SessionDep, _admin: AdminUser) -> ModelEndpointPublic:
     """One endpoint."""
-    return public(session, endpoint_or_404(session, endpoint_id))
+    return public(session, service.endpoint_for(session=session, endpoint_id=endpoint_id))
 
 
 @router.patch("/endpoints/{endpoint_id}", response_model=ModelEndpointPublic)
@@ -68,7 +59,7 @@ def update_endpoint(
     endpoint_id: int, body: ModelEndpointUpdate, session: SessionDep, _admin: AdminUser
 ) -> ModelEndpointPublic:
     """Rename, re-point, change the key or the concurrency limit, enable or disable."""
-    endpoint = endpoint_or_404(session, endpoint_id)
+    endpoint = service.endpoint_for(session=session, endpoint_id=endpoint_id)
     service.update_endpoint(session=session, endpoint=endpoint, **body.model_dump())
     session.commit()
     return public(session, endpoint)
@@ -77,7 +68,9 @@ def update_endpoint(
 @router.delete("/endpoints/{endpoint_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_endpoint(endpoint_id: int, session: SessionDep, _admin: AdminUser) -> Response:
     """Remove an endpoint and its models."""
-    service.delete_endpoint(session=session, endpoint=endpoint_or_404(session, endpoint_id))
+    service.delete_endpoint(
+        session=session, endpoint=service.endpoint_for(session=session, endpoint_id=endpoint_id)
+    )
     session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -85,7 +78,7 @@ def delete_endpoint(endpoint_id: int, session: SessionDep, _admin: AdminUser) ->
 @router.post("/endpoints/{endpoint_id}/check", response_model=ModelEndpointPublic)
 def check_endpoint(endpoint_id: int, session: SessionDep, _admin: AdminUser) -> ModelEndpointPublic:
     """Check health now and refresh the list of models."""
-    endpoint = endpoint_or_404(session, endpoint_id)
+    endpoint = service.endpoint_for(session=session, endpoint_id=endpoint_id)
     service.check_endpoint(session=session, endpoint=endpoint)
     session.commit()
     return public(session, endpoint)
@@ -94,7 +87,7 @@ def check_endpoint(endpoint_id: int, session: SessionDep, _admin: AdminUser) -> 
 @router.get("/endpoints/{endpoint_id}/models", response_model=list[ModelPublic])
 def list_models(endpoint_id: int, session: SessionDep, _admin: AdminUser) -> list[ModelPublic]:
     """The models the endpoint served at its last check."""
-    endpoint = endpoint_or_404(session, endpoint_id)
+    endpoint = service.endpoint_for(session=session, endpoint_id=endpoint_id)
     models = service.models_of(session=session, endpoint=endpoint)
     return [ModelPublic.model_validate(m, from_attributes=True) for m in models]
 
@@ -104,9 +97,7 @@ def update_model(
     model_id: int, body: ModelUpdate, session: SessionDep, _admin: AdminUser
 ) -> ModelPublic:
     """Enter a parameter count or context length the server does not report."""
-    model = session.get(Model, model_id)
-    if model is None:
-        raise NotFound("No such model.")
+    model = service.model_for(session=session, model_id=model_id)
     service.set_model_details(session=session, model=model, **body.model_dump())
     session.commit()
     return ModelPublic.model_validate(model, from_attributes=True)

@@ -4,12 +4,12 @@ from fastapi import APIRouter, status
 from pydantic import Field
 from sqlmodel import SQLModel, col, select
 
-from app.deps import CurrentUser, EditableWorkspace, SessionDep, ViewableWorkspace
-from app.dispatch import dispatch
+from app.engine.dispatch import dispatch
+from app.engine.pipelines import create_pipeline, start_pipeline
 from app.models import Pipeline, PipelineCreate, PipelinePublic, Role
 from app.routes.api.presenters import StartedPublic, started_public
 from app.services.access import message_for, pipeline_for
-from app.services.pipelines import create_pipeline, start_pipeline
+from app.web.deps import CurrentUser, EditableWorkspace, SessionDep, ViewableWorkspace
 
 router = APIRouter(tags=["pipelines"])
 
@@ -19,8 +19,9 @@ class PipelineStart(SQLModel):
 
 
 @router.get("/workspaces/{slug}/pipelines", response_model=list[PipelinePublic])
-def list_pipelines(workspace: ViewableWorkspace, session: SessionDep) -> list[Pipeline]:
+def list_pipelines(access: ViewableWorkspace, session: SessionDep) -> list[Pipeline]:
     """The workspace's pipelines."""
+    workspace = access.workspace
     return list(
         session.exec(
             select(Pipeline)
@@ -36,9 +37,10 @@ def list_pipelines(workspace: ViewableWorkspace, session: SessionDep) -> list[Pi
     status_code=status.HTTP_201_CREATED,
 )
 def create_pipeline_api(
-    body: PipelineCreate, workspace: EditableWorkspace, session: SessionDep, user: CurrentUser
+    body: PipelineCreate, access: EditableWorkspace, session: SessionDep, user: CurrentUser
 ) -> Pipeline:
     """Save a pipeline: steps of ``{agent_id, instruction}``, rounds, an optional stop word."""
+    workspace = access.workspace
     pipeline = create_pipeline(
         session=session,
         workspace_id=workspace.id,  # type: ignore[arg-type]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlmodel import Session, SQLModel
 
+from app.engine.runs import Started, queue_position
 from app.models import Message, MessagePublic, Run, RunPublic
-from app.services.runs import Started, queue_position
 
 
 def _ms(later: object, earlier: object) -> float | None:

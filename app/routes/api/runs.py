@@ -2,12 +2,12 @@
 
 from fastapi import APIRouter
 
-from app.deps import CurrentUser, SessionDep
-from app.dispatch import announce_cancel, dispatch_retry
+from app.engine import runs as operations
+from app.engine.dispatch import announce_cancel, dispatch_retry
 from app.models import Role, RunPublic
 from app.routes.api.presenters import run_public
-from app.services import runs as operations
 from app.services.access import run_for
+from app.web.deps import CurrentUser, SessionDep
 
 router = APIRouter(prefix="/runs", tags=["runs"])
 

@@ -9,10 +9,11 @@ from pydantic import Field
 from sqlmodel import SQLModel
 from starlette.responses import Response
 
-from app.deps import CurrentUser, OwnedWorkspace, SessionDep, ViewableWorkspace
-from app.models import Comparison, Role, ShareLink, ShareLinkKind
+from app.models import Role, ShareLink, ShareLinkKind
 from app.services import NotFound, sharing
-from app.services.access import require_role, task_for
+from app.services.access import comparison_for, task_for
+from app.services.workspaces import delete_workspace
+from app.web.deps import CurrentUser, OwnedWorkspace, SessionDep, ViewableWorkspace
 
 router = APIRouter(tags=["sharing"])
 
@@ -67,8 +68,9 @@ def _created(request: Request, issued: sharing.IssuedLink, path: str) -> LinkCre
 
 
 @router.get("/workspaces/{slug}/members", response_model=list[MemberPublic])
-def list_members(workspace: ViewableWorkspace, session: SessionDep) -> list[MemberPublic]:
+def list_members(access: ViewableWorkspace, session: SessionDep) -> list[MemberPublic]:
     """Who is in the workspace, with their roles."""
+    workspace = access.workspace
     return [
         MemberPublic(user_id=u.id, email=u.email, display_name=u.display_name, role=m.role)  # type: ignore[arg-type]
         for u, m in sharing.members(session=session, workspace=workspace)
@@ -77,10 +79,11 @@ def list_members(workspace: ViewableWorkspace, session: SessionDep) -> list[Memb
 
 @router.put("/workspaces/{slug}/members/{user_id}", response_model=MemberPublic)
 def change_role(
-    user_id: int, body: RoleUpdate, workspace: OwnedWorkspace, session: SessionDep,
+    user_id: int, body: RoleUpdate, access: OwnedWorkspace, session: SessionDep,
     user: CurrentUser,
 ) -> MemberPublic:  # fmt: skip
     """Change a member's role (owners); the last owner cannot step down."""
+    workspace = access.workspace
     membership = sharing.change_role(session=session, workspace=workspace, actor=user,
                                      user_id=user_id, role=body.role)  # fmt: skip
     session.commit()
@@ -92,19 +95,20 @@ def change_role(
 
 @router.delete("/workspaces/{slug}/members/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
 def remove_member(
-    user_id: int, workspace: ViewableWorkspace, session: SessionDep, user: CurrentUser
+    user_id: int, access: ViewableWorkspace, session: SessionDep, user: CurrentUser
 ) -> Response:
     """Remove a member (owners), or leave (yourself); never the last owner."""
-    if user_id != user.id:
-        require_role(session=session, workspace_id=workspace.id, user=user, min_role=Role.owner)  # type: ignore[arg-type]
-    sharing.remove_member(session=session, workspace=workspace, actor=user, user_id=user_id)
+    if user_id != user.id and access.role != Role.owner:
+        raise NotFound("Not found.")
+    sharing.remove_member(session=session, workspace=access.workspace, actor=user, user_id=user_id)
     session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/workspaces/{slug}/invites", response_model=list[LinkPublic])
-def list_invites(workspace: OwnedWorkspace, session: SessionDep) -> list[LinkPublic]:
+def list_invites(access: OwnedWorkspace, session: SessionDep) -> list[LinkPublic]:
     """Invite links with who joined through each (owners)."""
+    workspace = access.workspace
     links = sharing.links_of(session=session, workspace=workspace, kind=ShareLinkKind.invite)
     return [
         _link(link, [u.email for u in sharing.joined_through(session=session, link=link)])
@@ -116,10 +120,11 @@ def list_invites(workspace: OwnedWorkspace, session: SessionDep) -> list[LinkPub
     "/workspaces/{slug}/invites", response_model=LinkCreated, status_code=status.HTTP_201_CREATED
 )
 def create_invite(
-    request: Request, body: InviteCreate, workspace: OwnedWorkspace, session: SessionDep,
+    request: Request, body: InviteCreate, access: OwnedWorkspace, session: SessionDep,
     user: CurrentUser,
 ) -> LinkCreated:  # fmt: skip
     """An invite link granting editor or viewer (owners)."""
+    workspace = access.workspace
     issued = sharing.create_invite(
         session=session, workspace=workspace, owner=user, role=body.role,
         expires_in_days=body.expires_in_days, max_uses=body.max_uses,
@@ -162,10 +167,9 @@ def share_comparison(
     user: CurrentUser,
 ) -> LinkCreated:  # fmt: skip
     """A read-only link to a comparison (anyone with access)."""
-    comparison = session.get(Comparison, comparison_id)
-    if comparison is None:
-        raise NotFound("No such comparison.")
-    task_for(session=session, task_id=comparison.task_id, user=user, min_role=Role.viewer)
+    comparison, _ = comparison_for(
+        session=session, comparison_id=comparison_id, user=user, min_role=Role.viewer
+    )
     issued = sharing.create_read_only_link(
         session=session, author=user, comparison=comparison,
         allow_anonymous=body.allow_anonymous, expires_in_days=body.expires_in_days,
@@ -177,21 +181,16 @@ def share_comparison(
 @router.delete("/links/{link_id}", status_code=status.HTTP_204_NO_CONTENT)
 def revoke_link(link_id: int, session: SessionDep, user: CurrentUser) -> Response:
     """Revoke a link: owners any of their workspace's, others the read-only ones they made."""
-    link = session.get(ShareLink, link_id)
-    if link is None:
-        raise NotFound("No such link.")
-    role = require_role(session=session, workspace_id=link.workspace_id, user=user,
-                        min_role=Role.viewer)  # fmt: skip
-    if role != Role.owner and (link.kind == ShareLinkKind.invite or link.created_by_id != user.id):
-        raise NotFound("No such link.")
-    sharing.revoke(session=session, link=link, actor=user)
+    sharing.revoke_link(session=session, link_id=link_id, actor=user)
     session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.delete("/workspaces/{slug}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_workspace(workspace: OwnedWorkspace, session: SessionDep) -> Response:
+def delete_workspace_api(
+    access: OwnedWorkspace, session: SessionDep, user: CurrentUser
+) -> Response:
     """Delete the workspace and everything in it (owners)."""
-    session.delete(workspace)
+    delete_workspace(session=session, workspace=access.workspace, actor=user)
     session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)

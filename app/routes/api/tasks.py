@@ -6,8 +6,9 @@ from fastapi import APIRouter, status
 from pydantic import Field
 from sqlmodel import SQLModel, col, select
 
-from app.deps import CurrentUser, EditableWorkspace, SessionDep, ViewableWorkspace
-from app.dispatch import dispatch
+from app.engine import runs as operations
+from app.engine.dispatch import dispatch
+from app.engine.runs import Started
 from app.models import Role, Task, TaskCreate, TaskDetail, TaskPublic, TaskUpdate
 from app.routes.api.presenters import (
     StartedPublic,
@@ -16,10 +17,9 @@ from app.routes.api.presenters import (
     started_public,
 )
 from app.services import ServiceError
-from app.services import runs as operations
 from app.services.access import message_for, task_for
-from app.services.runs import Started
 from app.services.tasks import create_task, messages_of, runs_of, update_task
+from app.web.deps import CurrentUser, EditableWorkspace, SessionDep, ViewableWorkspace
 
 router = APIRouter(tags=["tasks"])
 
@@ -63,9 +63,10 @@ def _commit_and_dispatch(session: SessionDep, started: Started) -> StartedPublic
 
 @router.get("/workspaces/{slug}/tasks", response_model=list[TaskPublic])
 def list_tasks(
-    workspace: ViewableWorkspace, session: SessionDep, limit: int = 100, offset: int = 0
+    access: ViewableWorkspace, session: SessionDep, limit: int = 100, offset: int = 0
 ) -> list[Task]:
     """Tasks, newest first, a page at a time."""
+    workspace = access.workspace
     if not 1 <= limit <= 500 or offset < 0:
         raise ServiceError("limit is 1–500 and offset at least 0.")
     return list(
@@ -83,9 +84,10 @@ def list_tasks(
     "/workspaces/{slug}/tasks", response_model=TaskCreated, status_code=status.HTTP_201_CREATED
 )
 def create_task_api(
-    body: TaskCreate, workspace: EditableWorkspace, session: SessionDep, user: CurrentUser
+    body: TaskCreate, access: EditableWorkspace, session: SessionDep, user: CurrentUser
 ) -> TaskCreated:
     """Create a task; given agents (or an assignee), its brief is asked at once."""
+    workspace = access.workspace
     task, started = create_task(
         session=session, workspace=workspace, author=user, title=body.title, brief=body.brief,
         assignee_agent_id=body.assignee_agent_id, agent_ids=body.agent_ids,

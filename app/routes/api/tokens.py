@@ -9,9 +9,9 @@ from pydantic import Field
 from sqlmodel import SQLModel
 from starlette.responses import Response
 
-from app.deps import CurrentUser, SessionDep
 from app.services.accounts import change_password
 from app.services.tokens import create_token, revoke_token, tokens_of
+from app.web.deps import CurrentUser, SessionDep
 
 router = APIRouter(prefix="/me", tags=["users"])
 

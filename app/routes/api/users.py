@@ -2,8 +2,8 @@
 
 from fastapi import APIRouter
 
-from app.deps import CurrentUser
 from app.models import UserPublic
+from app.web.deps import CurrentUser
 
 router = APIRouter(prefix="/me", tags=["users"])
 

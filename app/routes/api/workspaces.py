@@ -2,10 +2,10 @@
 
 from fastapi import APIRouter, status
 
-from app.deps import CurrentUser, SessionDep, ViewableWorkspace
 from app.models import Workspace, WorkspaceCreate, WorkspacePublic
 from app.models.workspaces import Role
-from app.services.workspaces import create_workspace, role_in, workspaces_of
+from app.services.workspaces import create_workspace, workspaces_of
+from app.web.deps import CurrentUser, SessionDep, ViewableWorkspace
 
 router = APIRouter(prefix="/workspaces", tags=["workspaces"])
 
@@ -36,8 +36,7 @@ def create_workspace_api(
 
 @router.get("/{slug}", response_model=WorkspacePublic)
 def read_workspace(
-    workspace: ViewableWorkspace, session: SessionDep, user: CurrentUser
+    access: ViewableWorkspace, session: SessionDep, user: CurrentUser
 ) -> WorkspacePublic:
     """One workspace the caller belongs to; 404 for any other."""
-    role = role_in(session=session, workspace=workspace, user=user)
-    return _public(workspace, role or Role.viewer)
+    return _public(access.workspace, access.role)

@@ -1,25 +1,33 @@
 """Sending committed runs to their model server's Celery queue — only ever after commit.
 
-This is the one place in ``app/`` that touches Celery: it imports the task signatures from
-``workers.tasks`` (as DESIGN.md allows) and nothing else of the workers.
+This is the one module of ``app/`` that talks to Celery. It sends tasks *by name* through a
+producer-only Celery app, so ``app`` never imports ``workers`` (which imports ``app``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+from functools import lru_cache
 
 import redis
+from celery import Celery, signature
 from kombu.exceptions import KombuError
 from sqlmodel import Session, col, select
 
-from app import live
+from app.config import get_settings
 from app.db import get_engine, session_scope
+from app.engine import live
 from app.models import Model, Run, RunStatus, Task
 from app.models.common import utcnow
-from app.redis_conn import get_redis
+from app.redis_conn import celery_broker_url, get_redis
 
 log = logging.getLogger(__name__)
+
+# The names the tasks in workers/tasks.py are registered under.
+RUN_AGENT = "switchboard.run_agent"
+ADVANCE_PIPELINE = "switchboard.advance_pipeline"
+SWEEP_RUNS = "switchboard.sweep_runs"
 
 
 def endpoint_queue(endpoint_id: int) -> str:
@@ -27,11 +35,28 @@ def endpoint_queue(endpoint_id: int) -> str:
     return f"runs.endpoint.{endpoint_id}"
 
 
+@lru_cache(maxsize=1)
+def producer() -> Celery:
+    """A Celery app that only sends (the workers configure the consuming side)."""
+    settings = get_settings()
+    app = Celery("switchboard-producer", set_as_current=False)
+    app.conf.update(
+        broker_url=celery_broker_url(settings.effective_redis_url),
+        broker_transport_options={"visibility_timeout": settings.broker_visibility_timeout},
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        # A request must not hang on a dead broker: fail fast, the sweeper sends it later.
+        task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2},
+    )
+    return app
+
+
 def dispatch(run_ids: list[int]) -> bool:
     """Queue each run on its endpoint's queue; False when the broker is unreachable (the runs
     stay queued in SQL and the sweeper sends them once it is back)."""
-    from workers.tasks import advance_pipeline, run_agent
-
+    if not run_ids:
+        return True
     with Session(get_engine()) as session:
         rows = session.exec(
             select(  # type: ignore[call-overload]
@@ -42,6 +67,7 @@ def dispatch(run_ids: list[int]) -> bool:
             .where(col(Run.id).in_(run_ids), Run.status == RunStatus.queued)
         ).all()
     client = get_redis()
+    app = producer()
     sent: list[int] = []
     for run_id, endpoint_id, pipeline_id, workspace_id, task_id in rows:
         with contextlib.suppress(redis.RedisError):
@@ -49,9 +75,13 @@ def dispatch(run_ids: list[int]) -> bool:
             live.append_workspace(
                 client, workspace_id, "run", {"id": run_id, "task_id": task_id, "status": "queued"}
             )
-        link = advance_pipeline.si(run_id) if pipeline_id else None
+        link = (
+            signature(ADVANCE_PIPELINE, args=[run_id], immutable=True, app=app)
+            if pipeline_id
+            else None
+        )
         try:
-            run_agent.apply_async(args=[run_id], queue=endpoint_queue(endpoint_id), link=link)
+            app.send_task(RUN_AGENT, args=[run_id], queue=endpoint_queue(endpoint_id), link=link)
         except (KombuError, redis.RedisError, OSError) as exc:
             log.warning("could not queue run %s (the sweeper will retry): %s", run_id, exc)
             continue

@@ -23,13 +23,13 @@ import redis
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from app import live
 from app.config import Settings
 from app.db import session_scope
+from app.engine import live
+from app.engine.conversation import message_path, render_context
 from app.llm import Finish, ModelError, Timeouts, stream_chat
 from app.models import Agent, Message, Model, ModelEndpoint, Run, RunStatus, Task
 from app.models.common import utcnow
-from app.services.conversation import message_path, render_context
 from app.services.workspaces import record_event
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """The operations of the run engine: ask, fan out, fork, rerun, reassign, hand off, cancel,
 retry, pipelines. Each creates messages and runs in the caller's transaction; the caller
-commits and only then sends the runs to the queue (``app.dispatch``)."""
+commits and only then sends the runs to the queue (``app.engine.dispatch``)."""
 
 from __future__ import annotations
 

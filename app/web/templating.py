@@ -10,7 +10,7 @@ from markupsafe import Markup
 from starlette.responses import Response
 
 from app.paths import TEMPLATES_DIR
-from app.rendering import render_markdown
+from app.web.rendering import render_markdown
 
 templates = Jinja2Blocks(directory=str(TEMPLATES_DIR))
 

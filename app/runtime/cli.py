@@ -13,7 +13,7 @@ from sqlmodel import select
 from app.config import Settings, SettingsError, get_settings
 
 if TYPE_CHECKING:
-    from app.embedded_model import EmbeddedModelServer
+    from app.runtime.embedded_model import EmbeddedModelServer
 
 cli = typer.Typer(
     help="Switchboard: delegate work to AI agents on small local models.",
@@ -60,7 +60,7 @@ def public_base_url(settings: Settings) -> str:
 
 def web_argv(settings: Settings) -> list[str]:
     return [
-        sys.executable, "-m", "uvicorn", "app.web:create_app", "--factory",
+        sys.executable, "-m", "uvicorn", "app.web.app:create_app", "--factory",
         "--host", settings.host, "--port", str(settings.port),
         "--workers", str(settings.web_workers), "--log-level", settings.log_level,
         "--proxy-headers",
@@ -79,8 +79,8 @@ def worker_argv(settings: Settings) -> list[str]:
 
 
 def migrate_database(settings: Settings) -> None:
-    from app.migrate import upgrade_to_head
-    from app.preflight import PreflightError, check_database
+    from app.runtime.migrate import upgrade_to_head
+    from app.runtime.preflight import PreflightError, check_database
 
     try:
         check_database(settings.effective_database_url)
@@ -91,9 +91,9 @@ def migrate_database(settings: Settings) -> None:
 
 def start_embedded_model(settings: Settings) -> EmbeddedModelServer:
     """Start the embedded model server, register it and discover its model."""
-    from app import embedded_model
     from app.db import session_scope
-    from app.preflight import check_port_free
+    from app.runtime import embedded_model
+    from app.runtime.preflight import check_port_free
     from app.services.endpoints import check_endpoint, register_endpoint
 
     check_port_free("127.0.0.1", settings.embedded_model_port, "SWITCHBOARD_EMBEDDED_MODEL_PORT")
@@ -120,11 +120,11 @@ def start_embedded_model(settings: Settings) -> EmbeddedModelServer:
 @cli.command()
 def up() -> None:
     """Start everything on this machine: embedded Redis and model, migrations, worker, web."""
-    from app import embedded_model, embedded_redis
     from app.db import session_scope
-    from app.preflight import PreflightError, check_port_free, check_redis
+    from app.runtime import embedded_model, embedded_redis
+    from app.runtime.preflight import PreflightError, check_port_free, check_redis
+    from app.runtime.supervisor import Supervisor
     from app.services.accounts import create_sign_in_link, ensure_local_admin
-    from app.supervisor import Supervisor
 
     settings = load()
     supervisor = Supervisor()
@@ -250,9 +250,9 @@ cli.add_typer(model_cli, name="model")
 @model_cli.command("serve")
 def model_serve() -> None:
     """Run only the embedded model server (Gemma 3 270M on llama-server) until Ctrl-C."""
-    from app import embedded_model
-    from app.preflight import PreflightError, check_port_free
-    from app.supervisor import Supervisor
+    from app.runtime import embedded_model
+    from app.runtime.preflight import PreflightError, check_port_free
+    from app.runtime.supervisor import Supervisor
 
     settings = load()
     try:

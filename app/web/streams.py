@@ -1,4 +1,6 @@
-"""Server-sent events: a run's tokens and state, and a workspace's activity.
+"""Tailing live streams for server-sent events: a run's tokens and state, a workspace's activity.
+
+Shared by the JSON event routes (``routes/api/streams.py``) and the live HTML pages.
 
 Every event's ``id`` is its Redis stream entry id, so a browser that reconnects with
 ``Last-Event-ID`` resumes right after the last event it saw: nothing lost, nothing repeated. A
@@ -14,21 +16,18 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import redis.asyncio as aioredis
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import Depends, Request
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import StreamingResponse
 
-from app import live
 from app.config import get_settings
 from app.db import get_engine
-from app.deps import SignInRequired, user_from_request
+from app.engine import live
 from app.models import Message, Role, RunStatus, User
 from app.services import NotFound
 from app.services.access import require_role, run_for
 from app.services.workspaces import workspace_for
-
-router = APIRouter(prefix="/api/v1", tags=["live"])
+from app.web.deps import SignInRequired, user_from_request
 
 BLOCK_MS = 5_000
 SSE_HEADERS = {
@@ -70,7 +69,7 @@ async def read_after(
     return [(entry_id, fields) for entry_id, fields in found[0][1]] if found else []
 
 
-def _run_snapshot(user: User, run_id: int) -> tuple[str, str, str | None]:
+def run_snapshot(user: User, run_id: int) -> tuple[str, str, str | None]:
     """Check access; the run's status, stored text and error, in one short session."""
     with Session(get_engine()) as session:
         run, _ = run_for(session=session, run_id=run_id, user=user, min_role=Role.viewer)
@@ -97,7 +96,7 @@ async def run_entries(
 ) -> AsyncIterator[Entry]:
     """A run's events after ``last_event_id`` (all of them without one), until its end;
     ``keep-alive`` entries while nothing happens."""
-    status, text, error = await run_in_threadpool(_run_snapshot, user, run_id)
+    status, text, error = await run_in_threadpool(run_snapshot, user, run_id)
     client = stream_client()
     key = live.run_stream(run_id)
     last = last_event_id or "0"
@@ -109,7 +108,7 @@ async def run_entries(
         while not await request.is_disconnected():
             found = await read_after(client, key, last)
             if not found:
-                now = await run_in_threadpool(_run_snapshot, user, run_id)
+                now = await run_in_threadpool(run_snapshot, user, run_id)
                 if now[0] in TERMINAL_STATUSES and not await client.exists(key):
                     for entry in _from_sql(*now):  # the stream is gone (Redis restarted)
                         yield entry
@@ -126,29 +125,9 @@ async def run_entries(
         await client.aclose()
 
 
-@router.get("/runs/{run_id}/events", summary="Live events of a run (SSE)")
-async def run_events(
-    run_id: int,
-    request: Request,
-    user: StreamUser,
-    last_event_id: Annotated[str | None, Header()] = None,
-) -> StreamingResponse:
-    """``token``, ``state``, ``reset``, then ``done`` or ``error``; resumes after
-    ``Last-Event-ID``."""
-    entries = run_entries(request, user, run_id, last_event_id)
-    await run_in_threadpool(_run_snapshot, user, run_id)  # 404 before the stream starts
-
-    async def events() -> AsyncIterator[str]:
-        yield "retry: 1000\n\n"
-        async for entry_id, type_, data in entries:
-            yield ": keep-alive\n\n" if type_ == KEEP_ALIVE else sse(type_, data, entry_id)
-
-    return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)
-
-
 def viewable_workspace_id(user: User, slug: str) -> int:
     with Session(get_engine()) as session:
-        workspace = workspace_for(session=session, slug=slug, user=user, min_role=Role.viewer)
+        workspace, _ = workspace_for(session=session, slug=slug, user=user, min_role=Role.viewer)
         assert workspace.id is not None
         return workspace.id
 
@@ -192,22 +171,7 @@ async def workspace_entries(
         await client.aclose()
 
 
-@router.get("/workspaces/{slug}/events", summary="Live activity of a workspace (SSE)")
-async def workspace_events(
-    slug: str,
-    request: Request,
-    user: StreamUser,
-    last_event_id: Annotated[str | None, Header()] = None,
-) -> StreamingResponse:
-    """State changes of the workspace's runs and tasks, from now (or after
-    ``Last-Event-ID``)."""
-    workspace_id = await run_in_threadpool(viewable_workspace_id, user, slug)
-
-    async def events() -> AsyncIterator[str]:
-        yield "retry: 1000\n\n"
-        async for entry_id, type_, data in workspace_entries(
-            request, user, workspace_id, last_event_id
-        ):
-            yield ": keep-alive\n\n" if type_ == KEEP_ALIVE else sse(type_, data, entry_id)
-
-    return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)
+def html_event(event: str, html: str, event_id: str | None) -> str:
+    head = f"id: {event_id}\n" if event_id else ""
+    data = "".join(f"data: {line}\n" for line in html.split("\n"))
+    return f"{head}event: {event}\n{data}\n"

@@ -11,10 +11,10 @@ from sqlmodel import col, select
 
 from app.config import Settings
 from app.db import session_scope
+from app.engine.runner import MAX_ATTEMPTS, fail
 from app.models import Run, RunStatus
 from app.models.common import utcnow
 from app.redis_conn import get_redis
-from app.services.runner import MAX_ATTEMPTS, fail
 
 log = logging.getLogger(__name__)
 
@@ -22,9 +22,7 @@ UNSENT_GRACE = timedelta(seconds=5)
 
 
 def sweep(*, settings: Settings) -> list[int]:
-    """Re-dispatch what needs it; returns the ids sent again."""
-    from app.dispatch import dispatch
-
+    """Decide what must be sent again; returns those run ids (the caller dispatches them)."""
     now = utcnow()
     lost_message = now - timedelta(seconds=settings.broker_visibility_timeout)
     with session_scope() as session:
@@ -72,5 +70,4 @@ def sweep(*, settings: Settings) -> list[int]:
                 .values(status=RunStatus.queued, claimed_by=None, lease_until=None)
             )
         log.info("sweeper: sending runs again: %s", resend)
-        dispatch(resend)
     return resend

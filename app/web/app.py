@@ -13,8 +13,6 @@ from starlette.staticfiles import StaticFiles
 
 from app.config import get_settings
 from app.db import get_engine, session_scope
-from app.errors import install_error_handlers
-from app.middleware import SecurityMiddleware
 from app.paths import STATIC_DIR
 from app.routes import (
     account_pages,
@@ -24,10 +22,8 @@ from app.routes import (
     compare_pages,
     docs,
     health,
-    live_pages,
     pages,
     pipeline_pages,
-    streams,
     task_pages,
     team_pages,
 )
@@ -35,7 +31,9 @@ from app.routes.api import router as api_router
 from app.services import ServiceError
 from app.services.accounts import has_users
 from app.services.endpoints import register_endpoint
-from app.setup_token import ensure_setup_token
+from app.services.setup_token import ensure_setup_token
+from app.web.errors import install_error_handlers
+from app.web.middleware import SecurityMiddleware
 
 log = logging.getLogger("switchboard")
 
@@ -103,9 +101,7 @@ def create_app() -> FastAPI:
         docs.router,
         pages.router,
         admin.router,
-        streams.router,
         task_pages.router,
-        live_pages.router,
         agent_pages.router,
         compare_pages.router,
         pipeline_pages.router,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, NamedTuple
 
 import sqlalchemy as sa
 from fastapi import Depends, Request
@@ -91,16 +91,27 @@ def get_admin_user(user: CurrentUser) -> User:
 AdminUser = Annotated[User, Depends(get_admin_user)]
 
 
+class Access(NamedTuple):
+    """A workspace and the role the signed-in user holds in it."""
+
+    workspace: Workspace
+    role: Role
+
+
 class WorkspaceAccess:
-    """Resolves ``{slug}`` to a workspace the user holds at least ``min_role`` in; 404 otherwise."""
+    """Resolves ``{slug}`` to a workspace the user holds at least ``min_role`` in, with that
+    role; 404 otherwise."""
 
     def __init__(self, min_role: Role) -> None:
         self.min_role = min_role
 
-    def __call__(self, slug: str, session: SessionDep, user: CurrentUser) -> Workspace:
-        return workspace_for(session=session, slug=slug, user=user, min_role=self.min_role)
+    def __call__(self, slug: str, session: SessionDep, user: CurrentUser) -> Access:
+        workspace, role = workspace_for(
+            session=session, slug=slug, user=user, min_role=self.min_role
+        )
+        return Access(workspace, role)
 
 
-ViewableWorkspace = Annotated[Workspace, Depends(WorkspaceAccess(Role.viewer))]
-EditableWorkspace = Annotated[Workspace, Depends(WorkspaceAccess(Role.editor))]
-OwnedWorkspace = Annotated[Workspace, Depends(WorkspaceAccess(Role.owner))]
+ViewableWorkspace = Annotated[Access, Depends(WorkspaceAccess(Role.viewer))]
+EditableWorkspace = Annotated[Access, Depends(WorkspaceAccess(Role.editor))]
+OwnedWorkspace = Annotated[Access, Depends(WorkspaceAccess(Role.owner))]

@@ -3,7 +3,7 @@
 A pipeline's first step answers the starting message; the steps after it form the loop body,
 run ``max_rounds`` times (Coder → [Tester → Coder fixes] × N). A reply that starts with the
 stop word (e.g. PASS) ends it early. Each step is an ordinary hand-off run, chained on Celery:
-when one finishes, ``advance`` creates the next and dispatches it.
+when one finishes, ``advance`` creates the next and returns it for the worker to send.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from app.db import session_scope
+from app.engine.runs import Started, hand_off, rerun
 from app.models import Agent, Message, Pipeline, Run, RunStatus, Task, User
 from app.services import Conflict, NotFound, ServiceError
-from app.services.runs import Started, hand_off, rerun
 from app.services.workspaces import record_event
 
 MAX_STEPS = 6
@@ -107,8 +107,6 @@ def next_step(pipeline: Pipeline, round_: int, step: int) -> tuple[int, int] | N
 
 def advance(*, run_id: int) -> list[int]:
     """After a pipeline run: create the next step's run; the ids to dispatch (none when done)."""
-    from app.dispatch import dispatch
-
     with session_scope() as session:
         run = session.get(Run, run_id)
         if run is None or run.pipeline_id is None or run.status != RunStatus.succeeded:
@@ -136,6 +134,4 @@ def advance(*, run_id: int) -> list[int]:
             agent_id=spec["agent_id"], instruction=spec["instruction"], pipeline=pipeline,
             pipeline_round=round_, pipeline_step=step,
         )  # fmt: skip
-        run_ids = [r.id for r in started.runs if r.id is not None]
-    dispatch(run_ids)
-    return run_ids
+        return [r.id for r in started.runs if r.id is not None]

