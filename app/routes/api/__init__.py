@@ -6,6 +6,7 @@ from app.routes.api import (
     agents,
     comparisons,
     endpoints,
+    leaderboard,
     pipelines,
     runs,
     sharing,
@@ -20,6 +21,7 @@ router = APIRouter(prefix="/api/v1")
 router.include_router(agents.router)
 router.include_router(comparisons.router)
 router.include_router(endpoints.router)
+router.include_router(leaderboard.router)
 router.include_router(pipelines.router)
 router.include_router(runs.router)
 router.include_router(sharing.router)

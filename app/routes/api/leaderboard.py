@@ -1,0 +1,88 @@
+"""The leaderboard and the votes behind it, as JSON or CSV."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+from starlette.responses import Response
+
+from app.services import ServiceError
+from app.services.exports import to_csv
+from app.services.leaderboard import (
+    LEADERBOARD_COLUMNS,
+    VOTE_COLUMNS,
+    Filters,
+    Grouping,
+    leaderboard,
+    leaderboard_records,
+    vote_records,
+)
+from app.web.deps import SessionDep, ViewableWorkspace
+
+router = APIRouter(prefix="/workspaces/{slug}", tags=["leaderboard"])
+
+
+class LeaderboardPublic(BaseModel):
+    by: str
+    include_judges: bool
+    human_votes: int
+    judge_votes: int
+    judge_agreement: float | None
+    rows: list[dict[str, object]]
+
+
+def _filters(by: str, judges: bool) -> Filters:
+    if by not in (Grouping.model, Grouping.agent):
+        raise ServiceError("Group the leaderboard by model or by agent.")
+    return Filters(by=Grouping(by), include_judges=judges)
+
+
+@router.get("/leaderboard", response_model=LeaderboardPublic)
+def read_leaderboard(
+    access: ViewableWorkspace, session: SessionDep, by: str = "model", judges: bool = False
+) -> LeaderboardPublic:
+    """Bradley–Terry ratings with 95 % intervals, votes, speed and size per model (or agent)."""
+    board = leaderboard(
+        session=session,
+        workspace_id=access.workspace.id,  # type: ignore[arg-type]
+        filters=_filters(by, judges),
+    )
+    return LeaderboardPublic(
+        by=board.filters.by, include_judges=board.filters.include_judges,
+        human_votes=board.human_votes, judge_votes=board.judge_votes,
+        judge_agreement=board.judge_agreement, rows=leaderboard_records(board),
+    )  # fmt: skip
+
+
+@router.get("/leaderboard.csv", response_class=Response)
+def leaderboard_csv(
+    access: ViewableWorkspace, session: SessionDep, by: str = "model", judges: bool = False
+) -> Response:
+    """The leaderboard as CSV."""
+    board = leaderboard(
+        session=session,
+        workspace_id=access.workspace.id,  # type: ignore[arg-type]
+        filters=_filters(by, judges),
+    )
+    return _csv(to_csv(leaderboard_records(board), LEADERBOARD_COLUMNS), "leaderboard")
+
+
+@router.get("/votes")
+def list_votes(access: ViewableWorkspace, session: SessionDep) -> list[dict[str, object]]:
+    """Every vote of the workspace with the compared columns' agents and models."""
+    return vote_records(session=session, workspace_id=access.workspace.id)  # type: ignore[arg-type]
+
+
+@router.get("/votes.csv", response_class=Response)
+def votes_csv(access: ViewableWorkspace, session: SessionDep) -> Response:
+    """Every vote as CSV (the compared columns as JSON in one cell)."""
+    records = vote_records(session=session, workspace_id=access.workspace.id)  # type: ignore[arg-type]
+    return _csv(to_csv(records, VOTE_COLUMNS), "votes")
+
+
+def _csv(text: str, name: str) -> Response:
+    return Response(
+        text,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+    )
