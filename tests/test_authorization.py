@@ -55,6 +55,8 @@ def bodies(ids: dict[str, object]) -> dict[tuple[str, str], dict[str, object]]:
     answer = ids["answer_id"]
     return {
         ("POST", "/w/{slug}/tasks"): {"title": "t"},
+        ("POST", "/t/{task_id}/battle"): {"content": "Which is better?"},
+        ("POST", "/api/v1/tasks/{task_id}/battles"): {"content": "Which is better?"},
         ("POST", "/w/{slug}/rename"): {"name": "n"},
         ("POST", "/t/{task_id}/move"): {"status": "done"},
         ("POST", "/admin/endpoints"): {"name": "e", "base_url": "http://127.0.0.1:9/v1"},

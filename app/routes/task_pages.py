@@ -19,6 +19,7 @@ from app.models import Message, Pipeline, Role, RunStatus, Task, User, Workspace
 from app.services import ServiceError
 from app.services.access import message_for, require_role, run_for, task_for
 from app.services.agents import agents_of
+from app.services.comparisons import battle
 from app.services.threads import branch, tree
 from app.web.deps import CurrentUser, SessionDep
 from app.web.streams import KEEP_ALIVE, SSE_HEADERS, StreamUser, html_event, run_entries
@@ -134,6 +135,28 @@ def ask_page(
     except ServiceError as exc:
         return _refused(session, request, task, user, exc, parent_id, content)
     return _after(session, task, started)
+
+
+@router.post("/t/{task_id}/battle")
+def battle_page(
+    request: Request,
+    task_id: int,
+    session: SessionDep,
+    user: CurrentUser,
+    content: Annotated[str, Form(max_length=100_000)],
+    parent_id: Annotated[int | None, Form()] = None,
+) -> Response:
+    """Send the message to two agents drawn at random and open their blind comparison."""
+    task = task_for(session=session, task_id=task_id, user=user, min_role=Role.editor)
+    try:
+        fought = battle(
+            session=session, task=task, author=user, content=content, parent_id=parent_id
+        )
+    except ServiceError as exc:
+        return _refused(session, request, task, user, exc, parent_id, content)
+    session.commit()
+    dispatch([run.id for run in fought.started.runs if run.id is not None])
+    return RedirectResponse(f"/c/{fought.comparison.id}", status_code=303)
 
 
 # An operation on one message of a task, given the session and that task.

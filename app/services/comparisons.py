@@ -4,11 +4,13 @@ branch a task continues on."""
 from __future__ import annotations
 
 import difflib
+import random
 import re
 from dataclasses import dataclass
 
 from sqlmodel import Session, col, select
 
+from app.engine.runs import Started, ask
 from app.models import (
     Agent,
     Comparison,
@@ -28,6 +30,7 @@ from app.services import NotFound, ServiceError
 from app.services.workspaces import record_event
 
 TWO_WAY = {VoteOutcome.a, VoteOutcome.b, VoteOutcome.tie, VoteOutcome.both_bad}
+_random = random.SystemRandom()
 
 
 def create_comparison(
@@ -56,6 +59,60 @@ def create_comparison(
         subject_type="comparison", subject_id=comparison.id, data={"task_id": task.id},
     )  # fmt: skip
     return comparison
+
+
+@dataclass
+class Battle:
+    """A message sent to two contestants drawn at random, and its blind comparison."""
+
+    started: Started
+    comparison: Comparison
+
+
+def battle(
+    *,
+    session: Session,
+    task: Task,
+    author: User,
+    content: str,
+    parent_id: int | None = None,
+    distinct_models: bool = True,
+) -> Battle:
+    """Send ``content`` to two agents of the workspace drawn at random (by default running
+    two different models) and open a blind comparison of their answers."""
+    agents = [
+        agent
+        for agent in session.exec(
+            select(Agent).where(
+                Agent.workspace_id == task.workspace_id, col(Agent.model_id).isnot(None)
+            )
+        ).all()
+    ]
+    if distinct_models:
+        by_model: dict[int | None, list[Agent]] = {}
+        for agent in agents:
+            by_model.setdefault(agent.model_id, []).append(agent)
+        if len(by_model) < 2:
+            raise ServiceError(
+                "A battle needs agents on two different models; add one on the Agents page."
+            )
+        models = _random.sample(list(by_model), 2)
+        chosen = [_random.choice(by_model[model]) for model in models]
+    else:
+        if len(agents) < 2:
+            raise ServiceError(
+                "A battle needs two agents with a model; add one on the Agents page."
+            )
+        chosen = _random.sample(agents, 2)
+    started = ask(
+        session=session, task=task, author=author, content=content, parent_id=parent_id,
+        agent_ids=[agent.id for agent in chosen if agent.id is not None],
+    )  # fmt: skip
+    answers = [run.output_message_id for run in started.runs if run.output_message_id]
+    comparison = create_comparison(
+        session=session, task=task, author=author, message_ids=answers, blind=True
+    )
+    return Battle(started, comparison)
 
 
 def branch_ids(*, session: Session, comparison: Comparison) -> list[int]:

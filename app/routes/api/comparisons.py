@@ -4,6 +4,7 @@ from fastapi import APIRouter, status
 from pydantic import Field
 from sqlmodel import Session, SQLModel
 
+from app.engine.dispatch import dispatch
 from app.models import (
     Comparison,
     ComparisonCreate,
@@ -17,6 +18,17 @@ from app.services.access import comparison_for, message_for, task_for
 from app.web.deps import CurrentUser, SessionDep
 
 router = APIRouter(tags=["comparisons"])
+
+
+class BattleCreate(SQLModel):
+    content: str = Field(min_length=1, max_length=100_000)
+    parent_id: int | None = Field(default=None, description="Reply under this message.")
+    distinct_models: bool = Field(default=True, description="Draw agents of two models.")
+
+
+class BattlePublic(SQLModel):
+    comparison_id: int
+    run_ids: list[int]
 
 
 class ContinueWith(SQLModel):
@@ -86,3 +98,21 @@ def continue_with(task_id: int, body: ContinueWith, session: SessionDep, user: C
     task = task_for(session=session, task_id=task_id, user=user, min_role=Role.editor)
     service.continue_with(session=session, task=task, message_id=body.message_id, actor=user)
     session.commit()
+
+
+@router.post(
+    "/tasks/{task_id}/battles", response_model=BattlePublic, status_code=status.HTTP_201_CREATED
+)
+def create_battle(
+    task_id: int, body: BattleCreate, session: SessionDep, user: CurrentUser
+) -> BattlePublic:
+    """Send a message to two agents drawn at random; their answers open a blind comparison."""
+    task = task_for(session=session, task_id=task_id, user=user, min_role=Role.editor)
+    fought = service.battle(
+        session=session, task=task, author=user, content=body.content,
+        parent_id=body.parent_id, distinct_models=body.distinct_models,
+    )  # fmt: skip
+    session.commit()
+    run_ids = [run.id for run in fought.started.runs if run.id is not None]
+    dispatch(run_ids)
+    return BattlePublic(comparison_id=fought.comparison.id, run_ids=run_ids)  # type: ignore[arg-type]
