@@ -86,6 +86,9 @@ class Settings(BaseSettings):
         15.0, ge=0, description="Seconds a model endpoint's health check is reused."
     )
     session_days: int = Field(14, ge=1, le=365, description="How long a sign-in lasts, in days.")
+    metrics_token: SecretStr | None = Field(
+        None, description="A bearer token that may scrape /metrics (admins always may)."
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Log level of every process."
     )

@@ -23,6 +23,7 @@ from app.routes import (
     docs,
     health,
     leaderboard_pages,
+    metrics,
     pages,
     pipeline_pages,
     task_pages,
@@ -34,6 +35,7 @@ from app.services.accounts import has_users
 from app.services.endpoints import register_endpoint
 from app.services.setup_token import ensure_setup_token
 from app.web.errors import install_error_handlers
+from app.web.metrics import MetricsMiddleware
 from app.web.middleware import SecurityMiddleware
 
 log = logging.getLogger("switchboard")
@@ -93,11 +95,13 @@ def create_app() -> FastAPI:
         redoc_url=None,
         lifespan=lifespan,
     )
+    app.add_middleware(MetricsMiddleware)
     app.add_middleware(SecurityMiddleware)
     install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     for router in (
         health.router,
+        metrics.router,
         auth.router,
         docs.router,
         pages.router,
