@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 from pydantic import Field
 from sqlmodel import SQLModel, col, select
+from starlette.responses import Response
 
 from app.engine import runs as operations
 from app.engine.dispatch import dispatch
@@ -18,6 +19,7 @@ from app.routes.api.presenters import (
 )
 from app.services import ServiceError
 from app.services.access import message_for, task_for
+from app.services.task_export import task_markdown, task_record
 from app.services.tasks import create_task, messages_of, runs_of, update_task
 from app.web.deps import CurrentUser, EditableWorkspace, SessionDep, ViewableWorkspace
 
@@ -202,3 +204,21 @@ def hand_off(
         agent_id=body.agent_id, instruction=body.instruction,
     )  # fmt: skip
     return _commit_and_dispatch(session, started)
+
+
+@router.get("/tasks/{task_id}/export", response_model=None)
+def export_task(
+    task_id: int, session: SessionDep, user: CurrentUser, format: str = "json"
+) -> Response | dict[str, object]:
+    """The whole task — every branch, run, comparison and vote — as JSON or Markdown."""
+    task = task_for(session=session, task_id=task_id, user=user, min_role=Role.viewer)
+    if format not in ("json", "markdown"):
+        raise ServiceError("Export as json or markdown.")
+    record = task_record(session=session, task=task)
+    if format == "json":
+        return record
+    return Response(
+        task_markdown(record),
+        media_type="text/markdown; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="task-{task.id}.md"'},
+    )
