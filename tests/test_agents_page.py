@@ -75,3 +75,23 @@ def test_viewers_see_agents_but_cannot_change_them(client, session):
     assert page.find(id="new-agent") is None and "A" in page.find(id="agent-list").text
     assert client.post(f"/agents/{agent.id}/delete").status_code == 404
     assert client.post(f"/w/{workspace.slug}/agents", data={"name": "B"}).status_code == 404
+
+
+def test_the_page_and_the_api_apply_the_same_field_rules(client, session):
+    """One schema for both: the colour rule holds on each, and each can clear the model."""
+    _, workspace, model = setup(client, session)
+    page = client.post(f"/w/{workspace.slug}/agents", data={"name": "A", "colour": "#12345z"})
+    assert page.status_code == 400
+    assert "Pick a colour." in soup(page).find(id="page-error").text
+    api = client.post(f"/api/v1/workspaces/{workspace.slug}/agents",
+                      json={"name": "B", "colour": "#12345z"})  # fmt: skip
+    assert api.status_code == 422
+    assert session.exec(select(Agent)).all() == []
+
+    created = client.post(f"/api/v1/workspaces/{workspace.slug}/agents",
+                          json={"name": "C", "model_id": model.id})  # fmt: skip
+    agent_id = created.json()["id"]
+    kept = client.patch(f"/api/v1/agents/{agent_id}", json={"temperature": 0.3})
+    assert kept.json()["model_id"] == model.id  # a field left out stays as it is
+    cleared = client.patch(f"/api/v1/agents/{agent_id}", json={"model_id": None})
+    assert cleared.status_code == 200 and cleared.json()["model_id"] is None
