@@ -86,6 +86,11 @@ class Settings(BaseSettings):
         15.0, ge=0, description="Seconds a model endpoint's health check is reused."
     )
     session_days: int = Field(14, ge=1, le=365, description="How long a sign-in lasts, in days.")
+    trusted_proxies: str = Field(
+        "",
+        description="Comma-separated addresses of reverse proxies whose X-Forwarded-For and "
+        "X-Forwarded-Proto are believed; empty: none (the client address is the peer's).",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Log level of every process."
     )
