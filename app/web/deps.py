@@ -50,19 +50,19 @@ def _user_for_bearer(session: Session, token: str) -> User | None:
     if api_token.revoked_at or (api_token.expires_at and api_token.expires_at <= now):
         return None
     # "Last used" to the minute: one write a minute per token, not one per request (on SQLite
-    # every write takes the database's one write lock).
-    written = session.execute(  # type: ignore[attr-defined]
-        sa.update(ApiToken)
-        .where(
-            col(ApiToken.id) == api_token.id,
-            sa.or_(
-                col(ApiToken.last_used_at).is_(None),
-                col(ApiToken.last_used_at) < now - LAST_USED_RESOLUTION,
-            ),
+    # every write, even one that changes no row, takes the database's one write lock).
+    if api_token.last_used_at is None or api_token.last_used_at < now - LAST_USED_RESOLUTION:
+        session.execute(
+            sa.update(ApiToken)
+            .where(
+                col(ApiToken.id) == api_token.id,
+                sa.or_(
+                    col(ApiToken.last_used_at).is_(None),
+                    col(ApiToken.last_used_at) < now - LAST_USED_RESOLUTION,
+                ),
+            )
+            .values(last_used_at=now)
         )
-        .values(last_used_at=now)
-    ).rowcount
-    if written:
         session.commit()
     return user if user.is_active else None
 
