@@ -89,6 +89,11 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = Field(
         None, description="A bearer token that may scrape /metrics (admins always may)."
     )
+    trusted_proxies: str = Field(
+        "",
+        description="Comma-separated addresses of reverse proxies whose X-Forwarded-For and "
+        "X-Forwarded-Proto are believed; empty: none (the client address is the peer's).",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Log level of every process."
     )

@@ -127,6 +127,8 @@ def _clean_state() -> Iterator[None]:
         else:
             for table in reversed(SQLModel.metadata.sorted_tables):
                 connection.execute(table.delete())
+            # Like RESTART IDENTITY: ids count from 1 again in the next test.
+            connection.execute(sa.text("DELETE FROM sqlite_sequence"))
     get_redis().flushdb()
     (DATA_DIR / "setup_token").unlink(missing_ok=True)
 

@@ -209,6 +209,28 @@ def test_a_viewer_reads_what_the_workspace_shows(client, session, method, path):
     response = call(client, method, path, ids)
     admin_only = "/admin" in path or "/endpoints" in path or path.startswith("/m/")
     admin_only = admin_only or path == "/metrics"
-    owner_only = path == "/api/v1/workspaces/{slug}/invites"
+    owner_only = path in ("/api/v1/workspaces/{slug}/invites",
+                          "/api/v1/workspaces/{slug}/share-links")  # fmt: skip
     expected = 404 if admin_only or owner_only else 200
     assert response.status_code == expected, (response.status_code, response.text[:300])
+
+
+BAD_VALUES = ("²", "9" * 5000, "-1", "1e3", "")
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [route for route in bodies({key: 1 for key in ("agent_id", "message_id", "answer_id",
+                                                   "other_answer_id", "pipeline_id", "slug")})
+     if not route[1].startswith("/api/")],
+)  # fmt: skip
+def test_bad_values_in_page_forms_get_a_clear_answer_never_a_500(client, session, method, path):
+    """Every field of every page form, as its owner (an admin), with values no form offers."""
+    ids = build_world(session)
+    sign_in(client, session, ids["owner"])
+    url = concrete(path, ids)
+    for field, good in bodies(ids)[(method, path)].items():
+        for bad in BAD_VALUES:
+            data = {**bodies(ids)[(method, path)], field: [bad] if isinstance(good, list) else bad}
+            response = client.request(method, url, data=data, follow_redirects=False)
+            assert response.status_code < 500, (field, bad[:20], response.text[:300])

@@ -51,3 +51,45 @@ def test_upgrade_is_idempotent(tmp_path):
     engine = create_db_engine(url)
     assert not pending_revisions(engine)
     engine.dispose()
+
+
+def test_rebuilding_sqlite_tables_for_autoincrement_keeps_every_row(tmp_path):
+    """0005 rebuilds tables that others refer to: nothing may cascade away, and afterwards a
+    deleted row's id is never handed out again."""
+    from alembic import command
+
+    from app.runtime.migrate import alembic_config
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    command.upgrade(alembic_config(url), "0004")
+    engine = create_db_engine(url)
+    now = "2026-01-01 00:00:00"
+    with engine.begin() as connection:
+        connection.execute(sa.text(
+            "INSERT INTO user (id, email, display_name, is_admin, is_active, created_at) VALUES "
+            f"(1, 'a@example.com', 'a', 0, 1, '{now}'), (2, 'b@example.com', 'b', 0, 1, '{now}')"
+        ))  # fmt: skip
+        connection.execute(sa.text(
+            "INSERT INTO workspace (id, slug, name, description, created_at) "
+            f"VALUES (1, 'w', 'W', '', '{now}')"
+        ))  # fmt: skip
+        connection.execute(sa.text(
+            "INSERT INTO membership (workspace_id, user_id, role, created_at) "
+            f"VALUES (1, 1, 'owner', '{now}'), (1, 2, 'viewer', '{now}')"
+        ))  # fmt: skip
+    engine.dispose()
+    upgrade_to_head(url)
+    engine = create_db_engine(url)
+    try:
+        with engine.begin() as connection:
+            assert connection.execute(sa.text("SELECT count(*) FROM membership")).scalar() == 2
+            connection.execute(sa.text("DELETE FROM user WHERE id = 2"))
+            connection.execute(sa.text(
+                "INSERT INTO user (email, display_name, is_admin, is_active, created_at) "
+                f"VALUES ('c@example.com', 'c', 0, 1, '{now}')"
+            ))  # fmt: skip
+            new_id = connection.execute(sa.text("SELECT max(id) FROM user")).scalar()
+            assert new_id == 3
+            assert connection.execute(sa.text("SELECT count(*) FROM membership")).scalar() == 1
+    finally:
+        engine.dispose()

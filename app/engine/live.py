@@ -10,6 +10,8 @@ stays in SQL).
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterable
 from typing import Any
 
 import redis
@@ -29,6 +31,38 @@ def workspace_stream(workspace_id: int) -> str:
 
 def cancel_flag(run_id: int) -> str:
     return f"sb:run:{run_id}:cancel"
+
+
+def run_keys(run_id: int) -> list[str]:
+    """Every Redis key that belongs to one run."""
+    return [run_stream(run_id), cancel_flag(run_id)]
+
+
+def workspace_keys(workspace_id: int, run_ids: Iterable[int]) -> list[str]:
+    """Every Redis key of a workspace: its activity stream and its runs' keys."""
+    return [workspace_stream(workspace_id), *(key for r in run_ids for key in run_keys(r))]
+
+
+def forget(client: redis.Redis, keys: list[str]) -> None:
+    """Delete the streams of deleted objects, so nothing of them is ever replayed."""
+    for start in range(0, len(keys), 500):
+        client.delete(*keys[start : start + 500])
+
+
+_STREAM_ID = re.compile(r"(0|[1-9][0-9]{0,19})(-(0|[1-9][0-9]{0,19}))?")
+_MAX_PART = 2**64 - 1
+
+
+def parse_stream_id(value: str | None) -> str | None:
+    """``value`` if it is a valid Redis stream id (``ms`` or ``ms-seq``), else None."""
+    if value is None:
+        return None
+    value = value.strip()
+    match = _STREAM_ID.fullmatch(value)
+    if match is None:
+        return None
+    parts = [int(match.group(1)), int(match.group(3) or 0)]
+    return value if all(part <= _MAX_PART for part in parts) else None
 
 
 def append_run(client: redis.Redis, run_id: int, type_: str, data: dict[str, Any]) -> str:

@@ -25,6 +25,7 @@ import functools
 import json
 import ssl
 import time
+import unicodedata
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -215,6 +216,11 @@ class _Call:
         """Server-provided text, shortened and scrubbed of the API key."""
         if self.api_key:
             text = text.replace(self.api_key, "***")
+        # Control and format characters (terminal escapes, bidi overrides) never reach a page
+        # or a log line.
+        text = "".join(
+            ch for ch in text if ch.isspace() or not unicodedata.category(ch).startswith("C")
+        )
         text = " ".join(text.split())
         return text[:_SNIPPET_CHARS] + ("…" if len(text) > _SNIPPET_CHARS else "")
 

@@ -53,6 +53,7 @@ from app.models.work import (  # noqa: E402
 )
 from app.models.workspaces import (  # noqa: E402
     Event,
+    MemberRemoval,
     Membership,
     Role,
     ShareLink,
@@ -61,6 +62,11 @@ from app.models.workspaces import (  # noqa: E402
     WorkspaceCreate,
     WorkspacePublic,
 )
+
+# Ids are never reused: live streams and links are keyed by ids, and SQLite (without
+# AUTOINCREMENT) hands a deleted row's id to the next one. PostgreSQL identities never reuse.
+for _table in SQLModel.metadata.tables.values():
+    _table.dialect_options["sqlite"]["autoincrement"] = True
 
 __all__ = [
     "ComparisonCreate",
@@ -85,6 +91,7 @@ __all__ = [
     "ComparisonBranch",
     "Event",
     "LoginSession",
+    "MemberRemoval",
     "Membership",
     "Message",
     "MessageRole",

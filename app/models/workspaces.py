@@ -74,6 +74,17 @@ class Membership(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
+class MemberRemoval(SQLModel, table=True):
+    """An owner removed this person: invite links made before then no longer let them in."""
+
+    __tablename__ = "member_removal"
+
+    id: int | None = Field(default=None, primary_key=True)
+    workspace_id: int = Field(foreign_key="workspace.id", ondelete="CASCADE", index=True)
+    user_id: int = Field(foreign_key="user.id", ondelete="CASCADE", index=True)
+    removed_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
 class ShareLinkKind(StrEnum):
     invite = "invite"  # grants a role in the workspace
     task = "task"  # read-only view of one task

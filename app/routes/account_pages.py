@@ -12,7 +12,7 @@ from app.models import User
 from app.services import ServiceError
 from app.services.accounts import change_password
 from app.services.tokens import create_token, revoke_token, tokens_of
-from app.web.deps import CurrentUser, SessionDep
+from app.web.deps import CurrentUser, SessionDep, SessionToken
 from app.web.templating import render
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
@@ -34,21 +34,26 @@ def change_password_page(
     request: Request,
     session: SessionDep,
     user: CurrentUser,
+    session_token: SessionToken,
     new_password: Annotated[str, Form(max_length=1024)],
     current_password: Annotated[str, Form(max_length=1024)] = "",
 ) -> Response:
     try:
-        change_password(session=session, user=user, current=current_password, new=new_password)
+        revoked = change_password(session=session, user=user, current=current_password,
+                                  new=new_password, session_token=session_token)  # fmt: skip
     except ServiceError as exc:
         session.rollback()
         return _page(request, session, user, exc.status_code, error=exc.message)
     session.commit()
-    return _page(request, session, user, notice="Password changed.")
+    notice = "Password changed; you were signed out everywhere else."
+    if revoked:
+        notice += f" {revoked} API token{'s were' if revoked != 1 else ' was'} revoked."
+    return _page(request, session, user, notice=notice)
 
 
 @router.post("/account/tokens")
 def create_token_page(
-    request: Request, session: SessionDep, user: CurrentUser,
+    request: Request, session: SessionDep, user: CurrentUser, _signed_in: SessionToken,
     name: Annotated[str, Form(max_length=120)],
 ) -> Response:  # fmt: skip
     try:

@@ -15,6 +15,7 @@ from app.services.agents import agent_fields, agents_of, create_agent, delete_ag
 from app.services.demo import STARTER_AGENTS
 from app.services.endpoints import available_models
 from app.web.deps import Access, CurrentUser, EditableWorkspace, SessionDep, ViewableWorkspace
+from app.web.forms import form_id
 from app.web.templating import render
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
@@ -36,8 +37,9 @@ def _form(
     name: str, role_prompt: str, model_id: str, temperature: str, max_tokens: str, colour: str
 ) -> dict[str, object]:
     """The agent form as it was posted; an empty model means "no model"."""
+    model = form_id(model_id, "Pick a model from the list.") if model_id.strip() else None
     return {
-        "name": name, "role_prompt": role_prompt, "model_id": model_id or None,
+        "name": name, "role_prompt": role_prompt, "model_id": model,
         "temperature": temperature, "max_tokens": max_tokens, "colour": colour,
     }  # fmt: skip
 

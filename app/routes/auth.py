@@ -58,15 +58,14 @@ def signin(
 ) -> Response:
     address = request.client.host if request.client else "unknown"
     context = {"next": safe_next(next), "email": email}
-    if ratelimit.sign_in_blocked(email=email, address=address):
+    if not ratelimit.take_attempt(email=email, address=address):
         context["error"] = "Too many failed sign-ins; wait a quarter of an hour and try again."
         return render(request, "signin.html", context, status_code=429)
     user = authenticate(session=session, email=email, password=password)
     if user is None:
-        ratelimit.record_failure(email=email, address=address)
         context["error"] = "Wrong email or password."
         return render(request, "signin.html", context, status_code=400)
-    ratelimit.clear(email=email)
+    ratelimit.succeeded(email=email, address=address)
     return signed_in_redirect(session, settings, user, safe_next(next), request)
 
 

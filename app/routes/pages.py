@@ -13,7 +13,7 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from app.db import get_engine
 from app.engine.dispatch import dispatch
-from app.models import Role, Task, TaskStatus, User, Workspace
+from app.models import Role, Task, TaskStatus, Workspace
 from app.services import ServiceError, board
 from app.services.access import task_for
 from app.services.demo import create_demo_workspace
@@ -31,6 +31,7 @@ from app.web.deps import (
     SessionDep,
     ViewableWorkspace,
 )
+from app.web.forms import form_id, form_ids
 from app.web.streams import (
     KEEP_ALIVE,
     SSE_HEADERS,
@@ -144,16 +145,19 @@ def create_task_page(
 ) -> Response:
     workspace = access.workspace
     try:
-        chosen = [int(v) for v in agent_ids or [] if v]
-        assignee = int(assignee_agent_id) if assignee_agent_id else None
+        chosen = form_ids(agent_ids, "Pick agents from the list.")
+        assignee = (
+            form_id(assignee_agent_id, "Pick an assignee from the list.")
+            if assignee_agent_id.strip()
+            else None
+        )
         task, started = create_task(
             session=session, workspace=workspace, author=user, title=title, brief=brief,
             assignee_agent_id=assignee, agent_ids=chosen or None,
         )  # fmt: skip
-    except (ServiceError, ValueError) as exc:
+    except ServiceError as exc:
         session.rollback()
-        message = exc.message if isinstance(exc, ServiceError) else "Pick agents from the list."
-        context = {**_board_context(session, access), "error": message,
+        context = {**_board_context(session, access), "error": exc.message,
                    "form": {"title": title, "brief": brief}}  # fmt: skip
         return render(request, "workspace.html", context, status_code=400)
     session.commit()
@@ -199,10 +203,12 @@ def move_task_page(
 # --- the board's live activity feed over SSE ------------------------------------------------
 
 
-def _activity_line(user: User, data: dict[str, Any]) -> str:
-    """One feed line for a run's state change."""
+def _activity_line(workspace_id: int, data: dict[str, Any]) -> str:
+    """One feed line for a run's state change; a task of another workspace is never named."""
     with Session(get_engine()) as session:
         task = session.get(Task, data.get("task_id")) if data.get("task_id") else None
+        if task is not None and task.workspace_id != workspace_id:
+            task = None
         title = f" on “{escape(task.title)}”" if task else ""
         link = f' · <a href="/t/{task.id}">task</a>' if task else ""
     status = escape(str(data.get("status", "")))
@@ -228,7 +234,7 @@ async def workspace_live(
             if type_ == KEEP_ALIVE:
                 yield ": keep-alive\n\n"
             else:
-                line = await run_in_threadpool(_activity_line, user, data)
+                line = await run_in_threadpool(_activity_line, workspace_id, data)
                 yield html_event("activity", line, entry_id)
 
     return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)

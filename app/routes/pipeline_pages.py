@@ -15,6 +15,7 @@ from app.services import ServiceError
 from app.services.access import pipeline_for, task_for
 from app.services.agents import agents_of
 from app.web.deps import Access, CurrentUser, EditableWorkspace, SessionDep, ViewableWorkspace
+from app.web.forms import form_id
 from app.web.templating import render
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
@@ -58,12 +59,13 @@ def create_pipeline_page(
     workspace = access.workspace
     agents = step_agent or []
     instructions = (step_instruction or []) + [""] * len(agents)
-    steps = [
-        {"agent_id": int(agent), "instruction": instruction}
-        for agent, instruction in zip(agents, instructions, strict=False)
-        if agent.isdigit()
-    ]
     try:
+        steps = [
+            {"agent_id": form_id(agent, "Pick each step's agent from the list."),
+             "instruction": instruction}
+            for agent, instruction in zip(agents, instructions, strict=False)
+            if agent.strip()
+        ]  # fmt: skip
         create_pipeline(
             session=session, workspace_id=workspace.id, author=user, name=name,  # type: ignore[arg-type]
             steps=steps, max_rounds=max_rounds, stop_word=stop_word,

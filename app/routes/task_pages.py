@@ -22,6 +22,7 @@ from app.services.agents import agents_of
 from app.services.comparisons import battle
 from app.services.threads import branch, tree
 from app.web.deps import CurrentUser, SessionDep
+from app.web.forms import form_id, form_ids
 from app.web.streams import KEEP_ALIVE, SSE_HEADERS, StreamUser, html_event, run_entries
 from app.web.templating import render, templates
 
@@ -110,10 +111,7 @@ def _refused(
 
 
 def _agent_ids(values: list[str]) -> list[int]:
-    try:
-        return [int(value) for value in values if value]
-    except ValueError:
-        raise ServiceError("Pick agents from the list.") from None
+    return form_ids(values, "Pick agents from the list.")
 
 
 @router.post("/t/{task_id}/ask")
@@ -276,7 +274,7 @@ def reassign_page(
     agent_id: Annotated[str, Form()] = "",
 ) -> Response:
     task = task_for(session=session, task_id=task_id, user=user, min_role=Role.editor)
-    chosen = int(agent_id) if agent_id.isdigit() else None
+    chosen = form_id(agent_id, "Pick an agent from the list.") if agent_id.strip() else None
     operations.reassign(session=session, task=task, actor=user, agent_id=chosen)
     session.commit()
     return RedirectResponse(f"/t/{task.id}", status_code=303)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Form, Request
 from sqlmodel import Session
 from starlette.responses import RedirectResponse, Response
 
+from app.engine import live
 from app.models import (
     Comparison,
     Role,
@@ -18,6 +19,7 @@ from app.models import (
     User,
     Workspace,
 )
+from app.redis_conn import get_redis
 from app.services import NotFound, ServiceError, sharing
 from app.services.access import comparison_for, task_for
 from app.services.accounts import create_user
@@ -54,6 +56,9 @@ def _members_context(session: Session, access: Access) -> dict[str, Any]:
         "is_owner": role == Role.owner,
         "roles": list(Role),
         "invites": [(link, sharing.joined_through(session=session, link=link)) for link in invites],
+        "share_links": sharing.active_read_only_links(session=session, workspace=workspace)
+        if role == Role.owner
+        else [],
     }
 
 
@@ -96,14 +101,15 @@ def create_invite_page(
 
 @router.post("/links/{link_id}/revoke")
 def revoke_link_page(
-    request: Request, link_id: int, session: SessionDep, user: CurrentUser
-) -> Response:
+    request: Request, link_id: int, session: SessionDep, user: CurrentUser,
+    back_to_members: Annotated[bool, Form()] = False,
+) -> Response:  # fmt: skip
     """Owners revoke any link of their workspace; others the read-only links they made."""
     link = sharing.revoke_link(session=session, link_id=link_id, actor=user)
     session.commit()
     workspace = session.get(Workspace, link.workspace_id)
     assert workspace is not None
-    if link.kind == ShareLinkKind.invite:
+    if link.kind == ShareLinkKind.invite or back_to_members:
         return RedirectResponse(f"/w/{workspace.slug}/members", status_code=303)
     target = f"/t/{link.task_id}" if link.task_id else f"/c/{link.comparison_id}"
     return RedirectResponse(target, status_code=303)
@@ -170,8 +176,9 @@ def delete_workspace_page(
     if confirm.strip() != workspace.slug:
         return _members_page(request, session, access, 400,
                              error=f"Type {workspace.slug} to confirm the deletion.")  # fmt: skip
-    delete_workspace(session=session, workspace=workspace, actor=user)
+    stream_keys = delete_workspace(session=session, workspace=workspace, actor=user)
     session.commit()
+    live.forget(get_redis(), stream_keys)
     return RedirectResponse("/", status_code=303)
 
 

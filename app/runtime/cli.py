@@ -58,12 +58,21 @@ def public_base_url(settings: Settings) -> str:
     return f"http://{host}:{settings.port}"
 
 
+def proxy_argv(settings: Settings) -> list[str]:
+    """uvicorn's forwarded-header options: believed only from the configured proxies (uvicorn
+    would otherwise believe any process on 127.0.0.1, and the sign-in limit counts by address)."""
+    proxies = ",".join(p.strip() for p in settings.trusted_proxies.split(",") if p.strip())
+    if not proxies:
+        return ["--no-proxy-headers"]
+    return ["--proxy-headers", "--forwarded-allow-ips", proxies]
+
+
 def web_argv(settings: Settings) -> list[str]:
     return [
         sys.executable, "-m", "uvicorn", "app.web.app:create_app", "--factory",
         "--host", settings.host, "--port", str(settings.port),
         "--workers", str(settings.web_workers), "--log-level", settings.log_level,
-        "--proxy-headers",
+        *proxy_argv(settings),
     ]  # fmt: skip
 
 

@@ -17,5 +17,11 @@ class NotFound(ServiceError):
     status_code = 404
 
 
+class Forbidden(ServiceError):
+    """The caller is known and may see the object, but not do this (e.g. with an API token)."""
+
+    status_code = 403
+
+
 class Conflict(ServiceError):
     status_code = 409

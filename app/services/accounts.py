@@ -7,7 +7,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from app.models import LoginSession, SignInLink, User
+from app.models import ApiToken, LoginSession, SignInLink, User
 from app.models.common import utcnow
 from app.security import (
     MIN_PASSWORD_LENGTH,
@@ -16,10 +16,12 @@ from app.security import (
     new_token,
     verify_password,
 )
-from app.services import Conflict, ServiceError
+from app.services import Conflict, Forbidden, ServiceError
 
 LOCAL_ADMIN_EMAIL = "admin@localhost"
 SIGN_IN_LINK_LIFETIME = timedelta(hours=24)
+# Setting a first password (there is no current one to ask for) needs a sign-in this recent.
+FRESH_SIGN_IN = timedelta(minutes=10)
 
 
 def normalise_email(email: str) -> str:
@@ -165,11 +167,40 @@ def end_session(*, session: Session, token: str) -> None:
     )
 
 
-def change_password(*, session: Session, user: User, current: str, new: str) -> None:
-    """Set a new password; the current one is asked for unless there is none yet."""
-    if user.password_hash and not verify_password(current, user.password_hash):
-        raise ServiceError("Your current password is not right.")
+def change_password(
+    *, session: Session, user: User, current: str, new: str, session_token: str
+) -> int:
+    """Set a new password from the signed-in session ``session_token``: the current password is
+    asked for, or (for a first password) a fresh sign-in. Every other session of the user ends
+    and all their API tokens are revoked; returns how many tokens were."""
+    login = session.exec(
+        select(LoginSession).where(
+            LoginSession.token_hash == hash_token(session_token),
+            LoginSession.user_id == user.id,
+        )
+    ).first()
+    if login is None:
+        raise Forbidden("Change your password from a signed-in page, not with an API token.")
+    if user.password_hash:
+        if not verify_password(current, user.password_hash):
+            raise ServiceError("Your current password is not right.")
+    elif login.created_at < utcnow() - FRESH_SIGN_IN:
+        raise Forbidden(
+            "To set your first password, sign in again (with a fresh one-time link from "
+            "`switchboard up`) and set it within ten minutes."
+        )
     validate_password(new)
     user.password_hash = hash_password(new)
     session.add(user)
+    session.execute(
+        sa.delete(LoginSession).where(
+            col(LoginSession.user_id) == user.id, col(LoginSession.id) != login.id
+        )
+    )
+    revoked = session.execute(  # type: ignore[attr-defined]
+        sa.update(ApiToken)
+        .where(col(ApiToken.user_id) == user.id, col(ApiToken.revoked_at).is_(None))
+        .values(revoked_at=utcnow())
+    ).rowcount
     session.flush()
+    return int(revoked)

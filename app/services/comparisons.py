@@ -7,6 +7,8 @@ import difflib
 import random
 import re
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
 
 from sqlmodel import Session, col, select
 
@@ -197,20 +199,66 @@ class Piece:
     changed: bool
 
 
-_WORDS = re.compile(r"\S+|\s+")
+@dataclass(frozen=True)
+class Diff:
+    """``other`` cut into pieces; ``cut`` when only the first ``MAX_DIFF_WORDS`` were compared
+    (the rest is shown unmarked)."""
+
+    pieces: tuple[Piece, ...]
+    cut: bool
 
 
-def word_diff(baseline: str, other: str) -> list[Piece]:
-    """``other`` cut into pieces, marking the words that differ from ``baseline``."""
-    base_words = _WORDS.findall(baseline)
-    words = _WORDS.findall(other)
+# Words are compared without their spacing, and each carries the space after it, so spaces
+# are not the commonest "word" (which makes difflib's matching quadratic). Past
+# MAX_DIFF_WORDS words nothing is compared: the work per pair of answers stays bounded however
+# long the answers are.
+_WORDS = re.compile(r"^\s+|\S+\s*")
+MAX_DIFF_WORDS = 2000
+
+
+def _pieces(units: list[str], changed: bool) -> list[Piece]:
+    """``units`` as pieces; a changed run is marked without the space after its last word."""
+    text = "".join(units)
+    if not changed or not text:
+        return [Piece(text, False)] if text else []
+    word = text.rstrip()
+    return [Piece(word, True)] + ([Piece(text[len(word) :], False)] if word != text else [])
+
+
+@lru_cache(maxsize=64)
+def _diff(baseline: str, other: str) -> Diff:
+    base_units = _WORDS.findall(baseline)
+    units = _WORDS.findall(other)
+    compared, rest = units[:MAX_DIFF_WORDS], units[MAX_DIFF_WORDS:]
+    matcher = difflib.SequenceMatcher(
+        a=[unit.strip() for unit in base_units[:MAX_DIFF_WORDS]],
+        b=[unit.strip() for unit in compared],
+        autojunk=False,
+    )
     pieces: list[Piece] = []
-    matcher = difflib.SequenceMatcher(a=base_words, b=words, autojunk=False)
     for tag, _, _, start, end in matcher.get_opcodes():
-        text = "".join(words[start:end])
-        if text:
-            pieces.append(Piece(text, changed=tag != "equal"))
-    return pieces
+        for piece in _pieces(compared[start:end], changed=tag != "equal"):
+            if pieces and pieces[-1].changed == piece.changed:
+                pieces[-1] = Piece(pieces[-1].text + piece.text, piece.changed)
+            else:
+                pieces.append(piece)
+    if rest:
+        pieces.append(Piece("".join(rest), changed=False))
+    return Diff(tuple(pieces), cut=bool(rest) or len(base_units) > MAX_DIFF_WORDS)
+
+
+NOT_COMPARED = Diff((), cut=False)
+
+
+def word_diff(baseline: str, other: str) -> Diff:
+    """``other`` in pieces, the words that differ from ``baseline`` marked; computed once per
+    pair of texts (cached by content), never again per viewer or per poll."""
+    return _diff(baseline, other)
+
+
+def diff_cache_info() -> Any:
+    """How often the diff was computed (misses) and reused (hits)."""
+    return _diff.cache_info()
 
 
 LETTERS = "ABCD"
@@ -226,7 +274,7 @@ class Column:
     agent: Agent | None
     model: Model | None
     live: bool
-    pieces: list[Piece]
+    diff: Diff
 
 
 def columns_of(*, session: Session, message_ids: list[int], baseline: int) -> list[Column]:
@@ -240,11 +288,9 @@ def columns_of(*, session: Session, message_ids: list[int], baseline: int) -> li
         run = session.exec(select(Run).where(Run.output_message_id == message.id)).first()
         agent = session.get(Agent, message.agent_id) if message.agent_id else None
         model = session.get(Model, run.model_id) if run and run.model_id else None
-        columns.append(
-            Column(
-                letter=letter, message=message, run=run, agent=agent, model=model,
-                live=bool(run and run.status in (RunStatus.queued, RunStatus.running)),
-                pieces=word_diff(base_text, message.content),
-            )
-        )  # fmt: skip
+        live = bool(run and run.status in (RunStatus.queued, RunStatus.running))
+        # A live answer streams in its column; it is compared once it is finished.
+        diff = NOT_COMPARED if live else word_diff(base_text, message.content)
+        columns.append(Column(letter=letter, message=message, run=run, agent=agent,
+                              model=model, live=live, diff=diff))  # fmt: skip
     return columns

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from sqlmodel import Session, col, select
 
@@ -35,6 +36,11 @@ def _clean_url(base_url: str) -> str:
         return validate_base_url(base_url.strip())
     except ModelError as exc:
         raise ServiceError(exc.message) from None
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), parts.netloc.lower()
 
 
 def _check_concurrency(max_concurrency: int) -> int:
@@ -127,13 +133,17 @@ def update_endpoint(
     max_concurrency: int | None = None,
     enabled: bool | None = None,
 ) -> ModelEndpoint:
-    """Change what is given; ``api_key=None`` keeps the stored key, ``clear_api_key`` drops it."""
+    """Change what is given; ``api_key=None`` keeps the stored key, ``clear_api_key`` drops it,
+    and so does a new server (scheme, host or port) unless a key comes with it."""
     if name is not None:
         endpoint.name = _clean_name(name)
         _ensure_unique_name(session, endpoint.name, exclude_id=endpoint.id)
     if base_url is not None:
         new_url = _clean_url(base_url)
         if new_url != endpoint.base_url:
+            if _origin(new_url) != _origin(endpoint.base_url):
+                # The key was given for the old server: never send it to a new one unasked.
+                clear_api_key = clear_api_key or not (api_key and api_key.strip())
             endpoint.base_url = new_url
             endpoint.health_ok = None
             endpoint.health_checked_at = None

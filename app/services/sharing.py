@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import sqlalchemy as sa
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session, col, select
 
 from app.models import (
     Comparison,
+    MemberRemoval,
     Membership,
     Role,
     ShareLink,
@@ -26,7 +27,7 @@ from app.models import (
 )
 from app.models.common import utcnow
 from app.security import hash_token, new_token
-from app.services import Conflict, NotFound, ServiceError
+from app.services import Conflict, Forbidden, NotFound, ServiceError
 from app.services.access import require_role
 from app.services.workspaces import record_event
 
@@ -149,6 +150,18 @@ def join(*, session: Session, token: str, user: User) -> tuple[Workspace, Member
     ).first()
     if existing is not None:
         return workspace, existing
+    removed_since = session.exec(
+        select(MemberRemoval.id).where(
+            MemberRemoval.workspace_id == workspace.id,
+            MemberRemoval.user_id == user.id,
+            MemberRemoval.removed_at >= link.created_at,
+        )
+    ).first()
+    if removed_since is not None:
+        raise Forbidden(
+            "You were removed from this workspace after this link was made; "
+            "ask an owner for a new invite."
+        )
     # One conditional UPDATE: two people racing for the last use cannot both get in.
     used = session.execute(  # type: ignore[attr-defined]
         sa.update(ShareLink)
@@ -213,6 +226,26 @@ def links_of(*, session: Session, workspace: Workspace, kind: ShareLinkKind) -> 
     )
 
 
+def active_read_only_links(
+    *, session: Session, workspace: Workspace
+) -> list[tuple[ShareLink, User | None]]:
+    """The workspace's task and comparison links that still work, newest first, with who made
+    each (what owners review and revoke)."""
+    now = utcnow()
+    rows = session.exec(
+        select(ShareLink, User)
+        .join(User, col(User.id) == col(ShareLink.created_by_id), isouter=True)
+        .where(
+            ShareLink.workspace_id == workspace.id,
+            col(ShareLink.kind).in_([ShareLinkKind.task, ShareLinkKind.comparison]),
+            col(ShareLink.revoked_at).is_(None),
+            sa.or_(col(ShareLink.expires_at).is_(None), col(ShareLink.expires_at) > now),
+        )
+        .order_by(col(ShareLink.id).desc())
+    ).all()
+    return [(link, user) for link, user in rows]
+
+
 def joined_through(*, session: Session, link: ShareLink) -> list[User]:
     return list(
         session.exec(
@@ -234,13 +267,22 @@ def members(*, session: Session, workspace: Workspace) -> list[tuple[User, Membe
     return [(user, membership) for user, membership in rows]
 
 
-def _owners(session: Session, workspace_id: int) -> int:
-    return int(
-        session.exec(
-            select(func.count())
-            .select_from(Membership)
-            .where(Membership.workspace_id == workspace_id, Membership.role == Role.owner)
-        ).one()
+def _other_owners_remain(workspace_id: int) -> sa.ColumnElement[bool]:
+    """SQL: after this change the workspace still has an owner (it has more than one now)."""
+    owners = (
+        sa.select(sa.func.count())
+        .select_from(Membership)
+        .where(col(Membership.workspace_id) == workspace_id, col(Membership.role) == Role.owner)
+        .scalar_subquery()
+    )
+    return owners > 1
+
+
+def _lock_workspace(session: Session, workspace_id: int) -> None:
+    """Serialise changes to a workspace's owners: a row lock on PostgreSQL. (SQLite has one
+    writer at a time, and the conditional statements below check and write in one step.)"""
+    session.execute(
+        sa.select(col(Workspace.id)).where(col(Workspace.id) == workspace_id).with_for_update()
     )
 
 
@@ -258,14 +300,23 @@ def _membership(session: Session, workspace: Workspace, user_id: int) -> Members
 def change_role(
     *, session: Session, workspace: Workspace, actor: User, user_id: int, role: Role
 ) -> Membership:
-    """Owners change members' roles; the last owner stays an owner."""
+    """Owners change members' roles; the last owner stays an owner (checked in the same
+    statement that writes, so two owners demoting each other at once cannot both succeed)."""
     membership = _membership(session, workspace, user_id)
     role = Role(role)
-    stepping_down = membership.role == Role.owner and role != Role.owner
-    if stepping_down and _owners(session, workspace.id) <= 1:  # type: ignore[arg-type]
+    _lock_workspace(session, workspace.id)  # type: ignore[arg-type]
+    keeps_an_owner = sa.or_(col(Membership.role) != Role.owner, sa.literal(role == Role.owner),
+                            _other_owners_remain(workspace.id))  # type: ignore[arg-type]  # fmt: skip
+    old = membership.role
+    changed = session.execute(  # type: ignore[attr-defined]
+        sa.update(Membership)
+        .where(col(Membership.id) == membership.id, keeps_an_owner)
+        .values(role=role)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not changed:
         raise Conflict("The last owner cannot step down; make someone else an owner first.")
-    old, membership.role = membership.role, role
-    session.add(membership)
+    session.refresh(membership)
     record_event(
         session=session, workspace_id=workspace.id, actor=actor, verb="changed role",  # type: ignore[arg-type]
         subject_type="member", subject_id=user_id, data={"from": old, "to": str(role)},
@@ -275,11 +326,31 @@ def change_role(
 
 
 def remove_member(*, session: Session, workspace: Workspace, actor: User, user_id: int) -> None:
-    """Remove a member (or leave, when ``user_id`` is the actor); never the last owner."""
+    """Remove a member (or leave, when ``user_id`` is the actor); never the last owner. The
+    read-only links the member made are revoked with them."""
     membership = _membership(session, workspace, user_id)
-    if membership.role == Role.owner and _owners(session, workspace.id) <= 1:  # type: ignore[arg-type]
+    _lock_workspace(session, workspace.id)  # type: ignore[arg-type]
+    removed = session.execute(  # type: ignore[attr-defined]
+        sa.delete(Membership)
+        .where(
+            col(Membership.id) == membership.id,
+            sa.or_(col(Membership.role) != Role.owner, _other_owners_remain(workspace.id)),  # type: ignore[arg-type]
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not removed:
         raise Conflict("The last owner cannot leave; make someone else an owner first.")
-    session.delete(membership)
+    session.expunge(membership)
+    if user_id != actor.id:
+        session.add(MemberRemoval(workspace_id=workspace.id, user_id=user_id))  # type: ignore[arg-type]
+    for link in session.exec(
+        select(ShareLink).where(
+            ShareLink.workspace_id == workspace.id,
+            ShareLink.created_by_id == user_id,
+            col(ShareLink.revoked_at).is_(None),
+        )
+    ).all():
+        revoke(session=session, link=link, actor=actor)
     record_event(
         session=session, workspace_id=workspace.id, actor=actor,  # type: ignore[arg-type]
         verb="left" if user_id == actor.id else "removed", subject_type="member",

@@ -9,7 +9,8 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from app.models import Event, Membership, Role, User, Workspace
+from app.engine import live
+from app.models import Event, Membership, Role, Run, Task, User, Workspace
 from app.services import NotFound, ServiceError
 
 log = logging.getLogger(__name__)
@@ -145,8 +146,15 @@ def rename_workspace(
     return workspace
 
 
-def delete_workspace(*, session: Session, workspace: Workspace, actor: User) -> None:
-    """Delete the workspace and everything in it (its rows cascade)."""
+def delete_workspace(*, session: Session, workspace: Workspace, actor: User) -> list[str]:
+    """Delete the workspace and everything in it (its rows cascade); returns the Redis keys of
+    its live streams, for the caller to forget once the deletion is committed."""
+    run_ids = session.exec(
+        select(Run.id).join(Task, col(Task.id) == col(Run.task_id))
+        .where(Task.workspace_id == workspace.id)
+    ).all()  # fmt: skip
+    keys = live.workspace_keys(workspace.id, [r for r in run_ids if r is not None])  # type: ignore[arg-type]
     log.info("workspace %s deleted by user %s", workspace.id, actor.id)
     session.delete(workspace)
     session.flush()
+    return keys

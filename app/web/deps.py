@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Annotated, NamedTuple
 
 import sqlalchemy as sa
 from fastapi import Depends, Request
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from app.config import Settings, get_settings
 from app.db import get_engine
 from app.models import ApiToken, Role, User, Workspace
 from app.models.common import utcnow
 from app.security import hash_token
-from app.services import NotFound
+from app.services import Forbidden, NotFound
 from app.services.accounts import user_for_session
 from app.services.workspaces import workspace_for
 
 SESSION_COOKIE = "switchboard_session"
+LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 class SignInRequired(Exception):
@@ -47,10 +49,21 @@ def _user_for_bearer(session: Session, token: str) -> User | None:
     api_token, user = row
     if api_token.revoked_at or (api_token.expires_at and api_token.expires_at <= now):
         return None
-    session.execute(
-        sa.update(ApiToken).where(ApiToken.id == api_token.id).values(last_used_at=now)  # type: ignore[arg-type]
-    )
-    session.commit()
+    # "Last used" to the minute: one write a minute per token, not one per request (on SQLite
+    # every write, even one that changes no row, takes the database's one write lock).
+    if api_token.last_used_at is None or api_token.last_used_at < now - LAST_USED_RESOLUTION:
+        session.execute(
+            sa.update(ApiToken)
+            .where(
+                col(ApiToken.id) == api_token.id,
+                sa.or_(
+                    col(ApiToken.last_used_at).is_(None),
+                    col(ApiToken.last_used_at) < now - LAST_USED_RESOLUTION,
+                ),
+            )
+            .values(last_used_at=now)
+        )
+        session.commit()
     return user if user.is_active else None
 
 
@@ -59,10 +72,13 @@ def user_from_request(request: Request, session: Session) -> User | None:
     authorization = request.headers.get("authorization", "")
     scheme, _, credentials = authorization.partition(" ")
     user: User | None = None
+    request.state.signed_in_by = None
     if scheme.lower() == "bearer" and credentials:
         user = _user_for_bearer(session, credentials.strip())
+        request.state.signed_in_by = "token"
     elif cookie := request.cookies.get(SESSION_COOKIE):
         user = user_for_session(session=session, token=cookie)
+        request.state.signed_in_by = "session"
     return user
 
 
@@ -80,6 +96,21 @@ def get_current_user(user: Annotated[User | None, Depends(get_optional_user)]) -
 
 OptionalUser = Annotated[User | None, Depends(get_optional_user)]
 CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def get_session_token(request: Request, user: CurrentUser) -> str:
+    """The session cookie of a person signed in on the web; an API token is refused (a token
+    must not mint tokens or set passwords, or one leaked token would be a permanent login)."""
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if request.state.signed_in_by != "session" or not cookie:
+        raise Forbidden(
+            "An API token cannot create tokens or change a password; do it signed in on the "
+            "web page."
+        )
+    return cookie
+
+
+SessionToken = Annotated[str, Depends(get_session_token)]
 
 
 def get_admin_user(user: CurrentUser) -> User:

@@ -1,4 +1,10 @@
-"""Counting attempts in Redis: sign-in is limited per account and per address."""
+"""Counting sign-in attempts in Redis, per account and per address.
+
+An attempt is counted *before* the password is checked (INCR, then compare), so parallel
+requests cannot all pass a check made before any of them was recorded; a successful sign-in
+gives its attempt back. The account is counted by its normalised email, the same one the
+lookup uses, so spaces or capitals do not start a fresh count.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ import contextlib
 import redis
 
 from app.redis_conn import get_redis
+from app.services.accounts import normalise_email
 
 WINDOW_S = 15 * 60
 PER_ACCOUNT = 10
@@ -17,30 +24,29 @@ def _key(kind: str, value: str) -> str:
     return f"sb:ratelimit:signin:{kind}:{value}"
 
 
-def sign_in_blocked(*, email: str, address: str) -> bool:
-    """Whether another failed attempt from here or for this account is refused for now."""
-    try:
-        client = get_redis()
-        counts = client.mget(_key("account", email.lower()), _key("address", address))
-    except redis.RedisError:
-        return False  # without Redis there is no shared count; argon2 still slows guessing
-    account, by_address = (int(c or 0) for c in counts)  # type: ignore[union-attr]
-    return account >= PER_ACCOUNT or by_address >= PER_ADDRESS
+def _keys(email: str, address: str) -> tuple[str, str]:
+    return _key("account", normalise_email(email)), _key("address", address)
 
 
-def record_failure(*, email: str, address: str) -> None:
+def take_attempt(*, email: str, address: str) -> bool:
+    """Count one sign-in attempt; False when it is over the limit for the account or address."""
     try:
-        client = get_redis()
-        pipe = client.pipeline()
-        for key in (_key("account", email.lower()), _key("address", address)):
-            # The window starts at the first failure (SET NX; EXPIRE NX needs Redis 7).
+        pipe = get_redis().pipeline()  # MULTI/EXEC: the counts are the ones after this INCR
+        for key in _keys(email, address):
+            # The window starts at the first attempt (SET NX; EXPIRE NX needs Redis 7).
             pipe.set(key, 0, ex=WINDOW_S, nx=True)
             pipe.incr(key)
-        pipe.execute()
+        _, account, _, by_address = pipe.execute()
     except redis.RedisError:
-        pass
+        return True  # without Redis there is no shared count; argon2 still slows guessing
+    return int(account) <= PER_ACCOUNT and int(by_address) <= PER_ADDRESS
 
 
-def clear(*, email: str) -> None:
+def succeeded(*, email: str, address: str) -> None:
+    """A right password: the account starts afresh and the address gets its attempt back."""
+    account, by_address = _keys(email, address)
     with contextlib.suppress(redis.RedisError):
-        get_redis().delete(_key("account", email.lower()))
+        pipe = get_redis().pipeline()
+        pipe.delete(account)
+        pipe.decr(by_address)
+        pipe.execute()

@@ -9,7 +9,9 @@ from pydantic import Field
 from sqlmodel import SQLModel
 from starlette.responses import Response
 
+from app.engine import live
 from app.models import Role, ShareLink, ShareLinkKind
+from app.redis_conn import get_redis
 from app.services import NotFound, sharing
 from app.services.access import comparison_for, task_for
 from app.services.workspaces import delete_workspace
@@ -52,6 +54,11 @@ class LinkPublic(SQLModel):
     use_count: int
     revoked_at: datetime | None
     joined: list[str] = []
+
+
+class ShareLinkPublic(LinkPublic):
+    created_at: datetime
+    created_by: str | None = Field(description="The email of who made it.")
 
 
 class LinkCreated(LinkPublic):
@@ -114,6 +121,18 @@ def list_invites(access: OwnedWorkspace, session: SessionDep) -> list[LinkPublic
         _link(link, [u.email for u in sharing.joined_through(session=session, link=link)])
         for link in links
     ]
+
+
+@router.get("/workspaces/{slug}/share-links", response_model=list[ShareLinkPublic])
+def list_share_links(access: OwnedWorkspace, session: SessionDep) -> list[ShareLinkPublic]:
+    """The read-only task and comparison links that still work, with who made each (owners)."""
+    return [
+        ShareLinkPublic.model_validate(
+            {**link.model_dump(), "created_by": creator.email if creator else None}
+        )
+        for link, creator in sharing.active_read_only_links(session=session,
+                                                             workspace=access.workspace)
+    ]  # fmt: skip
 
 
 @router.post(
@@ -191,6 +210,7 @@ def delete_workspace_api(
     access: OwnedWorkspace, session: SessionDep, user: CurrentUser
 ) -> Response:
     """Delete the workspace and everything in it (owners)."""
-    delete_workspace(session=session, workspace=access.workspace, actor=user)
+    stream_keys = delete_workspace(session=session, workspace=access.workspace, actor=user)
     session.commit()
+    live.forget(get_redis(), stream_keys)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from app.services.accounts import change_password
 from app.services.tokens import create_token, revoke_token, tokens_of
-from app.web.deps import CurrentUser, SessionDep
+from app.web.deps import CurrentUser, SessionDep, SessionToken
 
 router = APIRouter(prefix="/me", tags=["users"])
 
@@ -47,8 +47,10 @@ def list_tokens(session: SessionDep, user: CurrentUser) -> list[TokenPublic]:
 
 
 @router.post("/tokens", response_model=TokenCreated, status_code=status.HTTP_201_CREATED)
-def create_token_api(body: TokenCreate, session: SessionDep, user: CurrentUser) -> TokenCreated:
-    """A new token; the response is the only time it is shown."""
+def create_token_api(
+    body: TokenCreate, session: SessionDep, user: CurrentUser, _signed_in: SessionToken
+) -> TokenCreated:
+    """A new token (signed in with a session, never a token); shown this once."""
     row, token = create_token(session=session, user=user, name=body.name)
     session.commit()
     return TokenCreated.model_validate({**row.model_dump(), "token": token})
@@ -63,9 +65,12 @@ def revoke_token_api(token_id: int, session: SessionDep, user: CurrentUser) -> R
 
 
 @router.put("/password", status_code=status.HTTP_204_NO_CONTENT)
-def change_password_api(body: PasswordChange, session: SessionDep, user: CurrentUser) -> Response:
-    """Change your password (the current one is required once you have one)."""
+def change_password_api(
+    body: PasswordChange, session: SessionDep, user: CurrentUser, session_token: SessionToken
+) -> Response:
+    """Change your password (signed in with a session); other sessions end, tokens are
+    revoked."""
     change_password(session=session, user=user, current=body.current_password,
-                    new=body.new_password)  # fmt: skip
+                    new=body.new_password, session_token=session_token)  # fmt: skip
     session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
