@@ -15,9 +15,17 @@ from app.redis_conn import WORKER_HEARTBEAT_PREFIX, connect
 
 
 class WorkerProcess:
-    def __init__(self, *, name: str, concurrency: int = 4, env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        *,
+        name: str,
+        concurrency: int = 4,
+        env: dict[str, str] | None = None,
+        queues: list[str] | None = None,
+    ):
         self.name = name
         self.concurrency = concurrency
+        self.queues = queues  # None: the default queue and every endpoint's (a run worker)
         self.env = {**os.environ, **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -27,6 +35,7 @@ class WorkerProcess:
                 sys.executable, "-m", "celery", "--app", "workers.celery_app", "worker",
                 "--concurrency", str(self.concurrency), "--loglevel", "WARNING",
                 "--hostname", f"{self.name}@%h", "--without-mingle", "--without-gossip",
+                *(["--queues", ",".join(self.queues)] if self.queues else []),
             ],
             cwd=PROJECT_ROOT, env=self.env,
         )  # fmt: skip

@@ -39,24 +39,25 @@ def _sync_queues(app: Celery, hostname: str, consuming: set[str]) -> None:
             consuming.add(queue)
 
 
-def _beat(key: str, app: Celery, hostname: str) -> None:
+def _beat(key: str, app: Celery, hostname: str, follow_endpoints: bool) -> None:
     consuming: set[str] = set()
     while not _stop.is_set():
         try:
             get_redis().set(key, str(time.time()), ex=WORKER_HEARTBEAT_TTL_S)
-            _sync_queues(app, hostname, consuming)
+            if follow_endpoints:
+                _sync_queues(app, hostname, consuming)
         except (redis.RedisError, KombuError, SQLAlchemyError) as exc:
             log.warning("worker heartbeat failed: %s", exc)
         _stop.wait(WORKER_HEARTBEAT_INTERVAL_S)
 
 
-def start(*, hostname: str, app: Celery) -> None:
+def start(*, hostname: str, app: Celery, follow_endpoints: bool = True) -> None:
     """Begin beating (and following new endpoints' queues) in a thread of the main process."""
     global _key
     _key = f"{WORKER_HEARTBEAT_PREFIX}{hostname}:{os.getpid()}"
     _stop.clear()
     threading.Thread(
-        target=_beat, args=(_key, app, hostname), name="heartbeat", daemon=True
+        target=_beat, args=(_key, app, hostname, follow_endpoints), name="heartbeat", daemon=True
     ).start()
 
 

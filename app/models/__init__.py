@@ -35,6 +35,11 @@ from app.models.endpoints import (  # noqa: E402
     ModelUpdate,
 )
 from app.models.work import (  # noqa: E402
+    CHECK_ACTIVE,
+    Check,
+    CheckCreate,
+    CheckPublic,
+    CheckStatus,
     Message,
     MessagePublic,
     MessageRole,
@@ -63,6 +68,11 @@ from app.models.workspaces import (  # noqa: E402
 )
 
 __all__ = [
+    "CHECK_ACTIVE",
+    "Check",
+    "CheckCreate",
+    "CheckPublic",
+    "CheckStatus",
     "ComparisonCreate",
     "ComparisonPublic",
     "MainBranch",

@@ -12,12 +12,23 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from app.db import get_engine
+from app.engine import checks as check_operations
 from app.engine import runs as operations
-from app.engine.dispatch import announce_cancel, dispatch, dispatch_retry
+from app.engine.dispatch import announce_cancel, dispatch, dispatch_checks, dispatch_retry
 from app.engine.runs import Started, queue_position
-from app.models import Message, Pipeline, Role, RunStatus, Task, User, Workspace
+from app.models import (
+    CHECK_ACTIVE,
+    Check,
+    Message,
+    Pipeline,
+    Role,
+    RunStatus,
+    Task,
+    User,
+    Workspace,
+)
 from app.services import ServiceError
-from app.services.access import message_for, require_role, run_for, task_for
+from app.services.access import check_for, message_for, require_role, run_for, task_for
 from app.services.agents import agents_of
 from app.services.threads import branch, tree
 from app.web.deps import CurrentUser, SessionDep
@@ -64,6 +75,12 @@ def task_context(
             .where(Pipeline.workspace_id == task.workspace_id)
             .order_by(col(Pipeline.name))
         ).all(),
+        "checks": {
+            check.message_id: check
+            for check in session.exec(
+                select(Check).where(col(Check.message_id).in_([m.id for m in shown.messages]))
+            ).all()
+        },
     }
 
 
@@ -171,8 +188,48 @@ def message_actions(
         session=session, message_id=message_id, user=user, min_role=Role.editor
     )
     context = task_context(session, task, user, message_id)
-    context.update(message=message, run=context["branch"].runs.get(message_id))
+    context.update(
+        message=message,
+        run=context["branch"].runs.get(message_id),
+        runnable=check_operations.has_code(message.content),
+    )
     return templates.TemplateResponse(request, "_actions.html", context)
+
+
+@router.post("/m/{message_id}/checks")
+def run_check_page(
+    request: Request, message_id: int, session: SessionDep, user: CurrentUser
+) -> Response:
+    """Run an answer's code in the sandbox; its check card appears under the answer."""
+    _, task = message_for(session=session, message_id=message_id, user=user, min_role=Role.editor)
+    try:
+        check = check_operations.create_check(
+            session=session, task=task, author=user, code_message_id=message_id
+        )
+    except ServiceError as exc:
+        return _refused(session, request, task, user, exc, message_id)
+    session.commit()
+    dispatch_checks([check.id])  # type: ignore[list-item]
+    return RedirectResponse(f"/t/{task.id}?at={check.message_id}", status_code=303)
+
+
+@router.get("/checks/{check_id}/card")
+def check_card(request: Request, check_id: int, session: SessionDep, user: CurrentUser) -> Response:
+    """A check's card as it is now: the fragment a running card polls to replace itself."""
+    check, task = check_for(session=session, check_id=check_id, user=user, min_role=Role.viewer)
+    role = require_role(session=session, workspace_id=task.workspace_id, user=user,
+                        min_role=Role.viewer)  # fmt: skip
+    context = {"check": check, "can_edit": role.allows(Role.editor)}
+    return templates.TemplateResponse(request, "_check.html", context)
+
+
+@router.post("/checks/{check_id}/cancel")
+def cancel_check_page(check_id: int, session: SessionDep, user: CurrentUser) -> Response:
+    check, task = check_for(session=session, check_id=check_id, user=user, min_role=Role.editor)
+    if check.status in CHECK_ACTIVE:
+        check_operations.cancel_check(session=session, check=check, actor=user)
+        session.commit()
+    return RedirectResponse(f"/t/{task.id}?at={check.message_id}", status_code=303)
 
 
 @router.post("/m/{message_id}/reply")
