@@ -371,3 +371,42 @@ def test_checks_sandbox_settings_reach_the_worker():
     assert limits.output_bytes == 5000
     assert check_lease(settings).total_seconds() == 17
     assert os.environ.get("SWITCHBOARD_BWRAP") is None  # the suite's checker uses the real one
+
+
+def test_compare_shows_each_columns_latest_check_and_the_board_the_best(
+    client, team, model_server, checker
+):
+    workspace, agents = team
+    coder, tester, explorer = agents[0], agents[1], agents[3]
+
+    def reply(received):
+        name = agent_name(received)
+        return answer({"Coder": BUGGY, "Explorer": CODE, "Tester": TESTS}.get(name, "hello"))
+
+    model_server.on(CHAT, reply)
+    task = start_task(client, workspace, [coder, explorer], brief="Write add(a, b).")
+    runs = wait_for_runs(client, task["id"], 2)
+    answers = [r["output_message_id"] for r in runs]
+    for answer_id in answers:
+        response = client.post(
+            f"/api/v1/messages/{answer_id}/handoffs",
+            json={"agent_id": tester.id, "instruction": "Test this."},
+        )
+        assert response.status_code == 201, response.text
+    wait_for_runs(client, task["id"], 4)
+    wait_until(lambda: len(checks_of(task["id"])) == 2, 30, "two automatic checks")
+    for check in checks_of(task["id"]):
+        wait_check(client, check.id)
+    comparison = client.post("/api/v1/comparisons", json={"message_ids": answers})
+    assert comparison.status_code == 201, comparison.text
+
+    page = client.get(f"/c/{comparison.json()['id']}")
+
+    assert page.status_code == 200
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(page.text, "html.parser")
+    assert soup.select_one("#column-A-check").get_text(strip=True) == "✗ 1/2"
+    assert soup.select_one("#column-B-check").get_text(strip=True) == "✓ 2/2"
+    board = BeautifulSoup(client.get(f"/w/{workspace.slug}").text, "html.parser")
+    assert board.select_one(f"#task-{task['id']}-check").get_text(strip=True) == "✓ 2/2"

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Callable
 from html import escape
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Header, Request
+from fastapi import APIRouter, Form, Header, Query, Request
 from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response, StreamingResponse
@@ -221,6 +221,20 @@ def check_card(request: Request, check_id: int, session: SessionDep, user: Curre
                         min_role=Role.viewer)  # fmt: skip
     context = {"check": check, "can_edit": role.allows(Role.editor)}
     return templates.TemplateResponse(request, "_check.html", context)
+
+
+@router.get("/checks/{check_id}/badge")
+def check_badge(
+    request: Request,
+    check_id: int,
+    session: SessionDep,
+    user: CurrentUser,
+    element_id: Annotated[str, Query(pattern=r"^[a-z][a-z0-9-]{0,60}$")] = "check-badge",
+) -> Response:
+    """A check's verdict badge as it is now (compare polls it while the check runs)."""
+    check, _ = check_for(session=session, check_id=check_id, user=user, min_role=Role.viewer)
+    context = {"check": check, "element_id": element_id}
+    return templates.TemplateResponse(request, "_check_badge.html", context)
 
 
 @router.post("/checks/{check_id}/cancel")
