@@ -27,6 +27,7 @@ from app.models import (
     User,
     Workspace,
 )
+from app.models.common import utcnow
 from app.services import ServiceError
 from app.services.access import check_for, message_for, require_role, run_for, task_for
 from app.services.agents import agents_of
@@ -75,6 +76,7 @@ def task_context(
             .where(Pipeline.workspace_id == task.workspace_id)
             .order_by(col(Pipeline.name))
         ).all(),
+        "check_slot": _awaiting_check(session, shown),
         "checks": {
             check.message_id: check
             for check in session.exec(
@@ -82,6 +84,16 @@ def task_context(
             ).all()
         },
     }
+
+
+def _awaiting_check(session: Session, shown: Any) -> int | None:
+    """The leaf answer when it holds tests whose check has not appeared yet (its card then
+    waits for the check: the Tester hand-off checks such an answer once it is finished)."""
+    leaf = shown.leaf
+    run = shown.runs.get(leaf.id) if leaf is not None else None
+    if leaf is None or run is None or run.status != RunStatus.succeeded:
+        return None
+    return leaf.id if check_operations.has_tests(leaf.content) else None
 
 
 @router.get("/t/{task_id}")
@@ -221,6 +233,27 @@ def check_card(request: Request, check_id: int, session: SessionDep, user: Curre
                         min_role=Role.viewer)  # fmt: skip
     context = {"check": check, "can_edit": role.allows(Role.editor)}
     return templates.TemplateResponse(request, "_check.html", context)
+
+
+@router.get("/m/{message_id}/check-slot")
+def check_slot(
+    request: Request, message_id: int, session: SessionDep, user: CurrentUser
+) -> Response:
+    """Under a finished answer that holds tests: its check's card once the check exists (put
+    after the answer, out of band), else the slot again, for a minute at most."""
+    message, task = message_for(
+        session=session, message_id=message_id, user=user, min_role=Role.viewer
+    )
+    check = session.exec(select(Check).where(Check.test_message_id == message_id)).first()
+    if check is None or check.message_id is None:
+        waited = (utcnow() - message.created_at).total_seconds()
+        waiting = {"message": message, "check_slot": message_id if waited < 60 else None}
+        return templates.TemplateResponse(request, "_check_slot.html", waiting)
+    context = task_context(session, task, user, check.message_id)
+    branch_shown = context["branch"]
+    node = session.get(Message, check.message_id)
+    context.update(message=node, run=None, siblings=branch_shown.siblings, position=None)
+    return templates.TemplateResponse(request, "_check_slot.html", context)
 
 
 @router.get("/checks/{check_id}/badge")
@@ -363,6 +396,12 @@ def _card(user: User, run_id: int, after: str | None = None) -> str:
             message=message, run=run, siblings=context["branch"].siblings,
             position=queue_position(session=session, run=run), live_after=after,
         )  # fmt: skip
+        if (
+            message is not None
+            and run.status == RunStatus.succeeded
+            and check_operations.has_tests(message.content)
+        ):
+            context["check_slot"] = message.id  # its check appears under it when it is made
         return templates.get_template("_message.html").render(context)
 
 
