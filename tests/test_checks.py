@@ -410,3 +410,25 @@ def test_compare_shows_each_columns_latest_check_and_the_board_the_best(
     assert soup.select_one("#column-B-check").get_text(strip=True) == "✓ 2/2"
     board = BeautifulSoup(client.get(f"/w/{workspace.slug}").text, "html.parser")
     assert board.select_one(f"#task-{task['id']}-check").get_text(strip=True) == "✓ 2/2"
+
+
+def test_a_checker_consumes_the_checks_queue_and_no_endpoints(team, worker, checker):
+    from app.redis_conn import WORKER_HEARTBEAT_PREFIX
+    from workers.celery_app import celery_app
+
+    redis = get_redis()
+    (key,) = [k for k in redis.scan_iter(f"{WORKER_HEARTBEAT_PREFIX}checker@*")]
+    endpoint_known = time.time()  # the team's endpoint exists from here on
+    # Two beats later the checker has looked at the endpoints at least once (each beat
+    # refreshes the key and then follows new endpoints, unless it is a checker).
+    wait_until(lambda: float(redis.get(key) or 0) > endpoint_known + 5, 30, "two beats")
+
+    queues = celery_app.control.inspect(timeout=5).active_queues() or {}
+
+    checker_queues = [q["name"] for name, qs in queues.items() if name.startswith("checker@")
+                      for q in qs]  # fmt: skip
+    worker_queues = [q["name"] for name, qs in queues.items() if name.startswith("suite@")
+                     for q in qs]  # fmt: skip
+    assert checker_queues == ["checks"]
+    assert any(q.startswith("runs.endpoint.") for q in worker_queues)  # the run worker does
+    assert "checks" not in worker_queues
