@@ -412,12 +412,17 @@ def test_compare_shows_each_columns_latest_check_and_the_board_the_best(
     assert board.select_one(f"#task-{task['id']}-check").get_text(strip=True) == "✓ 2/2"
 
 
-def test_a_checker_consumes_the_checks_queue_and_no_endpoints(team, worker, checker):
-    from app.redis_conn import WORKER_HEARTBEAT_PREFIX
+def test_a_checker_consumes_the_checks_queue_and_no_endpoints(client, team, worker, checker):
+    from app.redis_conn import CHECKER_HEARTBEAT_PREFIX, WORKER_HEARTBEAT_PREFIX
     from workers.celery_app import celery_app
 
     redis = get_redis()
-    (key,) = [k for k in redis.scan_iter(f"{WORKER_HEARTBEAT_PREFIX}checker@*")]
+    (key,) = [k for k in redis.scan_iter(f"{CHECKER_HEARTBEAT_PREFIX}checker@*")]
+    # A checker is not a worker that carries out runs: health does not count it as one.
+    assert not list(redis.scan_iter(f"{WORKER_HEARTBEAT_PREFIX}checker@*"))
+    assert not any(
+        w.startswith("checker@") for w in client.get("/healthz").json()["worker"]["workers"]
+    )
     endpoint_known = time.time()  # the team's endpoint exists from here on
     # Two beats later the checker has looked at the endpoints at least once (each beat
     # refreshes the key and then follows new endpoints, unless it is a checker).

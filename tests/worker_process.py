@@ -11,7 +11,7 @@ import time
 import psutil
 
 from app.paths import PROJECT_ROOT
-from app.redis_conn import WORKER_HEARTBEAT_PREFIX, connect
+from app.redis_conn import CHECKER_HEARTBEAT_PREFIX, WORKER_HEARTBEAT_PREFIX, connect
 
 
 class WorkerProcess:
@@ -40,11 +40,13 @@ class WorkerProcess:
             cwd=PROJECT_ROOT, env=self.env,
         )  # fmt: skip
         redis = connect(self.env["SWITCHBOARD_REDIS_URL"])
+        checker = self.queues == ["checks"]
+        prefix = CHECKER_HEARTBEAT_PREFIX if checker else WORKER_HEARTBEAT_PREFIX
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if any(
                 key.split(":", 2)[-1].startswith(f"{self.name}@")
-                for key in redis.scan_iter(match=f"{WORKER_HEARTBEAT_PREFIX}*")
+                for key in redis.scan_iter(match=f"{prefix}*")
             ):
                 return self
             assert self.process.poll() is None, "the worker exited at start"

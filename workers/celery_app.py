@@ -81,8 +81,7 @@ def consumes_checks(consumer: Any) -> bool:
 def _start_heartbeat(sender: Any = None, **_: Any) -> None:
     hostname = getattr(sender, "hostname", "worker")
     checker = consumes_checks(sender)
-    # A checker never follows the model endpoints' queues: agent runs are not its work.
-    heartbeat.start(hostname=hostname, app=celery_app, follow_endpoints=not checker)
+    heartbeat.start(hostname=hostname, app=celery_app, checker=checker)
     # What a crash left behind is picked up at once, not at the first beat.
     if checker:
         celery_app.send_task(SWEEP_CHECKS, queue=CHECKS_QUEUE)
