@@ -437,3 +437,25 @@ def test_a_checker_consumes_the_checks_queue_and_no_endpoints(client, team, work
     assert checker_queues == ["checks"]
     assert any(q.startswith("runs.endpoint.") for q in worker_queues)  # the run worker does
     assert "checks" not in worker_queues
+
+
+def test_a_check_delivered_twice_records_one_result(client, team, model_server, checker):
+    from app.engine.dispatch import dispatch_checks
+    from app.models import Event
+
+    task, answer_id = coder_answer(client, team, model_server)
+    check_id = client.post(f"/api/v1/messages/{answer_id}/checks").json()["id"]
+
+    assert dispatch_checks([check_id, check_id])  # a duplicate, and a redelivery, at once
+
+    check = wait_check(client, check_id)
+    redis = get_redis()
+    wait_until(
+        lambda: redis.hlen("unacked") == 0 and redis.llen("checks") == 0, 60, "every delivery"
+    )
+    assert check["status"] == "passed" and check["attempts"] == 1
+    with Session(get_engine()) as session:
+        verdicts = session.exec(
+            select(Event.verb).where(Event.subject_type == "check", Event.subject_id == check_id)
+        ).all()
+    assert sorted(verdicts) == ["passed", "queued"]
