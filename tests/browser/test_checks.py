@@ -74,6 +74,10 @@ def test_two_coders_answers_tested_and_compared(open_page, session, model_server
         expect(check).to_be_visible(timeout=30_000)
         expect(check.locator(".badge").first).to_have_text(verdict, timeout=60_000)
     expect(page.locator("#thread .check-failures")).to_have_count(0)  # the green one
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.goto(f"/t/{task_id}?at={coders[0].output_message_id}")
+    page.goto(page.url)  # the first branch, down to its check
+    page.screenshot(path=str(ARTIFACTS / "check-card.png"), full_page=True)
 
     # Compare the two Coders' answers: each column shows its check.
     page.goto(f"/t/{task_id}?at={coders[0].output_message_id}")
@@ -81,5 +85,4 @@ def test_two_coders_answers_tested_and_compared(open_page, session, model_server
     expect(page.locator("#compare-columns .compare-column")).to_have_count(2)
     expect(page.locator("#column-A-check")).to_have_text("✗ 1/2")
     expect(page.locator("#column-B-check")).to_have_text("✓ 2/2")
-    ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "compare-checks.png"), full_page=True)
