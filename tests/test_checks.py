@@ -417,7 +417,12 @@ def test_a_checker_consumes_the_checks_queue_and_no_endpoints(client, team, work
     from workers.celery_app import celery_app
 
     redis = get_redis()
-    (key,) = [k for k in redis.scan_iter(f"{CHECKER_HEARTBEAT_PREFIX}checker@*")]
+
+    def keys() -> list[str]:  # the suite empties Redis after each test; the next beat refills
+        return list(redis.scan_iter(f"{CHECKER_HEARTBEAT_PREFIX}checker@*"))
+
+    wait_until(keys, 30, "the checker's heartbeat")
+    (key,) = keys()
     # A checker is not a worker that carries out runs: health does not count it as one.
     assert not list(redis.scan_iter(f"{WORKER_HEARTBEAT_PREFIX}checker@*"))
     assert not any(
