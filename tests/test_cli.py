@@ -80,6 +80,9 @@ def test_up_starts_everything_signs_in_with_one_click_and_stops_on_ctrl_c(data_d
         assert link, "no sign-in link printed"
         children = psutil.Process(process.pid).children(recursive=True)
         assert len(children) >= 3  # Redis, the worker (and its pool), the web server
+        # The checker: its own Celery worker on the checks queue, and the sandbox's runtime.
+        assert any("checker@%h" in c.cmdline() and "checks" in c.cmdline() for c in children)
+        assert (data_dir / "check-runtime" / "bin" / "python").exists()
 
         base = f"http://127.0.0.1:{port}"
         health = None

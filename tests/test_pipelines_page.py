@@ -45,3 +45,23 @@ def test_a_pipeline_without_steps_is_refused(client, session, team):
         "between 1 and 6 steps"
         in BeautifulSoup(response.text, "html.parser").find(id="page-error").text
     )
+
+
+def test_a_pipeline_with_a_check_step_from_the_page(client, session, team):
+    workspace, (coder, tester, *_) = team
+    created = client.post(
+        f"/w/{workspace.slug}/pipelines",
+        data={"name": "Until green",
+              "step_agent": [str(coder.id), str(tester.id), str(coder.id)],
+              "step_instruction": ["", "Test this.", "Fix it."],
+              "max_rounds": "3", "stop_when_checks_pass": "true"},
+        follow_redirects=True,
+    )  # fmt: skip
+    assert created.status_code == 200
+    pipeline = session.exec(select(Pipeline)).one()
+    # Stopping when the checks pass needs the check step: it is turned on with it.
+    assert (pipeline.run_checks, pipeline.stop_when_checks_pass) == (True, True)
+    listed = BeautifulSoup(created.text, "html.parser").find(id=f"pipeline-{pipeline.id}")
+    assert "runs checks" in listed.text and "stops when the checks pass" in listed.text
+    page = BeautifulSoup(client.get(f"/w/{workspace.slug}/pipelines").text, "html.parser")
+    assert page.find(id="pipeline-run-checks") and page.find(id="pipeline-stop-when-green")

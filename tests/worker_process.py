@@ -11,13 +11,21 @@ import time
 import psutil
 
 from app.paths import PROJECT_ROOT
-from app.redis_conn import WORKER_HEARTBEAT_PREFIX, connect
+from app.redis_conn import CHECKER_HEARTBEAT_PREFIX, WORKER_HEARTBEAT_PREFIX, connect
 
 
 class WorkerProcess:
-    def __init__(self, *, name: str, concurrency: int = 4, env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        *,
+        name: str,
+        concurrency: int = 4,
+        env: dict[str, str] | None = None,
+        queues: list[str] | None = None,
+    ):
         self.name = name
         self.concurrency = concurrency
+        self.queues = queues  # None: the default queue and every endpoint's (a run worker)
         self.env = {**os.environ, **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -27,15 +35,18 @@ class WorkerProcess:
                 sys.executable, "-m", "celery", "--app", "workers.celery_app", "worker",
                 "--concurrency", str(self.concurrency), "--loglevel", "WARNING",
                 "--hostname", f"{self.name}@%h", "--without-mingle", "--without-gossip",
+                *(["--queues", ",".join(self.queues)] if self.queues else []),
             ],
             cwd=PROJECT_ROOT, env=self.env,
         )  # fmt: skip
         redis = connect(self.env["SWITCHBOARD_REDIS_URL"])
+        checker = self.queues == ["checks"]
+        prefix = CHECKER_HEARTBEAT_PREFIX if checker else WORKER_HEARTBEAT_PREFIX
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if any(
                 key.split(":", 2)[-1].startswith(f"{self.name}@")
-                for key in redis.scan_iter(match=f"{WORKER_HEARTBEAT_PREFIX}*")
+                for key in redis.scan_iter(match=f"{prefix}*")
             ):
                 return self
             assert self.process.poll() is None, "the worker exited at start"

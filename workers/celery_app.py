@@ -13,7 +13,7 @@ from celery import Celery
 from celery.signals import worker_ready, worker_shutdown
 
 from app.config import Settings, SettingsError, get_settings
-from app.engine.dispatch import SWEEP_RUNS
+from app.engine.dispatch import CHECKS_QUEUE, SWEEP_CHECKS, SWEEP_RUNS
 from app.redis_conn import celery_broker_url
 from workers import heartbeat
 
@@ -55,7 +55,14 @@ def create_celery(settings: Settings) -> Celery:
         timezone="UTC",
         # A request must not hang on a dead broker: fail fast, the sweeper sends it later.
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2},
-        beat_schedule={"sweep-runs": {"task": SWEEP_RUNS, "schedule": SWEEP_INTERVAL_S}},
+        beat_schedule={
+            "sweep-runs": {"task": SWEEP_RUNS, "schedule": SWEEP_INTERVAL_S},
+            "sweep-checks": {
+                "task": SWEEP_CHECKS,
+                "schedule": SWEEP_INTERVAL_S,
+                "options": {"queue": CHECKS_QUEUE},
+            },
+        },
     )
     check_delivery_settings(app.conf)
     return app
@@ -64,12 +71,22 @@ def create_celery(settings: Settings) -> Celery:
 celery_app = create_celery(get_settings())
 
 
+def consumes_checks(consumer: Any) -> bool:
+    """Whether this worker is a checker (it consumes the checks queue, and nothing else)."""
+    queues = getattr(getattr(consumer, "task_consumer", None), "queues", None) or []
+    return any(queue.name == CHECKS_QUEUE for queue in queues)
+
+
 @worker_ready.connect
 def _start_heartbeat(sender: Any = None, **_: Any) -> None:
     hostname = getattr(sender, "hostname", "worker")
-    heartbeat.start(hostname=hostname, app=celery_app)
-    # Runs left behind by a crash are picked up at once, not at the first beat.
-    celery_app.send_task(SWEEP_RUNS)
+    checker = consumes_checks(sender)
+    heartbeat.start(hostname=hostname, app=celery_app, checker=checker)
+    # What a crash left behind is picked up at once, not at the first beat.
+    if checker:
+        celery_app.send_task(SWEEP_CHECKS, queue=CHECKS_QUEUE)
+    else:
+        celery_app.send_task(SWEEP_RUNS)
 
 
 @worker_shutdown.connect

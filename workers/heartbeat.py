@@ -18,6 +18,7 @@ from app.db import get_engine
 from app.engine.dispatch import endpoint_queue
 from app.models import ModelEndpoint
 from app.redis_conn import (
+    CHECKER_HEARTBEAT_PREFIX,
     WORKER_HEARTBEAT_INTERVAL_S,
     WORKER_HEARTBEAT_PREFIX,
     WORKER_HEARTBEAT_TTL_S,
@@ -39,24 +40,27 @@ def _sync_queues(app: Celery, hostname: str, consuming: set[str]) -> None:
             consuming.add(queue)
 
 
-def _beat(key: str, app: Celery, hostname: str) -> None:
+def _beat(key: str, app: Celery, hostname: str, checker: bool) -> None:
     consuming: set[str] = set()
     while not _stop.is_set():
         try:
             get_redis().set(key, str(time.time()), ex=WORKER_HEARTBEAT_TTL_S)
-            _sync_queues(app, hostname, consuming)
+            if not checker:  # agent runs are not a checker's work
+                _sync_queues(app, hostname, consuming)
         except (redis.RedisError, KombuError, SQLAlchemyError) as exc:
             log.warning("worker heartbeat failed: %s", exc)
         _stop.wait(WORKER_HEARTBEAT_INTERVAL_S)
 
 
-def start(*, hostname: str, app: Celery) -> None:
-    """Begin beating (and following new endpoints' queues) in a thread of the main process."""
+def start(*, hostname: str, app: Celery, checker: bool = False) -> None:
+    """Begin beating (and, unless a checker, following new endpoints' queues) in a thread of
+    the main process."""
     global _key
-    _key = f"{WORKER_HEARTBEAT_PREFIX}{hostname}:{os.getpid()}"
+    prefix = CHECKER_HEARTBEAT_PREFIX if checker else WORKER_HEARTBEAT_PREFIX
+    _key = f"{prefix}{hostname}:{os.getpid()}"
     _stop.clear()
     threading.Thread(
-        target=_beat, args=(_key, app, hostname), name="heartbeat", daemon=True
+        target=_beat, args=(_key, app, hostname, checker), name="heartbeat", daemon=True
     ).start()
 
 

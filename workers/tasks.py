@@ -8,8 +8,16 @@ from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from app.config import get_settings
-from app.engine import pipelines, runner, sweeper
-from app.engine.dispatch import ADVANCE_PIPELINE, RUN_AGENT, SWEEP_RUNS, dispatch
+from app.engine import checks, pipelines, runner, sweeper
+from app.engine.dispatch import (
+    ADVANCE_PIPELINE,
+    RUN_AGENT,
+    RUN_CHECK,
+    SWEEP_CHECKS,
+    SWEEP_RUNS,
+    dispatch,
+    dispatch_checks,
+)
 from app.redis_conn import get_redis
 from workers.celery_app import celery_app
 
@@ -21,6 +29,8 @@ def run_agent(self: Task, run_id: int) -> None:
     worker = f"{self.request.hostname}:{os.getpid()}"
     try:
         runner.execute_run(run_id=run_id, worker=worker, settings=settings, client=get_redis())
+        # A hand-off's answer holding tests is checked against the answer it was handed.
+        dispatch_checks(checks.auto_check(run_id=run_id))
     except runner.Requeue:
         raise self.retry(countdown=1) from None
     except SoftTimeLimitExceeded:
@@ -44,6 +54,28 @@ def run_agent(self: Task, run_id: int) -> None:
 def advance_pipeline(run_id: int) -> None:
     """After a pipeline step: start the next hand-off, unless the pipeline is done."""
     dispatch(pipelines.advance(run_id=run_id))
+
+
+@celery_app.task(bind=True, name=RUN_CHECK, max_retries=None)
+def run_check(self: Task, check_id: int) -> None:
+    """Run one check in the sandbox (idempotent: a redelivered check is claimed at most once);
+    a pipeline waiting on it goes on."""
+    worker = f"{self.request.hostname}:{os.getpid()}"
+    try:
+        if checks.execute_check(check_id=check_id, worker=worker, settings=get_settings()):
+            dispatch(pipelines.advance_after_check(check_id=check_id))
+    except Exception as exc:
+        checks.end_check(
+            check_id=check_id, status=checks.CheckStatus.error,
+            reason=f"The checker hit an unexpected error ({type(exc).__name__}); it is logged.",
+        )  # fmt: skip
+        raise
+
+
+@celery_app.task(name=SWEEP_CHECKS)
+def sweep_checks() -> None:
+    """Send again the checks a dead checker or a lost message left behind."""
+    dispatch_checks(checks.sweep_checks(settings=get_settings()))
 
 
 @celery_app.task(name=SWEEP_RUNS)

@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 RUN_AGENT = "switchboard.run_agent"
 ADVANCE_PIPELINE = "switchboard.advance_pipeline"
 SWEEP_RUNS = "switchboard.sweep_runs"
+RUN_CHECK = "switchboard.run_check"
+SWEEP_CHECKS = "switchboard.sweep_checks"
+# Checks have a queue of their own, consumed only by the checker worker (its own concurrency).
+CHECKS_QUEUE = "checks"
 
 
 def endpoint_queue(endpoint_id: int) -> str:
@@ -109,3 +113,17 @@ def dispatch_retry(run_id: int) -> bool:
     attempt's end), then the queue."""
     get_redis().delete(live.run_stream(run_id), live.cancel_flag(run_id))
     return dispatch([run_id])
+
+
+def dispatch_checks(check_ids: list[int]) -> bool:
+    """Queue committed checks on the checks queue; False when the broker is unreachable (they
+    stay queued in SQL and the checks sweeper sends them later)."""
+    app = producer()
+    sent = True
+    for check_id in check_ids:
+        try:
+            app.send_task(RUN_CHECK, args=[check_id], queue=CHECKS_QUEUE)
+        except (KombuError, redis.RedisError, OSError) as exc:
+            log.warning("could not queue check %s (the sweeper will retry): %s", check_id, exc)
+            sent = False
+    return sent

@@ -4,6 +4,11 @@ A pipeline's first step answers the starting message; the steps after it form th
 run ``max_rounds`` times (Coder → [Tester → Coder fixes] × N). A reply that starts with the
 stop word (e.g. PASS) ends it early. Each step is an ordinary hand-off run, chained on Celery:
 when one finishes, ``advance`` creates the next and returns it for the worker to send.
+
+With ``run_checks``, a step whose answer holds tests is checked against the answer it was
+handed (``app.engine.checks.auto_check``); the pipeline then waits for the check, and the next
+step is handed the check's summary (``advance_after_check``), so the fixer sees what failed.
+``stop_when_checks_pass`` ends the pipeline at the first check that passes.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from sqlmodel import Session, col, select
 
 from app.db import session_scope
 from app.engine.runs import Started, hand_off, rerun
-from app.models import Agent, Message, Pipeline, Run, RunStatus, Task, User
+from app.models import Agent, Check, CheckStatus, Message, Pipeline, Run, RunStatus, Task, User
 from app.services import Conflict, NotFound, ServiceError
 from app.services.workspaces import record_event
 
@@ -30,6 +35,8 @@ def create_pipeline(
     steps: list[dict[str, Any]],
     max_rounds: int = 1,
     stop_word: str | None = None,
+    run_checks: bool = False,
+    stop_when_checks_pass: bool = False,
 ) -> Pipeline:
     """Save a pipeline; steps are ``{"agent_id": …, "instruction": …}``, in order."""
     name = name.strip()
@@ -59,6 +66,8 @@ def create_pipeline(
         steps=clean_steps,
         max_rounds=max_rounds,
         stop_word=(stop_word or "").strip() or None,
+        run_checks=run_checks or stop_when_checks_pass,
+        stop_when_checks_pass=stop_when_checks_pass,
         created_by_id=author.id,
     )
     session.add(pipeline)
@@ -119,19 +128,54 @@ def advance(*, run_id: int) -> list[int]:
         stop = pipeline.stop_word
         if stop and answer.content.lstrip().lower().startswith(stop.lower()):
             return []
-        following = next_step(pipeline, run.pipeline_round or 0, run.pipeline_step or 0)
-        if following is None:
+        if (
+            pipeline.run_checks
+            and session.exec(select(Check.id).where(Check.test_message_id == answer.id)).first()
+        ):
+            return []  # the check's end carries the pipeline on (advance_after_check)
+        return _hand_on(session, task, pipeline, answer, run.pipeline_round, run.pipeline_step)
+
+
+def advance_after_check(*, check_id: int) -> list[int]:
+    """After a pipeline's check: stop when it passed (if asked to), else hand its summary to
+    the next step. The run ids to dispatch."""
+    with session_scope() as session:
+        check = session.get(Check, check_id)
+        if check is None or check.pipeline_id is None or check.message_id is None:
             return []
-        # Idempotent under redelivery: this answer is handed on at most once.
-        if session.exec(
-            select(Message.id).where(col(Message.parent_id) == answer.id).limit(1)
-        ).first():
+        if check.status not in (CheckStatus.passed, CheckStatus.failed, CheckStatus.error):
+            return []  # unavailable or cancelled: nothing a fixer could act on
+        pipeline = session.get(Pipeline, check.pipeline_id)
+        node = session.get(Message, check.message_id)
+        task = session.get(Task, check.task_id)
+        if pipeline is None or node is None or task is None:
             return []
-        round_, step = following
-        spec = pipeline.steps[step]
-        started = hand_off(
-            session=session, task=task, author=None, message_id=answer.id,  # type: ignore[arg-type]
-            agent_id=spec["agent_id"], instruction=spec["instruction"], pipeline=pipeline,
-            pipeline_round=round_, pipeline_step=step,
-        )  # fmt: skip
-        return [r.id for r in started.runs if r.id is not None]
+        if check.status == CheckStatus.passed and pipeline.stop_when_checks_pass:
+            return []
+        return _hand_on(session, task, pipeline, node, check.pipeline_round, check.pipeline_step)
+
+
+def _hand_on(
+    session: Session,
+    task: Task,
+    pipeline: Pipeline,
+    message: Message,
+    round_: int | None,
+    step: int | None,
+) -> list[int]:
+    following = next_step(pipeline, round_ or 0, step or 0)
+    if following is None:
+        return []
+    # Idempotent under redelivery: a message is handed on at most once.
+    if session.exec(
+        select(Message.id).where(col(Message.parent_id) == message.id).limit(1)
+    ).first():
+        return []
+    next_round, next_index = following
+    spec = pipeline.steps[next_index]
+    started = hand_off(
+        session=session, task=task, author=None, message_id=message.id,  # type: ignore[arg-type]
+        agent_id=spec["agent_id"], instruction=spec["instruction"], pipeline=pipeline,
+        pipeline_round=next_round, pipeline_step=next_index,
+    )  # fmt: skip
+    return [r.id for r in started.runs if r.id is not None]

@@ -11,7 +11,9 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, func, select
 
 from app.models import (
+    CHECK_ACTIVE,
     Agent,
+    Check,
     Message,
     MessageRole,
     Model,
@@ -276,9 +278,13 @@ def hand_off(
     """Send an agent's answer on to another agent with an instruction ("test this"): the
     instruction becomes the next message of that branch and the agent answers it."""
     answer = _task_message(session, task, message_id)
-    if answer.role != MessageRole.assistant:
+    check = session.exec(select(Check).where(Check.message_id == answer.id)).first()
+    if check is not None:  # a check's summary: handed on once the check is over
+        if check.status in CHECK_ACTIVE:
+            raise ServiceError("Wait until the check is finished before handing it off.")
+    elif answer.role != MessageRole.assistant:
         raise ServiceError("Hand off an agent's answer, not a user message.")
-    if not _run_of(session, answer.id, RunStatus.succeeded):  # type: ignore[arg-type]
+    elif not _run_of(session, answer.id, RunStatus.succeeded):  # type: ignore[arg-type]
         raise ServiceError("Wait until the answer is finished before handing it off.")
     agents = _agents(session, task, [agent_id])
     instruction_message = _add_message(

@@ -35,6 +35,11 @@ from app.models.endpoints import (  # noqa: E402
     ModelUpdate,
 )
 from app.models.work import (  # noqa: E402
+    CHECK_ACTIVE,
+    Check,
+    CheckCreate,
+    CheckPublic,
+    CheckStatus,
     Message,
     MessagePublic,
     MessageRole,
@@ -69,6 +74,11 @@ for _table in SQLModel.metadata.tables.values():
     _table.dialect_options["sqlite"]["autoincrement"] = True
 
 __all__ = [
+    "CHECK_ACTIVE",
+    "Check",
+    "CheckCreate",
+    "CheckPublic",
+    "CheckStatus",
     "ComparisonCreate",
     "ComparisonPublic",
     "MainBranch",

@@ -128,8 +128,72 @@ class Pipeline(SQLModel, table=True):
     max_rounds: int = Field(default=1)
     # A reply starting with this word (e.g. PASS) ends the pipeline early.
     stop_word: str | None = Field(default=None, sa_type=sa.String(40))
+    # Check step: a step's answer that holds tests is run against the answer it was handed;
+    # the next step starts from the check, so its agent sees what failed.
+    run_checks: bool = Field(default=False)
+    stop_when_checks_pass: bool = Field(default=False)
     created_by_id: int | None = Field(default=None, foreign_key="user.id", ondelete="SET NULL")
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class CheckStatus(StrEnum):
+    queued = "queued"
+    running = "running"
+    passed = "passed"
+    failed = "failed"
+    error = "error"  # the code could not be run as given (no code, a crash, a timeout)
+    unavailable = "unavailable"  # the sandbox cannot start here; nothing ran
+    cancelled = "cancelled"
+
+
+CHECK_ACTIVE = (CheckStatus.queued, CheckStatus.running)
+
+
+class Check(SQLModel, table=True):
+    """An answer's code (and optionally another answer's tests) run once in the sandbox.
+
+    Its summary is a message of the tree (``message_id``) under the answer that was checked, so
+    the next agent on that branch sees what failed. That message has the role ``user``: it is
+    what the agent is told, and a new role would mean rebuilding the message table on SQLite
+    (whose DROP TABLE cascades into every run).
+    """
+
+    __tablename__ = "code_check"  # "check" is an SQL keyword
+    __table_args__ = (
+        choice_check("status", CheckStatus, "status_valid"),
+        sa.Index("ix_code_check_status_queued_at", "status", "queued_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    task_id: int = Field(foreign_key="task.id", ondelete="CASCADE", index=True)
+    code_message_id: int = Field(foreign_key="message.id", ondelete="CASCADE", index=True)
+    test_message_id: int | None = Field(
+        default=None, foreign_key="message.id", ondelete="CASCADE", index=True
+    )
+    message_id: int | None = Field(
+        default=None, foreign_key="message.id", ondelete="SET NULL", unique=True
+    )
+    status: str = Field(default=CheckStatus.queued, sa_type=sa.String(16))
+    exit_code: int | None = Field(default=None)
+    tests_passed: int | None = Field(default=None)
+    tests_failed: int | None = Field(default=None)
+    tests_errors: int | None = Field(default=None)
+    # [{"name": "test_x", "message": "AssertionError: ..."}], at most MAX_FAILURES
+    failures: list[dict[str, str]] = Field(default_factory=list, sa_type=sa.JSON)
+    output: str = Field(default="", sa_type=sa.Text)  # the tail of stdout then stderr
+    output_truncated: bool = Field(default=False)
+    duration_s: float | None = Field(default=None)
+    reason: str | None = Field(default=None, sa_type=sa.Text)
+    attempts: int = Field(default=0)
+    pipeline_id: int | None = Field(default=None, foreign_key="pipeline.id", ondelete="SET NULL")
+    pipeline_round: int | None = Field(default=None)
+    pipeline_step: int | None = Field(default=None)
+    created_by_id: int | None = Field(default=None, foreign_key="user.id", ondelete="SET NULL")
+    queued_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    claimed_by: str | None = Field(default=None, sa_type=sa.String(200))
+    lease_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class TaskCreate(SQLModel):
@@ -212,6 +276,8 @@ class PipelineCreate(SQLModel):
     steps: list[dict[str, Any]] = Field(min_length=1, max_length=6)
     max_rounds: int = Field(default=1, ge=1, le=10)
     stop_word: str | None = Field(default=None, max_length=40)
+    run_checks: bool = False
+    stop_when_checks_pass: bool = False
 
 
 class PipelinePublic(SQLModel):
@@ -221,3 +287,34 @@ class PipelinePublic(SQLModel):
     steps: list[dict[str, Any]]
     max_rounds: int
     stop_word: str | None
+    run_checks: bool
+    stop_when_checks_pass: bool
+
+
+class CheckCreate(SQLModel):
+    """Run an answer's code; with ``test_message_id``, that answer's tests against it."""
+
+    test_message_id: int | None = None
+
+
+class CheckPublic(SQLModel):
+    id: int
+    task_id: int
+    code_message_id: int
+    test_message_id: int | None
+    message_id: int | None
+    status: str
+    exit_code: int | None
+    tests_passed: int | None
+    tests_failed: int | None
+    tests_errors: int | None
+    failures: list[dict[str, str]]
+    output: str
+    output_truncated: bool
+    duration_s: float | None
+    reason: str | None
+    attempts: int
+    pipeline_id: int | None
+    queued_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None

@@ -21,6 +21,7 @@ from app.services import ServiceError
 from app.services import comparisons as service
 from app.services.access import comparison_for, require_role, task_for
 from app.services.agents import agents_of
+from app.services.checks import latest_checks
 from app.services.threads import answers_to
 from app.web.deps import CurrentUser, SessionDep
 from app.web.templating import render
@@ -56,6 +57,7 @@ def _context(session: Session, comparison: Comparison, user: User, baseline: int
         "any_live": any(c.live for c in columns),
         "my_vote": mine,
         "my_vote_label": label,
+        "checks_by_message": latest_checks(session=session, message_ids=message_ids),
         # for the live cards (the shared message partial)
         "agents": agents,
         "agents_by_id": {a.id: a for a in agents},

@@ -16,6 +16,7 @@ from app.engine.dispatch import dispatch
 from app.models import Role, Task, TaskStatus, Workspace
 from app.services import ServiceError, board
 from app.services.access import task_for
+from app.services.checks import best_checks
 from app.services.demo import create_demo_workspace
 from app.services.tasks import create_task, update_task
 from app.services.workspaces import (
@@ -97,6 +98,7 @@ def _board_context(session: Session, access: Access) -> dict[str, Any]:
         "statuses": list(TaskStatus),
         "has_tasks": any(c.total for c in cols),
         "active": board.active_runs(session=session, task_ids=shown),
+        "best_checks": best_checks(session=session, task_ids=shown),
         "agents": agents,
         "agents_by_id": {row.agent.id: row.agent for row in agents},
         "feed": board.feed(session=session, workspace=workspace),
@@ -128,7 +130,11 @@ def column_page(
         session=session, workspace=workspace, status=status, offset=max(offset, 0)
     )
     ids = [task.id for task in column.tasks if task.id is not None]
-    context.update(column=column, active=board.active_runs(session=session, task_ids=ids))
+    context.update(
+        column=column,
+        active=board.active_runs(session=session, task_ids=ids),
+        best_checks=best_checks(session=session, task_ids=ids),
+    )
     return render(request, "workspace.html", context, block="column_items")
 
 

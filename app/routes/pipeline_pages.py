@@ -55,6 +55,8 @@ def create_pipeline_page(
     step_instruction: Annotated[list[str] | None, Form()] = None,
     max_rounds: Annotated[int, Form(ge=1, le=10)] = 1,
     stop_word: Annotated[str, Form(max_length=40)] = "",
+    run_checks: Annotated[bool, Form()] = False,
+    stop_when_checks_pass: Annotated[bool, Form()] = False,
 ) -> Response:
     workspace = access.workspace
     agents = step_agent or []
@@ -68,7 +70,8 @@ def create_pipeline_page(
         ]  # fmt: skip
         create_pipeline(
             session=session, workspace_id=workspace.id, author=user, name=name,  # type: ignore[arg-type]
-            steps=steps, max_rounds=max_rounds, stop_word=stop_word,
+            steps=steps, max_rounds=max_rounds, stop_word=stop_word, run_checks=run_checks,
+            stop_when_checks_pass=stop_when_checks_pass,
         )  # fmt: skip
     except ServiceError as exc:
         session.rollback()

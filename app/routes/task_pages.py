@@ -6,18 +6,30 @@ from collections.abc import AsyncIterator, Callable
 from html import escape
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Header, Request
+from fastapi import APIRouter, Form, Header, Query, Request
 from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from app.db import get_engine
+from app.engine import checks as check_operations
 from app.engine import runs as operations
-from app.engine.dispatch import announce_cancel, dispatch, dispatch_retry
+from app.engine.dispatch import announce_cancel, dispatch, dispatch_checks, dispatch_retry
 from app.engine.runs import Started, queue_position
-from app.models import Message, Pipeline, Role, RunStatus, Task, User, Workspace
+from app.models import (
+    CHECK_ACTIVE,
+    Check,
+    Message,
+    Pipeline,
+    Role,
+    RunStatus,
+    Task,
+    User,
+    Workspace,
+)
+from app.models.common import utcnow
 from app.services import ServiceError
-from app.services.access import message_for, require_role, run_for, task_for
+from app.services.access import check_for, message_for, require_role, run_for, task_for
 from app.services.agents import agents_of
 from app.services.comparisons import battle
 from app.services.threads import branch, tree
@@ -66,7 +78,24 @@ def task_context(
             .where(Pipeline.workspace_id == task.workspace_id)
             .order_by(col(Pipeline.name))
         ).all(),
+        "check_slot": _awaiting_check(session, shown),
+        "checks": {
+            check.message_id: check
+            for check in session.exec(
+                select(Check).where(col(Check.message_id).in_([m.id for m in shown.messages]))
+            ).all()
+        },
     }
+
+
+def _awaiting_check(session: Session, shown: Any) -> int | None:
+    """The leaf answer when it holds tests whose check has not appeared yet (its card then
+    waits for the check: the Tester hand-off checks such an answer once it is finished)."""
+    leaf = shown.leaf
+    run = shown.runs.get(leaf.id) if leaf is not None else None
+    if leaf is None or run is None or run.status != RunStatus.succeeded:
+        return None
+    return leaf.id if check_operations.has_tests(leaf.content) else None
 
 
 @router.get("/t/{task_id}")
@@ -192,8 +221,83 @@ def message_actions(
         session=session, message_id=message_id, user=user, min_role=Role.editor
     )
     context = task_context(session, task, user, message_id)
-    context.update(message=message, run=context["branch"].runs.get(message_id))
+    context.update(
+        message=message,
+        run=context["branch"].runs.get(message_id),
+        runnable=check_operations.has_code(message.content),
+    )
     return templates.TemplateResponse(request, "_actions.html", context)
+
+
+@router.post("/m/{message_id}/checks")
+def run_check_page(
+    request: Request, message_id: int, session: SessionDep, user: CurrentUser
+) -> Response:
+    """Run an answer's code in the sandbox; its check card appears under the answer."""
+    _, task = message_for(session=session, message_id=message_id, user=user, min_role=Role.editor)
+    try:
+        check = check_operations.create_check(
+            session=session, task=task, author=user, code_message_id=message_id
+        )
+    except ServiceError as exc:
+        return _refused(session, request, task, user, exc, message_id)
+    session.commit()
+    dispatch_checks([check.id])  # type: ignore[list-item]
+    return RedirectResponse(f"/t/{task.id}?at={check.message_id}", status_code=303)
+
+
+@router.get("/checks/{check_id}/card")
+def check_card(request: Request, check_id: int, session: SessionDep, user: CurrentUser) -> Response:
+    """A check's card as it is now: the fragment a running card polls to replace itself."""
+    check, task = check_for(session=session, check_id=check_id, user=user, min_role=Role.viewer)
+    role = require_role(session=session, workspace_id=task.workspace_id, user=user,
+                        min_role=Role.viewer)  # fmt: skip
+    context = {"check": check, "can_edit": role.allows(Role.editor)}
+    return templates.TemplateResponse(request, "_check.html", context)
+
+
+@router.get("/m/{message_id}/check-slot")
+def check_slot(
+    request: Request, message_id: int, session: SessionDep, user: CurrentUser
+) -> Response:
+    """Under a finished answer that holds tests: its check's card once the check exists (put
+    after the answer, out of band), else the slot again, for a minute at most."""
+    message, task = message_for(
+        session=session, message_id=message_id, user=user, min_role=Role.viewer
+    )
+    check = session.exec(select(Check).where(Check.test_message_id == message_id)).first()
+    if check is None or check.message_id is None:
+        waited = (utcnow() - message.created_at).total_seconds()
+        waiting = {"message": message, "check_slot": message_id if waited < 60 else None}
+        return templates.TemplateResponse(request, "_check_slot.html", waiting)
+    context = task_context(session, task, user, check.message_id)
+    branch_shown = context["branch"]
+    node = session.get(Message, check.message_id)
+    context.update(message=node, run=None, siblings=branch_shown.siblings, position=None)
+    return templates.TemplateResponse(request, "_check_slot.html", context)
+
+
+@router.get("/checks/{check_id}/badge")
+def check_badge(
+    request: Request,
+    check_id: int,
+    session: SessionDep,
+    user: CurrentUser,
+    element_id: Annotated[str, Query(pattern=r"^[a-z][a-z0-9-]{0,60}$")] = "check-badge",
+) -> Response:
+    """A check's verdict badge as it is now (compare polls it while the check runs)."""
+    check, _ = check_for(session=session, check_id=check_id, user=user, min_role=Role.viewer)
+    context = {"check": check, "element_id": element_id}
+    return templates.TemplateResponse(request, "_check_badge.html", context)
+
+
+@router.post("/checks/{check_id}/cancel")
+def cancel_check_page(check_id: int, session: SessionDep, user: CurrentUser) -> Response:
+    check, task = check_for(session=session, check_id=check_id, user=user, min_role=Role.editor)
+    if check.status in CHECK_ACTIVE:
+        check_operations.cancel_check(session=session, check=check, actor=user)
+        session.commit()
+    return RedirectResponse(f"/t/{task.id}?at={check.message_id}", status_code=303)
 
 
 @router.post("/m/{message_id}/reply")
@@ -313,6 +417,12 @@ def _card(user: User, run_id: int, after: str | None = None) -> str:
             message=message, run=run, siblings=context["branch"].siblings,
             position=queue_position(session=session, run=run), live_after=after,
         )  # fmt: skip
+        if (
+            message is not None
+            and run.status == RunStatus.succeeded
+            and check_operations.has_tests(message.content)
+        ):
+            context["check_slot"] = message.id  # its check appears under it when it is made
         return templates.get_template("_message.html").render(context)
 
 

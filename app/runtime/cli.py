@@ -87,6 +87,26 @@ def worker_argv(settings: Settings) -> list[str]:
     ]  # fmt: skip
 
 
+def checker_argv(settings: Settings) -> list[str]:
+    """A Celery worker for the checks queue only, with its own concurrency (no beat: the run
+    worker's beat sends the checks sweep to this queue)."""
+    return [
+        sys.executable, "-m", "celery", "--app", "workers.celery_app", "worker",
+        "--loglevel", settings.log_level.upper(), "--concurrency", str(settings.check_concurrency),
+        "--optimization", "fair", "--hostname", "checker@%h", "--queues", "checks",
+    ]  # fmt: skip
+
+
+def prepare_checks(settings: Settings) -> None:
+    """Make the sandbox's runtime in the data folder, and say when checks cannot run here."""
+    from app.checks.sandbox import prepare_runtime, sandbox_problem
+
+    prepare_runtime(settings.data_path / "check-runtime")
+    problem = sandbox_problem(settings.bwrap)
+    if problem:
+        typer.echo(f"switchboard: checks will end unavailable: {problem}", err=True)
+
+
 def migrate_database(settings: Settings) -> None:
     from app.runtime.migrate import upgrade_to_head
     from app.runtime.preflight import PreflightError, check_database
@@ -159,7 +179,9 @@ def up() -> None:
         raise fail(str(exc)) from None
 
     env = child_env(settings)
+    prepare_checks(settings)
     supervisor.spawn("worker", worker_argv(settings), env)
+    supervisor.spawn("checker", checker_argv(settings), env)
     supervisor.spawn("web", web_argv(settings), env)
     base = public_base_url(settings)
     typer.echo(
@@ -179,9 +201,16 @@ def web() -> None:
 
 
 @cli.command()
-def worker() -> None:
-    """Run only a Celery worker that carries out agent runs."""
+def worker(
+    checks: Annotated[
+        bool, typer.Option("--checks", help="Run sandboxed checks (the checks queue) instead.")
+    ] = False,
+) -> None:
+    """Run only a Celery worker that carries out agent runs (or, with --checks, checks)."""
     settings = load()
+    if checks:
+        prepare_checks(settings)
+        os.execv(sys.executable, checker_argv(settings))
     os.execv(sys.executable, worker_argv(settings))
 
 

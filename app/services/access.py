@@ -9,6 +9,7 @@ from sqlmodel import Session, SQLModel, select
 
 from app.models import (
     Agent,
+    Check,
     Comparison,
     Membership,
     Message,
@@ -79,3 +80,9 @@ def comparison_for(
     comparison = _get(session, Comparison, comparison_id, "comparison")
     task = task_for(session=session, task_id=comparison.task_id, user=user, min_role=min_role)
     return comparison, task
+
+
+def check_for(*, session: Session, check_id: int, user: User, min_role: Role) -> tuple[Check, Task]:
+    check = _get(session, Check, check_id, "check")
+    task = task_for(session=session, task_id=check.task_id, user=user, min_role=min_role)
+    return check, task

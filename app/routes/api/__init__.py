@@ -4,6 +4,7 @@ from fastapi import APIRouter
 
 from app.routes.api import (
     agents,
+    checks,
     comparisons,
     endpoints,
     leaderboard,
@@ -19,6 +20,7 @@ from app.routes.api import (
 
 router = APIRouter(prefix="/api/v1")
 router.include_router(agents.router)
+router.include_router(checks.router)
 router.include_router(comparisons.router)
 router.include_router(endpoints.router)
 router.include_router(leaderboard.router)
