@@ -10,14 +10,16 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
 from app.config import Settings, SettingsError, get_settings
+from app.db import get_engine
 from app.engine.dispatch import SWEEP_RUNS
 from app.redis_conn import celery_broker_url
 from workers import heartbeat
 
-SWEEP_INTERVAL_S = 30.0
+# With the 30 s claim lease, a dead worker's run is sent again within 45 s.
+SWEEP_INTERVAL_S = 15.0
 
 
 def check_delivery_settings(conf: Any) -> None:
@@ -70,6 +72,13 @@ def _start_heartbeat(sender: Any = None, **_: Any) -> None:
     heartbeat.start(hostname=hostname, app=celery_app)
     # Runs left behind by a crash are picked up at once, not at the first beat.
     celery_app.send_task(SWEEP_RUNS)
+
+
+@worker_process_init.connect
+def _forget_inherited_connections(**_: Any) -> None:
+    """A pool child must not use the database connections it inherited from the parent (two
+    processes on one socket garble each other's queries): drop them, leaving the parent's."""
+    get_engine().dispose(close=False)
 
 
 @worker_shutdown.connect

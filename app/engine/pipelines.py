@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, col, select
 
 from app.db import session_scope
@@ -106,7 +107,27 @@ def next_step(pipeline: Pipeline, round_: int, step: int) -> tuple[int, int] | N
 
 
 def advance(*, run_id: int) -> list[int]:
-    """After a pipeline run: create the next step's run; the ids to dispatch (none when done)."""
+    """After a pipeline run: create the next step's run; the ids to dispatch (none when done).
+
+    Idempotent under duplicate delivery: the next step's run names the run it follows, under a
+    unique constraint, so of two deliveries racing here one creates it and the other's insert
+    fails and creates nothing."""
+    try:
+        return _advance(run_id)
+    except IntegrityError:
+        return []  # a duplicate delivery created the step first
+    except OperationalError as exc:
+        # SQLite: a write after a read whose snapshot another writer has since changed cannot
+        # wait for the lock ("database is locked"); look again in a fresh transaction.
+        if "locked" not in str(exc):
+            raise
+    try:
+        return _advance(run_id)
+    except IntegrityError:
+        return []
+
+
+def _advance(run_id: int) -> list[int]:
     with session_scope() as session:
         run = session.get(Run, run_id)
         if run is None or run.pipeline_id is None or run.status != RunStatus.succeeded:
@@ -122,7 +143,7 @@ def advance(*, run_id: int) -> list[int]:
         following = next_step(pipeline, run.pipeline_round or 0, run.pipeline_step or 0)
         if following is None:
             return []
-        # Idempotent under redelivery: this answer is handed on at most once.
+        # Handed on already (a duplicate delivery, or someone handed the answer on by hand).
         if session.exec(
             select(Message.id).where(col(Message.parent_id) == answer.id).limit(1)
         ).first():
@@ -134,4 +155,8 @@ def advance(*, run_id: int) -> list[int]:
             agent_id=spec["agent_id"], instruction=spec["instruction"], pipeline=pipeline,
             pipeline_round=round_, pipeline_step=step,
         )  # fmt: skip
+        for created in started.runs:
+            created.pipeline_after_run_id = run_id
+            session.add(created)
+        session.flush()  # the unique constraint speaks here, before anything is sent
         return [r.id for r in started.runs if r.id is not None]
