@@ -245,7 +245,10 @@ def test_a_reply_under_an_unfinished_answer_is_refused_by_the_api_and_the_page(
         assert not db.exec(select(Message).where(Message.parent_id == answer_id)).all()
 
     runner.fail(run_id=run.id, reason="stopped", client=None)  # finished: replies are fine
-    api = client.post(f"/api/v1/messages/{answer_id}/replies", json={"content": "And then?"})
+    api = client.post(
+        f"/api/v1/messages/{answer_id}/replies",
+        json={"content": "And then?", "agent_ids": [setup["agents"][0].id]},
+    )
     assert api.status_code == 201, api.text
 
 
@@ -322,6 +325,7 @@ def _child_connection(parent_connection_id: int, queue: Any) -> None:
 
 def test_a_pool_child_does_not_reuse_the_parents_database_connection():
     engine = get_engine()
+    engine.dispose()  # a pool of exactly one connection: the one the child must not take
     with engine.connect() as connection:  # the parent holds one in its pool, as a worker does
         connection.execute(sa.text("SELECT 1"))
         parent_connection_id = id(connection.connection.dbapi_connection)

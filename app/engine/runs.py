@@ -341,9 +341,10 @@ def cancel(*, session: Session, run: Run, actor: User) -> Run:
             .values(cancel_requested_at=sa.func.coalesce(Run.cancel_requested_at, now))
         ).rowcount
         if not requested:
-            session.refresh(run)
-            raise Conflict(f"The run is {run.status} already.")
-    session.refresh(run)
+            now_status = session.exec(select(Run.status).where(Run.id == run.id)).one()
+            raise Conflict(f"The run is {now_status} already.")
+    # The caller's object (the same one, when it was read in this session) shows the outcome.
+    run = session.get(Run, run.id, populate_existing=True) or run
     task = session.get(Task, run.task_id)
     assert task is not None
     record_event(
