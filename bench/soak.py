@@ -16,6 +16,9 @@ streaming a run is SIGKILLed (an OOM kill: Celery replaces the process and redel
 message), and once, half-way, Redis is stopped and started again. A run is *orphaned* from the
 moment its process is killed until another process claims it (or it is finished).
 
+Like compose's ``restart: unless-stopped``, a process of the stack that exits is started again
+(a Celery worker exits when Redis refuses connections at the moment it notices the outage).
+
 At the end: every run final? each succeeded run has exactly one answer, with the whole text,
 once? Prints the counts, the longest time a run stayed orphaned, and a last line of JSON.
 Nothing is asserted here; the figures go to docs/benchmarks.md.
@@ -117,7 +120,9 @@ class Soak:
     web_port: int
     redis_process: subprocess.Popen[bytes] | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    argv: dict[str, list[str]] = field(default_factory=dict)
     events: list[str] = field(default_factory=list)
+    restarts: int = 0
 
     def log(self, text: str) -> None:
         line = f"[{time.strftime('%H:%M:%S')}] {text}"
@@ -150,9 +155,18 @@ class Soak:
 
     def spawn(self, name: str, argv: list[str]) -> None:
         log = (self.directory / f"{name}.log").open("ab")
+        self.argv[name] = argv
         self.processes[name] = subprocess.Popen(
             argv, cwd=REPO, env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=log
         )
+
+    def restart_exited(self) -> None:
+        """What compose's ``restart: unless-stopped`` does: start again what exited."""
+        for name, process in list(self.processes.items()):
+            if process.poll() is not None:
+                self.restarts += 1
+                self.log(f"{name} exited with status {process.returncode}; starting it again")
+                self.spawn(name, self.argv[name])
 
     def worker_pids(self) -> dict[int, str]:
         """Pool process pid → worker name, for the workers alive now."""
@@ -275,6 +289,11 @@ def chaos(soak: Soak, stop: threading.Event, every: float, orphans: list[Orphan]
         soak.log(f"killed pool process {pid} ({pids[pid]}): runs {[o.run_id for o in hit]}")
 
 
+def keep_running(soak: Soak, stop: threading.Event) -> None:
+    while not stop.wait(1.0):
+        soak.restart_exited()
+
+
 def watch_orphans(stop: threading.Event, orphans: list[Orphan]) -> None:
     while not stop.wait(0.25):
         open_ = [o for o in orphans if o.until is None]
@@ -356,6 +375,9 @@ def main() -> None:
                                                  args.minutes * 30, started), daemon=True),
             threading.Thread(target=watch_orphans, args=(stop, orphans), daemon=True),
         ]  # fmt: skip
+        keeper_stop = threading.Event()
+        keeper = threading.Thread(target=keep_running, args=(soak, keeper_stop), daemon=True)
+        keeper.start()
         for thread in threads:
             thread.start()
         soak.log(f"posting {tasks} tasks × {len(AGENTS)} agents, one every {pace:.2f}s")
@@ -384,6 +406,8 @@ def main() -> None:
         time.sleep(1)
         stop.set()
         watcher.join(10)
+        keeper_stop.set()
+        keeper.join(10)
         report(soak, orphans, refused, time.monotonic() - started)
     finally:
         stop.set()
@@ -439,6 +463,7 @@ def report(soak: Soak, orphans: list[Orphan], refused: int, elapsed: float) -> N
         "duplicated": duplicated,
         "wrong_text": len(wrong_text),
         "posts_refused": refused,
+        "processes_restarted": soak.restarts,
         "kills": len({o.holder for o in orphans}),
         "orphaned_runs": len(orphans),
         "orphans_never_taken_over": never,
@@ -455,6 +480,8 @@ def report(soak: Soak, orphans: list[Orphan], refused: int, elapsed: float) -> N
     print(f"kills {figures['kills']} (runs orphaned {len(orphans)}, taken over {retaken}); "
           f"longest orphaned {figures['longest_orphaned_s']} s, median "
           f"{figures['median_orphaned_s']} s; never taken over {never}")  # fmt: skip
+    if soak.restarts:
+        print(f"processes that exited and were started again: {soak.restarts}")
     if errors:
         print("failure reasons:", *errors[:5], sep="\n  ")
     print(json.dumps(figures))

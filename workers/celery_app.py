@@ -45,6 +45,9 @@ def create_celery(settings: Settings) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
+        # Take a message only for a free pool process: a worker that dies then strands no
+        # message it had merely reserved (the claim's lease covers those it had begun).
+        worker_disable_prefetch=True,
         task_time_limit=settings.run_time_limit,
         task_soft_time_limit=max(settings.run_time_limit - 5, 1),
         task_serializer="json",
