@@ -480,6 +480,9 @@ def report(soak: Soak, orphans: list[Orphan], refused: int, elapsed: float) -> N
     print(f"kills {figures['kills']} (runs orphaned {len(orphans)}, taken over {retaken}); "
           f"longest orphaned {figures['longest_orphaned_s']} s, median "
           f"{figures['median_orphaned_s']} s; never taken over {never}")  # fmt: skip
+    for orphan in sorted(orphans, key=lambda o: o.since):
+        took = (orphan.until or time.monotonic()) - orphan.since
+        print(f"  run {orphan.run_id}: orphaned {took:.1f} s (its process {orphan.holder})")
     if soak.restarts:
         print(f"processes that exited and were started again: {soak.restarts}")
     if errors:

@@ -9,6 +9,7 @@ The task-settling race needs READ COMMITTED, so it runs on PostgreSQL only (CI s
 from __future__ import annotations
 
 import multiprocessing
+import os
 import threading
 from collections.abc import Callable
 from datetime import timedelta
@@ -183,6 +184,31 @@ def test_a_delivery_finding_a_live_lease_comes_back_when_it_lapses(session, setu
     runner.fail(run_id=run.id, reason="done", client=None, worker="w1")
     with session_scope() as db:  # finished: nothing to come back for
         assert runner.held_for(session=db, run_id=run.id) is None
+
+
+def test_a_run_whose_holder_died_on_this_machine_is_taken_over_without_waiting(session, setup):
+    import socket
+    import subprocess
+    import sys
+
+    task = new_task(session, setup)
+    (run,) = runs_of(task.id)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait(30)  # exited and reaped: its pid names no process now
+    here = socket.gethostname()
+    dead, alive = f"w@{here}:{gone.pid}", f"w@{here}:{os.getpid()}"
+    assert runner.holder_is_gone(dead)
+    assert not runner.holder_is_gone(alive)
+    assert not runner.holder_is_gone(f"w@another-{here}:{gone.pid}")  # cannot know: wait
+    assert not runner.holder_is_gone(None)
+    start(run.id, dead)  # its lease is still held for LEASE
+
+    with session_scope() as db:
+        assert runner.claim(session=db, run_id=run.id, worker="w2", lease=LEASE) is None
+        assert runner.claim(session=db, run_id=run.id, worker="w2", lease=LEASE, dead=alive) is None
+        assert runner.claim(session=db, run_id=run.id, worker="w2", lease=LEASE, dead=dead) == 1
+    (taken,) = runs_of(task.id)
+    assert (taken.claimed_by, taken.status) == ("w2", RunStatus.queued)
 
 
 # --- requeue: a run that waits for a slot is not "lost" -----------------------------------

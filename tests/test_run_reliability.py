@@ -689,8 +689,8 @@ def test_a_run_whose_worker_process_is_killed_is_taken_over_within_a_minute(rig,
     holder = str(run_row(run_id).claimed_by)
 
     # SIGKILL the pool process that streams (an OOM kill): Celery redelivers its message at
-    # once; that delivery finds the dead process's lease still held and comes back when it
-    # lapses — it is no longer renewed — instead of waiting for the 900 s time limit.
+    # once, and that delivery takes the run over — at once, as the dead process ran on this
+    # machine (else once its lease, no longer renewed, lapses) — not after the time limit.
     os.kill(int(holder.rpartition(":")[2]), signal.SIGKILL)
 
     run = wait_until(

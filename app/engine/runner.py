@@ -12,14 +12,17 @@ holds the claim.
 The claim's lease is short (``SWITCHBOARD_RUN_LEASE``, 30 s) and a heartbeat thread renews it,
 and the endpoint slot's lease with it, while the worker works — waiting for a slot, waiting for
 a first token, streaming. A worker that dies stops renewing: Celery redelivers its message at
-once (reject on worker lost), and that delivery, finding the lease still held, comes back
-when it lapses (``Held``) and takes the run over; the sweeper covers messages that were lost.
+once (reject on worker lost), and that delivery takes the run over: at once when the dead
+process ran on its machine (``holder_is_gone``), else when the lease lapses (``Held``: it comes
+back then). The sweeper covers messages that were lost.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -94,10 +97,22 @@ def run_lease(settings: Settings) -> timedelta:
     return timedelta(seconds=settings.run_lease)
 
 
-def claim(*, session: Session, run_id: int, worker: str, lease: timedelta) -> int | None:
+def claim(
+    *, session: Session, run_id: int, worker: str, lease: timedelta, dead: str | None = None
+) -> int | None:
     """Take the run for this worker, still queued; its attempts so far, or None when it is not
-    ours to run. The lease lapses unless the worker's heartbeat renews it."""
+    ours to run. The lease lapses unless the worker's heartbeat renews it; ``dead`` names a
+    holder known to be dead (``holder_is_gone``), whose lease need not be waited for."""
     now = utcnow()
+    taken_from_the_dead = (
+        sa.and_(
+            col(Run.claimed_by) == dead,
+            col(Run.status).in_([RunStatus.queued, RunStatus.running]),
+            col(Run.cancel_requested_at).is_(None),
+        )
+        if dead is not None
+        else sa.false()
+    )
     attempts = session.execute(
         sa.update(Run)
         .where(
@@ -116,6 +131,7 @@ def claim(*, session: Session, run_id: int, worker: str, lease: timedelta) -> in
                     col(Run.lease_until) < now,
                     col(Run.cancel_requested_at).is_(None),  # end_cancelled_orphan's
                 ),
+                taken_from_the_dead,
             ),
         )
         .values(status=RunStatus.queued, claimed_by=worker, lease_until=now + lease)
@@ -147,6 +163,29 @@ def end_cancelled_orphan(*, session: Session, run_id: int) -> bool:
         return False
     settle_task(session=session, task_id=task_id)
     return True
+
+
+def holder_is_gone(holder: str | None) -> bool:
+    """Whether the worker process named ``holder`` ("node@host:pid") is known to be dead: it
+    ran on this machine (container) and no process has its pid. A killed pool process's run
+    is then taken over at once by its redelivered message, not after its lease; anything
+    less certain (another machine, a pid alive) waits for the lease."""
+    if not holder:
+        return False
+    node, _, pid = holder.rpartition(":")
+    if not pid.isdigit() or node.rpartition("@")[2] != socket.gethostname():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def holder_of(*, session: Session, run_id: int) -> str | None:
+    return session.exec(select(Run.claimed_by).where(Run.id == run_id)).first()
 
 
 def held_for(*, session: Session, run_id: int) -> float | None:
@@ -630,7 +669,14 @@ def execute_run(
         attempts = claim(session=session, run_id=run_id, worker=worker, lease=lease)
         held = None
         if attempts is None and not end_cancelled_orphan(session=session, run_id=run_id):
-            held = held_for(session=session, run_id=run_id)
+            holder = holder_of(session=session, run_id=run_id)
+            if holder_is_gone(holder) and holder != worker:
+                log.warning("run %s: its worker %s died; taking it over", run_id, holder)
+                attempts = claim(
+                    session=session, run_id=run_id, worker=worker, lease=lease, dead=holder
+                )
+            if attempts is None:
+                held = held_for(session=session, run_id=run_id)
     if attempts is None:
         if held is not None:
             raise Held(run_id, held + 1)
