@@ -56,6 +56,20 @@ class Settings(BaseSettings):
         description="Seconds before Redis redelivers an unacknowledged run; must exceed the "
         "run time limit.",
     )
+    run_lease: float = Field(
+        30.0,
+        ge=3,
+        le=600,
+        description="Seconds a worker's claim on a run holds unless renewed (it renews every "
+        "third of that while it works); a dead worker's run is taken over once it lapses.",
+    )
+    endpoint_slot_lease: float = Field(
+        60.0,
+        ge=3,
+        le=600,
+        description="Seconds one of a model server's concurrency slots holds unless renewed "
+        "(renewed with the run's claim).",
+    )
     embedded_model: bool = Field(
         True, description="Start the embedded model (Gemma 3 270M on llama-server) with `up`."
     )

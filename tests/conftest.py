@@ -86,11 +86,16 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 def _stop_leftover_runs(engine) -> None:
     """Runs a test left going must not outlive it: ids start again at 1 in the next test, and
-    a straggling worker would write into that test's run of the same id (its live stream)."""
+    a straggling worker would write into that test's run of the same id (its live stream).
+
+    Each is cancelled in SQL (its claim is gone, so it can write nothing more there) and by its
+    Redis flag; then this waits, with a deadline, until no worker holds a model server slot any
+    more: a worker gives its slot back only after its last write to the run's live stream."""
     import time
 
     from app.engine import live
     from app.models import Run
+    from app.models.common import utcnow
     from app.redis_conn import get_redis
 
     with engine.begin() as connection:
@@ -99,14 +104,21 @@ def _stop_leftover_runs(engine) -> None:
             .scalars()
             .all()
         )
-        if not active:
-            return
-        connection.execute(
-            sa.update(Run).where(Run.id.in_(active)).values(status="cancelled", lease_until=None)
-        )
+        if active:
+            connection.execute(
+                sa.update(Run)
+                .where(Run.id.in_(active))
+                .values(status="cancelled", lease_until=None, cancel_requested_at=utcnow())
+            )
+    client = get_redis()
     for run_id in active:
-        live.request_cancel(get_redis(), run_id)
-    time.sleep(0.5)  # a worker notices at its next flush (every 50 ms) and stops publishing
+        live.request_cancel(client, run_id)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(
+        client.zcount(key, time.time(), "+inf")
+        for key in client.scan_iter(match="sb:endpoint:*:slots")
+    ):
+        time.sleep(0.05)
 
 
 @pytest.fixture(autouse=True)

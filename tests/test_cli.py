@@ -83,6 +83,10 @@ def test_up_starts_everything_signs_in_with_one_click_and_stops_on_ctrl_c(data_d
         # The checker: its own Celery worker on the checks queue, and the sandbox's runtime.
         assert any("checker@%h" in c.cmdline() and "checks" in c.cmdline() for c in children)
         assert (data_dir / "check-runtime" / "bin" / "python").exists()
+        # Exactly one scheduler, of its own: never a beat inside a worker.
+        commands = [" ".join(child.cmdline()) for child in children]
+        assert sum("workers.celery_app beat" in command for command in commands) == 1, commands
+        assert not any("--beat" in command for command in commands), commands
 
         base = f"http://127.0.0.1:{port}"
         health = None
@@ -178,5 +182,5 @@ def test_demo_without_an_account_says_how_to_make_one(data_dir):
 
 def test_help_explains_every_command():
     result = subprocess.run([*SWITCHBOARD, "--help"], capture_output=True, text=True, check=True)
-    for command in ("up", "web", "worker", "migrate", "createuser", "demo"):
+    for command in ("up", "web", "worker", "beat", "migrate", "createuser", "demo"):
         assert re.search(rf"^\s*│?\s*{command}\s+\S", result.stdout, re.M), command

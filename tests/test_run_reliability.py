@@ -13,14 +13,15 @@ own, only the workers a test starts here see its runs, whatever else runs in the
 the machine's Redis — and a test may restart it. The database is the session's (SQLite, or
 PostgreSQL in CI).
 
-How a dead worker's run comes back (the crash tests wait for it, so they use the shortest time
-limit the settings allow): its claim's lease runs out after (limit + visibility) / 2 seconds,
-just before Redis hands the unacknowledged message out again (visibility timeout). A worker
-started after that gets the run at once by two roads: Redis redelivers it as the worker
-connects, and the sweeper that runs at every worker's start re-sends it. Whichever is consumed
-first claims it; the other finds it claimed and is dropped. Between worker starts, nothing but
-Celery beat's sweeper (every 30 s, not run here) re-sends it: the poison test sends that sweep
-itself.
+How a dead worker's run comes back: its claim's lease (``SWITCHBOARD_RUN_LEASE``, renewed by a
+heartbeat while the worker lives) lapses soon after the worker dies. When only a pool process
+dies, Celery redelivers its message at once, and that delivery comes back once the lease has
+lapsed and takes the run over. When the whole worker dies, its message stays unacknowledged
+until the visibility timeout; a worker started after that gets the run by two roads: Redis
+redelivers it as the worker connects, and the sweeper that runs at every worker's start
+re-sends it. Whichever is consumed first claims it; the other finds it claimed and is dropped.
+Between worker starts, Celery beat's sweeper (every 15 s, not run here) re-sends it: the poison
+test sends that sweep itself.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import itertools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -74,9 +76,19 @@ LONG_TEXT = " ".join(f"word{n}" for n in range(1, 31))  # 30 tokens
 # A run's hard time limit and the broker's visibility timeout (which must exceed it): the
 # shortest the settings allow for the crash tests, where recovery waits for them (a run must
 # then finish within the 5 s soft limit); roomier for the others.
-CRASH_LIMITS = {"SWITCHBOARD_RUN_TIME_LIMIT": "10", "SWITCHBOARD_BROKER_VISIBILITY_TIMEOUT": "11"}
+CRASH_LIMITS = {
+    "SWITCHBOARD_RUN_TIME_LIMIT": "10",
+    "SWITCHBOARD_BROKER_VISIBILITY_TIMEOUT": "11",
+    "SWITCHBOARD_RUN_LEASE": "6",
+}
 LIMITS = {"SWITCHBOARD_RUN_TIME_LIMIT": "20", "SWITCHBOARD_BROKER_VISIBILITY_TIMEOUT": "25"}
-VISIBILITY = timedelta(seconds=11)  # with CRASH_LIMITS; the lease is then 10.5 s
+VISIBILITY = timedelta(seconds=11)  # with CRASH_LIMITS
+# The shipped defaults (the suite's own settings are shorter).
+DEFAULT_LIMITS = {
+    "SWITCHBOARD_RUN_TIME_LIMIT": "900",
+    "SWITCHBOARD_BROKER_VISIBILITY_TIMEOUT": "1800",
+    "SWITCHBOARD_RUN_LEASE": "30",
+}
 
 
 def wait_until(condition: Callable[[], Any], timeout: float, what: str, every: float = 0.05):
@@ -219,15 +231,17 @@ class Stack:
     workers: list[WorkerProcess] = field(default_factory=list)
     _names: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
-    def worker(self, *, concurrency: int = 1, crash_limits: bool = False) -> WorkerProcess:
+    def worker(
+        self, *, concurrency: int = 1, crash_limits: bool = False, env: dict[str, str] | None = None
+    ) -> WorkerProcess:
         """Start a worker of its own name (a killed one's heartbeat must not pass for it)."""
-        env = {**self.env, **(CRASH_LIMITS if crash_limits else {})}
+        env = {**self.env, **(CRASH_LIMITS if crash_limits else {}), **(env or {})}
         process = WorkerProcess(name=f"rel{next(self._names)}", concurrency=concurrency, env=env)
         self.workers.append(process)
         return process.start()
 
     def sweep(self) -> None:
-        """Have a worker run the sweeper now (as Celery beat does every half minute)."""
+        """Have a worker run the sweeper now (as Celery beat does every 15 s)."""
         from app.config import Settings
         from workers.celery_app import create_celery
 
@@ -440,11 +454,10 @@ def test_a_run_whose_worker_is_killed_mid_stream_runs_again_and_answers_once(rig
     assert TEXT.startswith(partial) and partial != TEXT
     lost = run_row(run_id)
     assert (lost.status, lost.attempts) == ("running", 1)
-    # Its lease runs out before Redis may hand the message out again (its delivery came
-    # before this attempt started); a worker started after that takes the run at once.
+    # Nobody renews its lease now. Once that has lapsed, and Redis may hand the message out
+    # again (its delivery came before this attempt started), a new worker takes the run.
     assert lost.lease_until is not None and lost.started_at is not None
-    assert lost.lease_until < lost.started_at + VISIBILITY
-    wait_past(lost.started_at + VISIBILITY + timedelta(seconds=0.5))
+    wait_past(max(lost.lease_until, lost.started_at + VISIBILITY) + timedelta(seconds=0.5))
     rig.worker(crash_limits=True)
     run = wait_finished(team, run_id)
 
@@ -661,3 +674,99 @@ def test_an_endpoints_limit_holds_across_workers_and_the_waiting_run_shows_its_p
     assert len(rig.model.received) == 2
     assert rig.watched.peak == 1, "the model server saw two requests at once"
     assert [answer_text(run_id) for run_id in run_ids] == [LONG_TEXT, LONG_TEXT]
+
+
+# --- 7. a dead worker's run is taken over within a minute, on the default settings --------
+
+
+def test_a_run_whose_worker_process_is_killed_is_taken_over_within_a_minute(rig, team):
+    rig.model.on(CHAT, answer(LONG_TEXT, pause=0.2))
+    rig.worker(env=DEFAULT_LIMITS)
+    rig.worker(env=DEFAULT_LIMITS)
+    started = start_task(team)
+    run_id = started["runs"][0]["id"]
+    wait_until(lambda: len(streamed_text(rig, run_id).split()) >= 3, 90, "a few tokens")
+    holder = str(run_row(run_id).claimed_by)
+
+    # SIGKILL the pool process that streams (an OOM kill): Celery redelivers its message at
+    # once, and that delivery takes the run over — at once, as the dead process ran on this
+    # machine (else once its lease, no longer renewed, lapses) — not after the time limit.
+    os.kill(int(holder.rpartition(":")[2]), signal.SIGKILL)
+
+    run = wait_until(
+        lambda: (run := get_run(team, run_id))["status"] in FINISHED and run,
+        60,
+        "another worker process to take the run over and finish it",
+        every=0.2,
+    )
+    assert run["status"] == "succeeded", run
+    assert run["attempts"] == 2
+    assert run_row(run_id).claimed_by != holder
+    (message,) = answers_to(started["message"]["id"])  # exactly one answer
+    assert message.content == LONG_TEXT
+    types = [type_ for type_, _ in stream_entries(rig, run_id)]
+    assert types.count("reset") == 1 and types[-1] == "done"
+    assert streamed_text(rig, run_id) == LONG_TEXT
+
+
+# --- 8. the time limit keeps the text streamed so far -------------------------------------
+
+
+def test_a_run_stopped_by_its_time_limit_keeps_its_streamed_text(rig, team):
+    # Two tokens, then silence past the 5 s soft limit (and short of the between-tokens
+    # timeout, so that it is the time limit that stops it).
+    rig.model.on(CHAT, Stream([sse(chunk("Hello")), sse(chunk(" there")), Pause(20)]))
+    rig.worker(crash_limits=True)
+    started = start_task(team)
+    run_id = started["runs"][0]["id"]
+
+    run = wait_finished(team, run_id, timeout=60)
+
+    assert run["status"] == "failed", run
+    assert "longer than the 10s limit" in run["error"], run["error"]
+    assert run["attempts"] == 1
+    assert answer_text(run_id) == "Hello there"
+    type_, data = stream_entries(rig, run_id)[-1]
+    assert (type_, data["status"]) == ("error", "failed")
+
+
+# --- 9. the endpoint's slot is held while a long prompt is evaluated ----------------------
+
+
+def test_an_endpoints_limit_holds_while_a_long_prompt_sends_no_token(rig, team):
+    set_max_concurrency(team.endpoint_id, 1)
+    # The first token comes after longer than the slot's lease: only the heartbeat keeps the
+    # slot, and with it the endpoint's limit of one.
+    rig.model.on(CHAT, Stream([Pause(5), *answer("Read it all; here it is.").steps]))
+    short_slot = {"SWITCHBOARD_ENDPOINT_SLOT_LEASE": "3"}
+    rig.worker(env=short_slot)
+    rig.worker(env=short_slot)
+    started = start_task(team, team.agents)
+    run_ids = [run["id"] for run in started["runs"]]
+
+    finished = [wait_finished(team, run_id, timeout=60) for run_id in run_ids]
+
+    assert [run["status"] for run in finished] == ["succeeded", "succeeded"], finished
+    assert len(rig.model.received) == 2
+    assert rig.watched.peak == 1, "the model server saw two requests at once"
+
+
+# --- 10. a cancel survives Redis being down -----------------------------------------------
+
+
+def test_cancelling_while_redis_is_down_is_kept_and_stops_the_run(rig, team):
+    rig.model.on(CHAT, answer(LONG_TEXT, pause=0.2))
+    rig.worker()
+    started = start_task(team)
+    run_id = started["runs"][0]["id"]
+    wait_until(lambda: len(streamed_text(rig, run_id).split()) >= 3, 90, "a few tokens")
+
+    rig.redis.crash()  # the Redis flag cannot be raised, and nothing in Redis survives
+    response = team.api.post(f"/api/v1/runs/{run_id}/cancel")
+
+    assert response.status_code == 200, response.text
+    run = wait_finished(team, run_id)
+    assert run["status"] == "cancelled", run
+    assert run["error"] == "Cancelled; the text so far is kept."
+    text = answer_text(run_id)
+    assert text and LONG_TEXT.startswith(text) and text != LONG_TEXT, text

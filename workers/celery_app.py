@@ -10,14 +10,16 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
 from app.config import Settings, SettingsError, get_settings
+from app.db import get_engine
 from app.engine.dispatch import CHECKS_QUEUE, SWEEP_CHECKS, SWEEP_RUNS
 from app.redis_conn import celery_broker_url
 from workers import heartbeat
 
-SWEEP_INTERVAL_S = 30.0
+# With the 30 s claim lease, a dead worker's run is sent again within 45 s.
+SWEEP_INTERVAL_S = 15.0
 
 
 def check_delivery_settings(conf: Any) -> None:
@@ -43,6 +45,9 @@ def create_celery(settings: Settings) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
+        # Take a message only for a free pool process: a worker that dies then strands no
+        # message it had merely reserved (the claim's lease covers those it had begun).
+        worker_disable_prefetch=True,
         task_time_limit=settings.run_time_limit,
         task_soft_time_limit=max(settings.run_time_limit - 5, 1),
         task_serializer="json",
@@ -87,6 +92,13 @@ def _start_heartbeat(sender: Any = None, **_: Any) -> None:
         celery_app.send_task(SWEEP_CHECKS, queue=CHECKS_QUEUE)
     else:
         celery_app.send_task(SWEEP_RUNS)
+
+
+@worker_process_init.connect
+def _forget_inherited_connections(**_: Any) -> None:
+    """A pool child must not use the database connections it inherited from the parent (two
+    processes on one socket garble each other's queries): drop them, leaving the parent's."""
+    get_engine().dispose(close=False)
 
 
 @worker_shutdown.connect

@@ -28,17 +28,24 @@ def run_agent(self: Task, run_id: int) -> None:
     settings = get_settings()
     worker = f"{self.request.hostname}:{os.getpid()}"
     try:
-        runner.execute_run(run_id=run_id, worker=worker, settings=settings, client=get_redis())
+        runner.execute_run(
+            run_id=run_id, worker=worker, settings=settings, client=get_redis(),
+            time_limit_error=SoftTimeLimitExceeded,
+        )  # fmt: skip
         # A hand-off's answer holding tests is checked against the answer it was handed.
         dispatch_checks(checks.auto_check(run_id=run_id))
     except runner.Requeue:
         raise self.retry(countdown=1) from None
+    except runner.Held as held:
+        # A redelivery (its worker died) or a duplicate: look again once the lease lapses.
+        raise self.retry(countdown=held.seconds) from None
     except SoftTimeLimitExceeded:
         runner.fail(
             run_id=run_id,
             reason=f"It ran longer than the {settings.run_time_limit}s limit "
             "(SWITCHBOARD_RUN_TIME_LIMIT).",
             client=get_redis(),
+            worker=worker,
         )
     except Exception as exc:
         # A bug must end the run with a reason, not leave it "running" until its lease ends.
@@ -46,6 +53,7 @@ def run_agent(self: Task, run_id: int) -> None:
             run_id=run_id,
             reason=f"The worker hit an unexpected error ({type(exc).__name__}); it is logged.",
             client=get_redis(),
+            worker=worker,
         )
         raise
 

@@ -99,13 +99,18 @@ def dispatch(run_ids: list[int]) -> bool:
 
 
 def announce_cancel(run: Run) -> None:
-    """After a committed cancel: end a queued run's live stream, or tell its worker to stop."""
+    """After a committed cancel: end a queued run's live stream, or tell its worker to stop at
+    once. Best effort: the cancel is in SQL already (the worker looks there too), so Redis
+    being down must not turn it into an error."""
     assert run.id is not None
-    client = get_redis()
-    if run.status == RunStatus.cancelled:
-        live.append_run(client, run.id, "done", {"status": "cancelled", "error": run.error})
-    else:
-        live.request_cancel(client, run.id)
+    try:
+        client = get_redis()
+        if run.status == RunStatus.cancelled:
+            live.append_run(client, run.id, "done", {"status": "cancelled", "error": run.error})
+        else:
+            live.request_cancel(client, run.id)
+    except (redis.RedisError, OSError) as exc:
+        log.warning("run %s: cancel recorded, but Redis is unavailable: %s", run.id, exc)
 
 
 def dispatch_retry(run_id: int) -> bool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, col, select
 
 from app.db import session_scope
@@ -115,7 +116,27 @@ def next_step(pipeline: Pipeline, round_: int, step: int) -> tuple[int, int] | N
 
 
 def advance(*, run_id: int) -> list[int]:
-    """After a pipeline run: create the next step's run; the ids to dispatch (none when done)."""
+    """After a pipeline run: create the next step's run; the ids to dispatch (none when done).
+
+    Idempotent under duplicate delivery: the next step's run names the run it follows, under a
+    unique constraint, so of two deliveries racing here one creates it and the other's insert
+    fails and creates nothing."""
+    try:
+        return _advance(run_id)
+    except IntegrityError:
+        return []  # a duplicate delivery created the step first
+    except OperationalError as exc:
+        # SQLite: a write after a read whose snapshot another writer has since changed cannot
+        # wait for the lock ("database is locked"); look again in a fresh transaction.
+        if "locked" not in str(exc):
+            raise
+    try:
+        return _advance(run_id)
+    except IntegrityError:
+        return []
+
+
+def _advance(run_id: int) -> list[int]:
     with session_scope() as session:
         run = session.get(Run, run_id)
         if run is None or run.pipeline_id is None or run.status != RunStatus.succeeded:
@@ -133,7 +154,9 @@ def advance(*, run_id: int) -> list[int]:
             and session.exec(select(Check.id).where(Check.test_message_id == answer.id)).first()
         ):
             return []  # the check's end carries the pipeline on (advance_after_check)
-        return _hand_on(session, task, pipeline, answer, run.pipeline_round, run.pipeline_step)
+        return _hand_on(
+            session, task, pipeline, answer, run.pipeline_round, run.pipeline_step, run_id
+        )
 
 
 def advance_after_check(*, check_id: int) -> list[int]:
@@ -152,7 +175,9 @@ def advance_after_check(*, check_id: int) -> list[int]:
             return []
         if check.status == CheckStatus.passed and pipeline.stop_when_checks_pass:
             return []
-        return _hand_on(session, task, pipeline, node, check.pipeline_round, check.pipeline_step)
+        return _hand_on(
+            session, task, pipeline, node, check.pipeline_round, check.pipeline_step, None
+        )
 
 
 def _hand_on(
@@ -162,6 +187,7 @@ def _hand_on(
     message: Message,
     round_: int | None,
     step: int | None,
+    after_run_id: int | None,
 ) -> list[int]:
     following = next_step(pipeline, round_ or 0, step or 0)
     if following is None:
@@ -178,4 +204,10 @@ def _hand_on(
         agent_id=spec["agent_id"], instruction=spec["instruction"], pipeline=pipeline,
         pipeline_round=next_round, pipeline_step=next_index,
     )  # fmt: skip
+    # The step after a run names that run, under a unique constraint: of two deliveries racing
+    # here one creates it and the other's insert fails (advance() then creates nothing).
+    for created in started.runs:
+        created.pipeline_after_run_id = after_run_id
+        session.add(created)
+    session.flush()
     return [r.id for r in started.runs if r.id is not None]

@@ -8,12 +8,22 @@ position, cancellable at once — while its worker waits for a slot of its model
 ``MAX_ATTEMPTS`` times ends failed instead of looping. The answer message exists from the start
 (one per run, by a unique constraint); the final write fills it in only while this worker still
 holds the claim.
+
+The claim's lease is short (``SWITCHBOARD_RUN_LEASE``, 30 s) and a heartbeat thread renews it,
+and the endpoint slot's lease with it, while the worker works — waiting for a slot, waiting for
+a first token, streaming. A worker that dies stops renewing: Celery redelivers its message at
+once (reject on worker lost), and that delivery takes the run over: at once when the dead
+process ran on its machine (``holder_is_gone``), else when the lease lapses (``Held``: it comes
+back then). The sweeper covers messages that were lost.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import socket
+import threading
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -36,9 +46,12 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
 FLUSH_INTERVAL_S = 0.05
-SLOT_WAIT_S = 20.0
+# A run waits this long with its worker process for a free slot of its model server, then goes
+# back to its queue (freeing the process for other endpoints' runs).
+SLOT_WAIT_S = 5.0
 SLOT_POLL_S = 0.1
 SLOT_CHECK_S = 1.0  # how often a run waiting for a slot looks whether it was cancelled
+CANCEL_CHECK_S = 1.0  # how often a running run looks in SQL for a durable cancel request
 
 
 class Requeue(Exception):
@@ -47,6 +60,15 @@ class Requeue(Exception):
 
 class CannotRun(Exception):
     """The run's agent, model or server is gone; the message says which."""
+
+
+class Held(Exception):
+    """Another worker holds the run under a lease that has not lapsed: come back after
+    ``seconds`` (if that worker died, the run is free by then)."""
+
+    def __init__(self, run_id: int, seconds: float) -> None:
+        super().__init__(f"run {run_id}: held by another worker for {seconds:.1f}s more")
+        self.seconds = seconds
 
 
 @dataclass(frozen=True)
@@ -71,18 +93,26 @@ class Job:
 
 
 def run_lease(settings: Settings) -> timedelta:
-    """How long a claim holds. Past the hard time limit (the delivery is surely over by then),
-    and short of the broker's visibility timeout: when a worker dies, Redis hands its run out
-    again after that timeout, and that delivery must find the lease run out, or it is dropped
-    and the run waits for the sweeper."""
-    limit, visibility = settings.run_time_limit, settings.broker_visibility_timeout
-    return timedelta(seconds=min(limit + 30, (limit + visibility) / 2))
+    """How long a claim holds unless its worker renews it (it does, every third of that)."""
+    return timedelta(seconds=settings.run_lease)
 
 
-def claim(*, session: Session, run_id: int, worker: str, lease: timedelta) -> int | None:
+def claim(
+    *, session: Session, run_id: int, worker: str, lease: timedelta, dead: str | None = None
+) -> int | None:
     """Take the run for this worker, still queued; its attempts so far, or None when it is not
-    ours to run. The lease covers the whole delivery (the time limit counts from its start)."""
+    ours to run. The lease lapses unless the worker's heartbeat renews it; ``dead`` names a
+    holder known to be dead (``holder_is_gone``), whose lease need not be waited for."""
     now = utcnow()
+    taken_from_the_dead = (
+        sa.and_(
+            col(Run.claimed_by) == dead,
+            col(Run.status).in_([RunStatus.queued, RunStatus.running]),
+            col(Run.cancel_requested_at).is_(None),
+        )
+        if dead is not None
+        else sa.false()
+    )
     attempts = session.execute(
         sa.update(Run)
         .where(
@@ -90,15 +120,107 @@ def claim(*, session: Session, run_id: int, worker: str, lease: timedelta) -> in
             sa.or_(
                 sa.and_(
                     col(Run.status) == RunStatus.queued,
-                    sa.or_(col(Run.lease_until).is_(None), col(Run.lease_until) < now),
+                    sa.or_(
+                        col(Run.claimed_by).is_(None),  # free (a lease is then the sweeper's)
+                        col(Run.lease_until).is_(None),
+                        col(Run.lease_until) < now,
+                    ),
                 ),
-                sa.and_(col(Run.status) == RunStatus.running, col(Run.lease_until) < now),
+                sa.and_(
+                    col(Run.status) == RunStatus.running,
+                    col(Run.lease_until) < now,
+                    col(Run.cancel_requested_at).is_(None),  # end_cancelled_orphan's
+                ),
+                taken_from_the_dead,
             ),
         )
         .values(status=RunStatus.queued, claimed_by=worker, lease_until=now + lease)
         .returning(col(Run.attempts))
     ).scalar_one_or_none()
     return int(attempts) if attempts is not None else None
+
+
+def end_cancelled_orphan(*, session: Session, run_id: int) -> bool:
+    """A run cancelled while running whose worker died before it saw the request ends
+    cancelled (it is not run again)."""
+    task_id = session.execute(
+        sa.update(Run)
+        .where(
+            col(Run.id) == run_id,
+            col(Run.status) == RunStatus.running,
+            col(Run.lease_until) < utcnow(),
+            col(Run.cancel_requested_at).is_not(None),
+        )
+        .values(
+            status=RunStatus.cancelled,
+            finished_at=utcnow(),
+            lease_until=None,
+            error="Cancelled; its worker stopped before it could finish.",
+        )
+        .returning(col(Run.task_id))
+    ).scalar_one_or_none()
+    if task_id is None:
+        return False
+    settle_task(session=session, task_id=task_id)
+    return True
+
+
+def holder_is_gone(holder: str | None) -> bool:
+    """Whether the worker process named ``holder`` ("node@host:pid") is known to be dead: it
+    ran on this machine (container) and no process has its pid. A killed pool process's run
+    is then taken over at once by its redelivered message, not after its lease; anything
+    less certain (another machine, a pid alive) waits for the lease."""
+    if not holder:
+        return False
+    node, _, pid = holder.rpartition(":")
+    if not pid.isdigit() or node.rpartition("@")[2] != socket.gethostname():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def holder_of(*, session: Session, run_id: int) -> str | None:
+    return session.exec(select(Run.claimed_by).where(Run.id == run_id)).first()
+
+
+def held_for(*, session: Session, run_id: int) -> float | None:
+    """Seconds until another worker's lease on this unfinished run lapses; None when the run
+    is finished or free (nothing to wait for)."""
+    row = session.exec(
+        select(Run.status, Run.lease_until, Run.claimed_by).where(Run.id == run_id)
+    ).first()
+    if row is None or row[0] not in (RunStatus.queued, RunStatus.running):
+        return None
+    if row[1] is None or row[2] is None:
+        return None
+    return max((row[1] - utcnow()).total_seconds(), 0.0)
+
+
+def renew(*, session: Session, run_id: int, worker: str, lease: timedelta) -> bool:
+    """Extend this worker's claim on an unfinished run; False when it is no longer ours."""
+    return bool(
+        session.execute(  # type: ignore[attr-defined]
+            sa.update(Run)
+            .where(
+                col(Run.id) == run_id,
+                col(Run.claimed_by) == worker,
+                col(Run.status).in_([RunStatus.queued, RunStatus.running]),
+            )
+            .values(lease_until=utcnow() + lease)
+        ).rowcount
+    )
+
+
+def cancel_recorded(*, run_id: int) -> bool:
+    """Whether someone asked (durably, in SQL) for this run to stop."""
+    with session_scope() as session:
+        requested = session.exec(select(Run.cancel_requested_at).where(Run.id == run_id)).first()
+    return requested is not None
 
 
 def begin(*, session: Session, run_id: int, worker: str) -> bool:
@@ -115,6 +237,7 @@ def begin(*, session: Session, run_id: int, worker: str) -> bool:
             )
             .values(
                 status=RunStatus.running,
+                cancel_requested_at=None,  # a request for an earlier attempt (then retried)
                 attempts=Run.attempts + 1,  # type: ignore[operator]
                 started_at=sa.func.coalesce(Run.started_at, now),
             )
@@ -181,20 +304,18 @@ if redis.call('ZSCORE', KEYS[1], ARGV[3]) or redis.call('ZCARD', KEYS[1]) < tonu
 end
 return 0
 """
-SLOT_LEASE_S = 60.0
-SLOT_REFRESH_S = 20.0
 
 
 def _slots_key(endpoint_id: int) -> str:
     return f"sb:endpoint:{endpoint_id}:slots"
 
 
-def take_slot(client: redis.Redis, job: Job) -> bool:
+def take_slot(client: redis.Redis, job: Job, lease_s: float) -> bool:
     """One of the endpoint's ``max_concurrency`` slots, held under a lease that lapses if the
-    worker dies (so a killed worker never keeps a slot)."""
+    worker dies (so a killed worker never keeps a slot); taking it again renews the lease."""
     now = time.time()
     taken = client.eval(  # type: ignore[no-untyped-call]
-        _ACQUIRE, 1, _slots_key(job.endpoint_id), now, now + SLOT_LEASE_S, job.run_id,
+        _ACQUIRE, 1, _slots_key(job.endpoint_id), now, now + lease_s, job.run_id,
         job.max_concurrency,
     )  # fmt: skip
     return bool(taken)
@@ -202,6 +323,66 @@ def take_slot(client: redis.Redis, job: Job) -> bool:
 
 def release_slot(client: redis.Redis, job: Job) -> None:
     client.zrem(_slots_key(job.endpoint_id), job.run_id)
+
+
+# --- the heartbeat: the claim and the slot stay ours while this worker is alive -----------
+
+
+class Heartbeat:
+    """A thread that renews the run's claim (and, once taken, its endpoint slot) every third
+    of the lease, and looks every second for a durable cancel request. It runs while the worker
+    waits for a slot, waits for a first token (a long prompt sends nothing for a while) and
+    streams; it stops with the delivery, so a dead worker's lease lapses within one lease."""
+
+    def __init__(
+        self, *, run_id: int, worker: str, settings: Settings, client: redis.Redis
+    ) -> None:
+        self.run_id = run_id
+        self.worker = worker
+        self.lease = run_lease(settings)
+        self.slot_lease_s = settings.endpoint_slot_lease
+        self.client = client
+        self.job: Job | None = None  # set once the run holds its endpoint slot
+        self.cancelled = threading.Event()
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"run-{run_id}-heartbeat")
+        self._thread.daemon = True
+
+    def start(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(5)
+
+    def holding_slot(self, job: Job | None) -> None:
+        """From now on renew ``job``'s endpoint slot too (None: the slot was given back)."""
+        self.job = job
+
+    def beat(self) -> None:
+        """Renew the claim and the slot once (also called by the tests)."""
+        with session_scope() as session:
+            if not renew(session=session, run_id=self.run_id, worker=self.worker, lease=self.lease):
+                self.lost.set()
+        if self.job is not None:
+            with contextlib.suppress(redis.RedisError):
+                take_slot(self.client, self.job, self.slot_lease_s)
+
+    def _run(self) -> None:
+        renew_every = min(self.lease.total_seconds(), self.slot_lease_s) / 3
+        next_renewal = time.monotonic() + renew_every
+        while not self._stop.wait(min(CANCEL_CHECK_S, renew_every)):
+            try:
+                if time.monotonic() >= next_renewal:
+                    next_renewal = time.monotonic() + renew_every
+                    self.beat()
+                if not self.cancelled.is_set() and cancel_recorded(run_id=self.run_id):
+                    self.cancelled.set()
+            except Exception as exc:  # a database hiccup must not end the heartbeat
+                log.warning("run %s: heartbeat failed, retrying: %s", self.run_id, exc)
 
 
 # --- publishing ----------------------------------------------------------------------------
@@ -216,13 +397,14 @@ class Publisher:
     the stream starts over with a ``reset`` and the whole text so far.
     """
 
-    def __init__(self, client: redis.Redis, job: Job) -> None:
+    def __init__(self, client: redis.Redis, job: Job, heartbeat: Heartbeat | None = None) -> None:
         self.client = client
         self.job = job
+        self.heartbeat = heartbeat
         self.pending: list[str] = []
         self.published: list[str] = []
+        self.received: list[str] = []  # every token, published or not (kept on a failure)
         self.last_flush = time.monotonic()
-        self.last_slot_refresh = time.monotonic()
         self.healthy = True
 
     def _send(self, type_: str, data: dict[str, Any]) -> None:
@@ -249,6 +431,7 @@ class Publisher:
     def token(self, text: str) -> bool:
         """Buffer ``text``; True when a flush happened (a good moment to look for a cancel)."""
         self.pending.append(text)
+        self.received.append(text)
         # The first token goes out at once (it is the time to first token people see); later
         # ones are coalesced every ~50 ms.
         if not self.published or time.monotonic() - self.last_flush >= FLUSH_INTERVAL_S:
@@ -261,11 +444,11 @@ class Publisher:
             self._send("token", {"text": "".join(self.pending)})
             self.pending.clear()
         self.last_flush = time.monotonic()
-        if self.healthy and self.last_flush - self.last_slot_refresh > SLOT_REFRESH_S:
-            self.last_slot_refresh = self.last_flush
-            _try_slot(self.client, self.job)  # renews the lease on the slot this run holds
 
     def cancel_requested(self) -> bool:
+        """The Redis flag (seen at once), or the durable request the heartbeat found in SQL."""
+        if self.heartbeat is not None and self.heartbeat.cancelled.is_set():
+            return True
         if not self.healthy:
             return False
         try:
@@ -382,37 +565,53 @@ def record_outcome(*, session: Session, job: Job, worker: str, outcome: Outcome)
 
 
 def settle_task(*, session: Session, task_id: int) -> None:
-    """A running task with nothing left running goes to review."""
+    """A running task with nothing left running goes to review.
+
+    The task row is locked first (``SELECT … FOR UPDATE``; SQLite has one writer anyway), so
+    of two runs finishing together the second waits for the first to commit and then sees it
+    finished: under READ COMMITTED each would otherwise see the other still running."""
+    task = session.exec(select(Task).where(Task.id == task_id).with_for_update()).first()
+    if task is None or task.status != "running":
+        return
     active = session.exec(
         select(Run.id).where(
             Run.task_id == task_id, col(Run.status).in_([RunStatus.queued, RunStatus.running])
         )
     ).first()
-    task = session.get(Task, task_id)
-    if active is None and task is not None and task.status == "running":
+    if active is None:
         task.status = "review"
         task.updated_at = utcnow()
         session.add(task)
 
 
-def fail(*, run_id: int, reason: str, client: redis.Redis | None) -> None:
-    """End a run failed, whatever state it is in unless already finished (sweeper, poison)."""
+def fail(
+    *, run_id: int, reason: str, client: redis.Redis | None, worker: str | None = None
+) -> None:
+    """End an unfinished run failed (sweeper, poison, a run that cannot go on). With ``worker``,
+    only while that worker holds the claim: a duplicate delivery's error must not fail a run
+    another worker is streaming."""
     with session_scope() as session:
-        run = session.get(Run, run_id)
-        if run is None or run.status not in (RunStatus.queued, RunStatus.running):
+        guards = [
+            col(Run.id) == run_id,
+            col(Run.status).in_([RunStatus.queued, RunStatus.running]),
+        ]
+        if worker is not None:
+            guards.append(col(Run.claimed_by) == worker)
+        failed = session.execute(  # type: ignore[attr-defined]
+            sa.update(Run)
+            .where(*guards)
+            .values(status=RunStatus.failed, error=reason, finished_at=utcnow(), lease_until=None)
+        ).rowcount
+        if not failed:
             return
-        run.status = RunStatus.failed
-        run.error = reason
-        run.finished_at = utcnow()
-        run.lease_until = None
-        session.add(run)
+        run = session.get(Run, run_id)
+        assert run is not None
         task = session.get(Task, run.task_id)
         assert task is not None
         record_event(
             session=session, workspace_id=task.workspace_id, actor=None, verb="failed",
             subject_type="run", subject_id=run_id, data={"task_id": task.id},
         )  # fmt: skip
-        session.flush()
         settle_task(session=session, task_id=task.id)  # type: ignore[arg-type]
         workspace_id = task.workspace_id
     if client is not None:
@@ -421,8 +620,13 @@ def fail(*, run_id: int, reason: str, client: redis.Redis | None) -> None:
             live.append_workspace(client, workspace_id, "run", {"id": run_id, "status": "failed"})
 
 
-def release_claim(*, run_id: int, worker: str) -> None:
-    """Give a claimed run back to the queue before it began (no slot was free)."""
+def release_claim(*, run_id: int, worker: str, lease: timedelta) -> None:
+    """Give a claimed run back to the queue before it began (no slot was free). Its task is
+    retried in a moment, a message this worker holds meanwhile: it counts as just dispatched
+    (the lost-message rule must not send it again), and it keeps a lease, unclaimed, for the
+    sweeper — should this worker die, the retry dies with it, and the run is sent again once
+    that lease lapses."""
+    now = utcnow()
     with session_scope() as session:
         session.execute(
             sa.update(Run)
@@ -431,22 +635,59 @@ def release_claim(*, run_id: int, worker: str) -> None:
                 col(Run.claimed_by) == worker,
                 col(Run.status) == RunStatus.queued,
             )
-            .values(claimed_by=None, lease_until=None)
+            .values(claimed_by=None, lease_until=now + lease, dispatched_at=now)
         )
 
 
-def execute_run(*, run_id: int, worker: str, settings: Settings, client: redis.Redis) -> None:
-    """Carry out one delivery of a run. Raises Requeue when its server has no free slot."""
+def _failure(
+    exc: BaseException, settings: Settings, time_limit_error: type[BaseException] | None
+) -> str:
+    if time_limit_error is not None and isinstance(exc, time_limit_error):
+        return (
+            f"It ran longer than the {settings.run_time_limit}s limit "
+            "(SWITCHBOARD_RUN_TIME_LIMIT); the text so far is kept."
+        )
+    return (
+        f"The worker hit an unexpected error ({type(exc).__name__}); it is logged, and the "
+        "text so far is kept."
+    )
+
+
+def execute_run(
+    *,
+    run_id: int,
+    worker: str,
+    settings: Settings,
+    client: redis.Redis,
+    time_limit_error: type[BaseException] | None = None,
+) -> None:
+    """Carry out one delivery of a run. Raises Requeue when its server has no free slot, Held
+    when another worker's lease on it has not lapsed yet. A ``time_limit_error`` (Celery's soft
+    limit) or any other error while it streams ends the run failed with the text so far."""
+    lease = run_lease(settings)
     with session_scope() as session:
-        attempts = claim(session=session, run_id=run_id, worker=worker, lease=run_lease(settings))
+        attempts = claim(session=session, run_id=run_id, worker=worker, lease=lease)
+        held = None
+        if attempts is None and not end_cancelled_orphan(session=session, run_id=run_id):
+            holder = holder_of(session=session, run_id=run_id)
+            if holder_is_gone(holder) and holder != worker:
+                log.warning("run %s: its worker %s died; taking it over", run_id, holder)
+                attempts = claim(
+                    session=session, run_id=run_id, worker=worker, lease=lease, dead=holder
+                )
+            if attempts is None:
+                held = held_for(session=session, run_id=run_id)
     if attempts is None:
-        log.info("run %s: not claimable (finished, cancelled, or held by a live worker)", run_id)
+        if held is not None:
+            raise Held(run_id, held + 1)
+        log.info("run %s: not claimable (finished or cancelled)", run_id)
         return
     if attempts >= MAX_ATTEMPTS:  # each of them began and none finished: its worker died
         fail(
             run_id=run_id,
             reason=f"Its worker died {MAX_ATTEMPTS} times while running it; giving up.",
             client=client,
+            worker=worker,
         )
         return
     attempt = attempts + 1
@@ -454,14 +695,31 @@ def execute_run(*, run_id: int, worker: str, settings: Settings, client: redis.R
         with session_scope() as session:
             job = prepare(session=session, run_id=run_id, attempt=attempt)
     except CannotRun as exc:
-        fail(run_id=run_id, reason=str(exc), client=client)
+        fail(run_id=run_id, reason=str(exc), client=client, worker=worker)
         return
-    publisher = Publisher(client, job)
+    heartbeat = Heartbeat(run_id=run_id, worker=worker, settings=settings, client=client).start()
+    try:
+        _carry_out(job, worker, settings, client, heartbeat, time_limit_error)
+    finally:
+        heartbeat.stop()
+
+
+def _carry_out(
+    job: Job,
+    worker: str,
+    settings: Settings,
+    client: redis.Redis,
+    heartbeat: Heartbeat,
+    time_limit_error: type[BaseException] | None,
+) -> None:
+    run_id = job.run_id
+    publisher = Publisher(client, job, heartbeat)
+    slot_lease = settings.endpoint_slot_lease
     deadline = time.monotonic() + SLOT_WAIT_S
     next_check = time.monotonic() + SLOT_CHECK_S
-    while not _try_slot(client, job):
+    while not _try_slot(client, job, slot_lease):
         if time.monotonic() > deadline:
-            release_claim(run_id=run_id, worker=worker)
+            release_claim(run_id=run_id, worker=worker, lease=run_lease(settings))
             raise Requeue(f"run {run_id}: no free slot on endpoint {job.endpoint_id}")
         if time.monotonic() > next_check:
             next_check = time.monotonic() + SLOT_CHECK_S
@@ -469,18 +727,31 @@ def execute_run(*, run_id: int, worker: str, settings: Settings, client: redis.R
                 log.info("run %s: cancelled while it waited for a slot", run_id)
                 return
         time.sleep(SLOT_POLL_S)
+    heartbeat.holding_slot(job)
     try:
         with session_scope() as session:
             began = begin(session=session, run_id=run_id, worker=worker)
         if not began:
             log.info("run %s: cancelled while it waited for a slot", run_id)
             return
-        if attempt > 1:
-            publisher.event("reset", {"attempt": attempt})
-        publisher.event("state", {"status": "running", "attempt": attempt})
+        if job.attempt > 1:
+            publisher.event("reset", {"attempt": job.attempt})
+        publisher.event("state", {"status": "running", "attempt": job.attempt})
         publisher.workspace("run", {"id": run_id, "task_id": job.task_id, "status": "running"})
-        outcome = stream_answer(job, settings, publisher)
+        try:
+            outcome = stream_answer(job, settings, publisher)
+        except Exception as exc:
+            # The time limit or a bug: the run ends failed, with what it had streamed.
+            log.exception("run %s: stopped by %s", run_id, type(exc).__name__)
+            publisher.flush()
+            outcome = Outcome(
+                RunStatus.failed,
+                "".join(publisher.received),
+                _failure(exc, settings, time_limit_error),
+                finished_at=utcnow(),
+            )
     finally:
+        heartbeat.holding_slot(None)  # or its next beat would take the slot back
         _release(client, job)
     with session_scope() as session:
         written = record_outcome(session=session, job=job, worker=worker, outcome=outcome)
@@ -502,9 +773,9 @@ def execute_run(*, run_id: int, worker: str, settings: Settings, client: redis.R
     )
 
 
-def _try_slot(client: redis.Redis, job: Job) -> bool:
+def _try_slot(client: redis.Redis, job: Job, lease_s: float) -> bool:
     try:
-        return take_slot(client, job)
+        return take_slot(client, job, lease_s)
     except redis.RedisError:
         return True  # without Redis there is no shared count; let the server queue it
 

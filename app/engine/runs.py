@@ -93,6 +93,20 @@ def _task_message(session: Session, task: Task, message_id: int) -> Message:
     return message
 
 
+def _refuse_reply_to_unfinished(session: Session, parent: Message | None) -> None:
+    """A reply under an answer still being written would send the model an empty turn."""
+    if parent is None or parent.role != MessageRole.assistant:
+        return
+    run = session.exec(
+        select(Run).where(Run.output_message_id == parent.id, col(Run.status).in_(ACTIVE_STATUSES))
+    ).first()
+    if run is None:
+        return
+    agent = session.get(Agent, run.agent_id) if run.agent_id else None
+    name = agent.name if agent else "the agent"
+    raise Conflict(f"Wait for {name} to finish, or stop it, before replying to this answer.")
+
+
 def _add_message(
     session: Session,
     task: Task,
@@ -197,6 +211,7 @@ def ask(
         ).first()
     ):
         raise ServiceError("This task has a first message already; reply under a message.")
+    _refuse_reply_to_unfinished(session, parent)
     agents = _agents(session, task, default_agent_ids(task, agent_ids))
     question = _add_message(session, task, parent=parent, role=MessageRole.user,
                             content=content, author=author)  # fmt: skip
@@ -219,6 +234,7 @@ def fork_with_edit(
         raise ServiceError("Only your own kind of message (a user message) can be edited.")
     content = _clean_content(content)
     parent = session.get(Message, original.parent_id) if original.parent_id else None
+    _refuse_reply_to_unfinished(session, parent)
     agents = _agents(session, task, default_agent_ids(task, agent_ids))
     question = _add_message(
         session, task, parent=parent, role=MessageRole.user, content=content, author=author,
@@ -309,14 +325,32 @@ def _run_of(
 
 def cancel(*, session: Session, run: Run, actor: User) -> Run:
     """Cancel a queued run at once; a running one stops at its next token (the worker does it,
-    keeping the partial text). Returns the run; the caller raises the worker's flag."""
-    if run.status not in ACTIVE_STATUSES:
-        raise Conflict(f"The run is {run.status} already.")
-    if run.status == RunStatus.queued:
-        run.status = RunStatus.cancelled
-        run.finished_at = utcnow()
-        run.error = "Cancelled before it started."
-        session.add(run)
+    keeping the partial text). Returns the run; the caller raises the worker's flag.
+
+    Both are conditional UPDATEs, so a worker's ``begin`` racing this cannot be overwritten:
+    a run that began meanwhile gets the durable request its worker looks for instead."""
+    now = utcnow()
+    cancelled = session.execute(  # type: ignore[attr-defined]
+        sa.update(Run)
+        .where(col(Run.id) == run.id, col(Run.status) == RunStatus.queued)
+        .values(
+            status=RunStatus.cancelled,
+            finished_at=now,
+            error="Cancelled before it started.",
+            lease_until=None,
+        )
+    ).rowcount
+    if not cancelled:
+        requested = session.execute(  # type: ignore[attr-defined]
+            sa.update(Run)
+            .where(col(Run.id) == run.id, col(Run.status) == RunStatus.running)
+            .values(cancel_requested_at=sa.func.coalesce(Run.cancel_requested_at, now))
+        ).rowcount
+        if not requested:
+            now_status = session.exec(select(Run.status).where(Run.id == run.id)).one()
+            raise Conflict(f"The run is {now_status} already.")
+    # The caller's object (the same one, when it was read in this session) shows the outcome.
+    run = session.get(Run, run.id, populate_existing=True) or run
     task = session.get(Task, run.task_id)
     assert task is not None
     record_event(

@@ -1,5 +1,6 @@
 """The sweeper: runs left queued or running by a crash or a broker outage are sent again, or
-failed when they cannot go on. Runs at worker start and every half minute (Celery beat)."""
+failed when they cannot go on. Runs at worker start and every 15 s (the one Celery beat,
+``switchboard beat``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from sqlmodel import col, select
 
 from app.config import Settings
 from app.db import session_scope
-from app.engine.runner import MAX_ATTEMPTS, fail
+from app.engine.runner import MAX_ATTEMPTS, end_cancelled_orphan, fail
 from app.models import Run, RunStatus
 from app.models.common import utcnow
 from app.redis_conn import get_redis
@@ -35,19 +36,29 @@ def sweep(*, settings: Settings) -> list[int]:
                         col(Run.dispatched_at).is_(None),
                         col(Run.queued_at) < now - UNSENT_GRACE,
                     ),
-                    # sent so long ago that Redis would have redelivered it: the message is gone
+                    # sent so long ago that Redis would have redelivered it, and no worker
+                    # holds it: the message is gone
                     sa.and_(
                         col(Run.status) == RunStatus.queued,
                         col(Run.dispatched_at) < lost_message,
+                        sa.or_(col(Run.lease_until).is_(None), col(Run.lease_until) < now),
                     ),
-                    # its worker died and its lease ran out
-                    sa.and_(col(Run.status) == RunStatus.running, col(Run.lease_until) < now),
+                    # its worker died (running, or waiting for a slot) and its lease ran out:
+                    # the worker renews it every few seconds while it lives
+                    sa.and_(
+                        col(Run.status).in_([RunStatus.queued, RunStatus.running]),
+                        col(Run.lease_until) < now,
+                    ),
                 )
             )
         ).all()
     resend: list[int] = []
     for run_id, status, attempts in stale:
         assert run_id is not None
+        if status == RunStatus.running:
+            with session_scope() as session:
+                if end_cancelled_orphan(session=session, run_id=run_id):
+                    continue
         if status == RunStatus.running and attempts >= MAX_ATTEMPTS:
             fail(
                 run_id=run_id,

@@ -110,6 +110,14 @@ class Run(SQLModel, table=True):
     dispatched_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     claimed_by: str | None = Field(default=None, sa_type=sa.String(200))
     lease_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # A cancel of a running run, durable: its worker looks here too (the Redis flag is faster,
+    # but a Redis restart loses it).
+    cancel_requested_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # A pipeline step: the run whose answer it carries on. Unique, so a duplicate delivery of
+    # the step that finished cannot start the next one twice.
+    pipeline_after_run_id: int | None = Field(
+        default=None, foreign_key="run.id", ondelete="SET NULL", unique=True
+    )
 
 
 class Pipeline(SQLModel, table=True):

@@ -81,15 +81,22 @@ def worker_argv(settings: Settings) -> list[str]:
         sys.executable, "-m", "celery", "--app", "workers.celery_app", "worker",
         "--loglevel", settings.log_level.upper(), "--concurrency", str(settings.worker_concurrency),
         "--optimization", "fair", "--hostname", "switchboard@%h",
-        # Celery beat inside the worker runs the sweeper; several beats are harmless (it is
-        # idempotent), so every worker can carry one.
-        "--beat", "--schedule", str(settings.data_path / "celerybeat-schedule"),
+    ]  # fmt: skip
+
+
+def beat_argv(settings: Settings) -> list[str]:
+    """Celery beat, the one scheduler (the sweeper every 15 s): start exactly one, never
+    inside a worker, where ``--scale worker=3`` would make three share one schedule file."""
+    return [
+        sys.executable, "-m", "celery", "--app", "workers.celery_app", "beat",
+        "--loglevel", settings.log_level.upper(),
+        "--schedule", str(settings.data_path / "celerybeat-schedule"),
     ]  # fmt: skip
 
 
 def checker_argv(settings: Settings) -> list[str]:
-    """A Celery worker for the checks queue only, with its own concurrency (no beat: the run
-    worker's beat sends the checks sweep to this queue)."""
+    """A Celery worker for the checks queue only, with its own concurrency (the one beat
+    sends the checks sweep to this queue)."""
     return [
         sys.executable, "-m", "celery", "--app", "workers.celery_app", "worker",
         "--loglevel", settings.log_level.upper(), "--concurrency", str(settings.check_concurrency),
@@ -148,7 +155,8 @@ def start_embedded_model(settings: Settings) -> EmbeddedModelServer:
 
 @cli.command()
 def up() -> None:
-    """Start everything on this machine: embedded Redis and model, migrations, worker, web."""
+    """Start everything on this machine: embedded Redis and model, migrations, worker, beat,
+    web."""
     from app.db import session_scope
     from app.runtime import embedded_model, embedded_redis
     from app.runtime.preflight import PreflightError, check_port_free, check_redis
@@ -182,6 +190,7 @@ def up() -> None:
     prepare_checks(settings)
     supervisor.spawn("worker", worker_argv(settings), env)
     supervisor.spawn("checker", checker_argv(settings), env)
+    supervisor.spawn("beat", beat_argv(settings), env)
     supervisor.spawn("web", web_argv(settings), env)
     base = public_base_url(settings)
     typer.echo(
@@ -212,6 +221,13 @@ def worker(
         prepare_checks(settings)
         os.execv(sys.executable, checker_argv(settings))
     os.execv(sys.executable, worker_argv(settings))
+
+
+@cli.command()
+def beat() -> None:
+    """Run the scheduler (Celery beat: the sweeper); run exactly one per deployment."""
+    settings = load()
+    os.execv(sys.executable, beat_argv(settings))
 
 
 @cli.command()

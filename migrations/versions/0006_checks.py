@@ -52,13 +52,14 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['task_id'], ['task.id'], name=op.f('fk_code_check_task_id_task'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['test_message_id'], ['message.id'], name=op.f('fk_code_check_test_message_id_message'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_code_check')),
-    sa.UniqueConstraint('message_id', name=op.f('uq_code_check_message_id'))
+    sa.UniqueConstraint('message_id', name=op.f('uq_code_check_message_id')),
+    sqlite_autoincrement=True
     )
     op.create_index('ix_code_check_status_queued_at', 'code_check', ['status', 'queued_at'], unique=False)
     op.create_index(op.f('ix_code_check_task_id'), 'code_check', ['task_id'], unique=False)
     op.create_index(op.f('ix_code_check_code_message_id'), 'code_check', ['code_message_id'], unique=False)
     op.create_index(op.f('ix_code_check_test_message_id'), 'code_check', ['test_message_id'], unique=False)
-    with op.batch_alter_table('pipeline') as batch_op:
+    with op.batch_alter_table('pipeline', table_kwargs={'sqlite_autoincrement': True}) as batch_op:
         batch_op.add_column(
             sa.Column('run_checks', sa.Boolean(), nullable=False, server_default=sa.false())
         )
@@ -70,7 +71,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('pipeline') as batch_op:
+    with op.batch_alter_table('pipeline', table_kwargs={'sqlite_autoincrement': True}) as batch_op:
         batch_op.drop_column('stop_when_checks_pass')
         batch_op.drop_column('run_checks')
     op.drop_index(op.f('ix_code_check_test_message_id'), table_name='code_check')
