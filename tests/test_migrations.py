@@ -93,3 +93,21 @@ def test_rebuilding_sqlite_tables_for_autoincrement_keeps_every_row(tmp_path):
             assert connection.execute(sa.text("SELECT count(*) FROM membership")).scalar() == 1
     finally:
         engine.dispose()
+
+
+def test_every_sqlite_table_with_an_id_never_reuses_it_after_all_migrations(tmp_path):
+    """Later migrations that rebuild a table (batch mode) must keep its AUTOINCREMENT."""
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    upgrade_to_head(url)
+    engine = create_db_engine(url)
+    try:
+        with engine.connect() as connection:
+            tables = connection.execute(
+                sa.text("SELECT name, sql FROM sqlite_master WHERE type = 'table'")
+            ).all()
+    finally:
+        engine.dispose()
+    with_ids = {name: sql for name, sql in tables if " id INTEGER" in sql or "\tid INTEGER" in sql}
+    assert "run" in with_ids and "code_check" in with_ids
+    plain = sorted(name for name, sql in with_ids.items() if "AUTOINCREMENT" not in sql)
+    assert plain == [], plain
