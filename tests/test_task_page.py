@@ -14,21 +14,25 @@ def page(client, path: str, **headers: str) -> BeautifulSoup:
     return BeautifulSoup(response.text, "html.parser")
 
 
-def test_a_fan_out_shows_one_branch_with_sibling_navigation(client, session, team):
-    workspace, (coder, tester, *_) = team
-    task = start_task(client, workspace, [coder, tester])
-    wait_for_runs(client, task["id"], 2)
+def test_a_fan_out_shows_its_answers_side_by_side(client, session, team):
+    workspace, (coder, tester, reviewer, *_) = team
+    task = start_task(client, workspace, [coder, tester, reviewer])
+    wait_for_runs(client, task["id"], 3)
     html = page(client, f"/t/{task['id']}")
-    cards = html.select("#thread > li")
-    assert len(cards) == 2  # the question and the newest answer
-    answer_id = task["started"]["runs"][1]["output_message_id"]
-    assert html.find(id=f"message-{answer_id}-siblings").text == "2 / 2"
-    assert html.find(id=f"message-{answer_id}-body").text.strip() == "Tester says hello"
-    assert html.find(id="compare-link") is not None
-    # The other branch, by the sibling link.
-    first = task["started"]["runs"][0]["output_message_id"]
+    assert len(html.select("#thread > li")) == 2  # the question and the fan-out
+    answers = [run["output_message_id"] for run in task["started"]["runs"]]
+    cards = html.select("#fanout-columns > li.message-assistant")
+    assert [card["id"] for card in cards] == [f"message-{a}" for a in answers]
+    for answer_id, name in zip(answers, ("Coder", "Tester", "Reviewer"), strict=True):
+        assert html.find(id=f"message-{answer_id}-body").text.strip() == f"{name} says hello"
+    assert html.find(id="fanout-compare") is not None and html.find(id="compare-link")
+    # A branch further down shows the answer it continues, with its sibling navigation.
+    first = answers[0]
+    followed = client.post(f"/m/{first}/reply", data={"content": "More", "agent_ids": [coder.id]})
+    assert followed.status_code == 200
+    wait_for_runs(client, task["id"], 4)
     other = page(client, f"/t/{task['id']}?at={first}")
-    assert other.find(id=f"message-{first}-siblings").text == "1 / 2"
+    assert other.find(id=f"message-{first}-siblings").text == "1 / 3"
     assert "run-" in str(other.find(id=f"message-{first}"))  # figures shown
 
 

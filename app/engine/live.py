@@ -10,6 +10,7 @@ stays in SQL).
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import redis
@@ -17,6 +18,22 @@ import redis
 RUN_STREAM_TTL_S = 3600
 WORKSPACE_STREAM_MAXLEN = 10_000
 TERMINAL_TYPES = frozenset({"done", "error"})
+
+
+_STREAM_ID = re.compile(r"(\d{1,20})(?:-(\d{1,20}))?")
+
+
+def parse_stream_id(value: str | None) -> str | None:
+    """A Redis stream entry id (``1700000000000-0``, or ``0``) from untrusted text, or None."""
+    if value is None or not _STREAM_ID.fullmatch(value.strip()):
+        return None
+    return value.strip()
+
+
+def id_order(entry_id: str) -> tuple[int, int]:
+    """A stream id as a sortable pair (ms, sequence)."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
 
 
 def run_stream(run_id: int) -> str:

@@ -8,11 +8,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Header, Request
 from sqlmodel import Session
+from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import RedirectResponse, Response, StreamingResponse
+from starlette.responses import RedirectResponse, Response
 
 from app.db import get_engine
 from app.engine.dispatch import dispatch
+from app.engine.live import parse_stream_id
 from app.models import Role, Task, TaskStatus, User, Workspace
 from app.services import ServiceError, board
 from app.services.access import task_for
@@ -31,14 +33,7 @@ from app.web.deps import (
     SessionDep,
     ViewableWorkspace,
 )
-from app.web.streams import (
-    KEEP_ALIVE,
-    SSE_HEADERS,
-    StreamUser,
-    html_event,
-    viewable_workspace_id,
-    workspace_entries,
-)
+from app.web.streams import StreamUser, Viewer, event_stream, tail, viewable_workspace_id
 from app.web.templating import render, wants_fragment
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
@@ -100,6 +95,7 @@ def _board_context(session: Session, access: Access) -> dict[str, Any]:
         "agents_by_id": {row.agent.id: row.agent for row in agents},
         "feed": board.feed(session=session, workspace=workspace),
         "form": {},
+        "live_url": f"/w/{workspace.slug}/live",
     }
 
 
@@ -215,20 +211,16 @@ async def workspace_live(
     request: Request,
     user: StreamUser,
     last_event_id: Annotated[str | None, Header()] = None,
-) -> StreamingResponse:
-    """The board's activity feed, one line per run state change, from now on."""
-
+) -> EventSourceResponse:
+    """The board's activity feed, one line per run state change, from now on (or after
+    ``Last-Event-ID``), for as long as the viewer stays signed in and a member."""
     workspace_id = await run_in_threadpool(viewable_workspace_id, user, slug)
+    viewer = Viewer(request, user)
+    feed = (workspace_id, parse_stream_id(last_event_id))
 
-    async def events() -> AsyncIterator[str]:
-        yield "retry: 1000\n\n"
-        async for entry_id, type_, data in workspace_entries(
-            request, user, workspace_id, last_event_id
-        ):
-            if type_ == KEEP_ALIVE:
-                yield ": keep-alive\n\n"
-            else:
-                line = await run_in_threadpool(_activity_line, user, data)
-                yield html_event("activity", line, entry_id)
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        async for event in tail(viewer, feed=feed):
+            line = await run_in_threadpool(_activity_line, user, event.data)
+            yield ServerSentEvent(line, event="activity", id=event.entry_id)
 
-    return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)
+    return event_stream(events(), page=True)

@@ -3,25 +3,36 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from html import escape
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Header, Request
 from sqlmodel import Session, col, select
+from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import RedirectResponse, Response, StreamingResponse
+from starlette.responses import RedirectResponse, Response
 
 from app.db import get_engine
 from app.engine import runs as operations
 from app.engine.dispatch import announce_cancel, dispatch, dispatch_retry
-from app.engine.runs import Started, queue_position
-from app.models import Message, Pipeline, Role, RunStatus, Task, User, Workspace
-from app.services import ServiceError
+from app.engine.runs import ACTIVE_STATUSES, Started, queue_position
+from app.models import Message, Pipeline, Role, Run, RunStatus, Task, User, Workspace
+from app.services import NotFound, ServiceError
 from app.services.access import message_for, require_role, run_for, task_for
 from app.services.agents import agents_of
-from app.services.threads import branch, tree
+from app.services.threads import answers_to, branch, tree
 from app.web.deps import CurrentUser, SessionDep
-from app.web.streams import KEEP_ALIVE, SSE_HEADERS, StreamUser, html_event, run_entries
+from app.web.streams import (
+    LiveEvent,
+    StreamUser,
+    Tail,
+    Viewer,
+    event_stream,
+    live_url,
+    run_ids_param,
+    state_fragment,
+    tail,
+    text_fragment,
+)
 from app.web.templating import render, templates
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
@@ -48,10 +59,37 @@ def task_context(
          if m.role == "user" and shown.children_count.get(m.id or 0, 0) > 1),
         None,
     )  # fmt: skip
+    # A fan-out is seen at once: the answers of the leaf's question side by side.
+    leaf = shown.messages[end - 1] if end else None
+    fanout: list[tuple[Message, Run | None]] = []
+    if (
+        leaf is not None
+        and leaf.parent_id
+        and shown.siblings.get(leaf.id or 0)
+        and (shown.siblings[leaf.id or 0].total > 1 and leaf.role == "assistant")
+    ):
+        answers = answers_to(session=session, message_id=leaf.parent_id)
+        by_output = {
+            run.output_message_id: run
+            for run in session.exec(
+                select(Run).where(col(Run.output_message_id).in_([m.id for m in answers]))
+            ).all()
+        }
+        fanout = [(message, by_output.get(message.id)) for message in answers]
+    shown_runs = [shown.runs.get(m.id or 0) for m in shown.messages[max(end - WINDOW, 0) : end]]
+    shown_runs += [run for _, run in fanout]
+    live_runs = list(dict.fromkeys(
+        run.id for run in shown_runs if run is not None and run.status in ACTIVE_STATUSES
+    ))  # fmt: skip
     return {
         "task": task,
         "workspace": session.get(Workspace, task.workspace_id),
         "branch": shown,
+        "live_url": live_url(f"/t/{task.id}/live", live_runs),
+        "fanout": fanout,
+        "fanout_positions": {
+            m.id: queue_position(session=session, run=run) for m, run in fanout if run
+        },
         "agents": agents,
         "agents_by_id": {a.id: a for a in agents},
         "can_edit": role.allows(Role.editor),
@@ -270,65 +308,77 @@ def cancel_page(run_id: int, session: SessionDep, user: CurrentUser) -> Response
 
 
 @router.post("/r/{run_id}/retry")
-def retry_page(run_id: int, session: SessionDep, user: CurrentUser) -> Response:
+def retry_page(request: Request, run_id: int, session: SessionDep, user: CurrentUser) -> Response:
     run, task = run_for(session=session, run_id=run_id, user=user, min_role=Role.editor)
     if run.status in (RunStatus.failed, RunStatus.cancelled):
-        operations.retry(session=session, run=run, actor=user)
+        try:
+            operations.retry(session=session, run=run, actor=user)
+        except ServiceError as exc:
+            return _refused(session, request, task, user, exc, run.output_message_id)
         session.commit()
         dispatch_retry(run_id)
     return RedirectResponse(f"/t/{task.id}?at={run.output_message_id}", status_code=303)
 
 
-# --- a live run card over SSE (htmx's SSE extension): HTML fragments, never JSON ---------
+# --- the page's live runs over one SSE connection (htmx's SSE extension): HTML fragments ---
 
 
-def _card(user: User, run_id: int, after: str | None = None) -> str:
-    """The message card of a run as it is now in SQL (live ones resume after ``after``)."""
+def _card(user: User, run_id: int) -> str:
+    """The message card of a run as it is now in SQL."""
     with Session(get_engine()) as session:
         run, task = run_for(session=session, run_id=run_id, user=user, min_role=Role.viewer)
         message = session.get(Message, run.output_message_id)
         context = task_context(session, task, user, run.output_message_id)
         context.update(
             message=message, run=run, siblings=context["branch"].siblings,
-            position=queue_position(session=session, run=run), live_after=after,
+            position=queue_position(session=session, run=run),
         )  # fmt: skip
         return templates.get_template("_message.html").render(context)
 
 
-def _state(user: User, run_id: int) -> str:
+def _runs_of_task(user: User, task_id: int, run_ids: list[int]) -> None:
+    """404 unless every run belongs to the task and the user may see it."""
     with Session(get_engine()) as session:
-        run, _ = run_for(session=session, run_id=run_id, user=user, min_role=Role.viewer)
-        position = queue_position(session=session, run=run)
-        return templates.get_template("_run_state.html").render(run=run, position=position)
+        task_for(session=session, task_id=task_id, user=user, min_role=Role.viewer)
+        for run_id in run_ids:
+            run, _ = run_for(session=session, run_id=run_id, user=user, min_role=Role.viewer)
+            if run.task_id != task_id:
+                raise NotFound("No such run in this task.")
 
 
-@router.get("/runs/{run_id}/live")
-async def run_live(
-    run_id: int,
+@router.get("/t/{task_id}/live")
+async def task_live(
+    task_id: int,
     request: Request,
     user: StreamUser,
+    runs: str = "",
     last_event_id: Annotated[str | None, Header()] = None,
-    after: str | None = None,
-) -> StreamingResponse:
-    """A run for htmx's SSE extension: escaped text to append, and the finished card."""
-    await run_in_threadpool(_state, user, run_id)  # 404 before streaming
-    start = last_event_id or after
+) -> EventSourceResponse:
+    """The live runs a task page shows, multiplexed: ``run-{id}-text`` (the whole text so far),
+    ``-token`` (escaped text to append), ``-state``, and ``-done`` (the finished card)."""
+    try:
+        run_ids = run_ids_param(runs)
+    except ValueError:
+        raise ServiceError("List at most 50 run ids, separated by commas.") from None
+    await run_in_threadpool(_runs_of_task, user, task_id, run_ids)  # 404 before streaming
+    resumed = Tail.parse(last_event_id)
+    position = Tail(positions=dict(resumed))
+    viewer = Viewer(request, user)
+    starts = {run_id: resumed.get(f"r{run_id}") for run_id in run_ids}
 
-    async def events() -> AsyncIterator[str]:
-        yield "retry: 1000\n\n"
-        async for entry_id, type_, data in run_entries(request, user, run_id, start):
-            if type_ == KEEP_ALIVE:
-                yield ": keep-alive\n\n"
-            elif type_ == "token":
-                yield html_event("token", escape(data.get("text", "")), entry_id)
-            elif type_ == "state":
-                yield html_event("state", await run_in_threadpool(_state, user, run_id), entry_id)
-            elif type_ in ("done", "error", "reset"):
-                # The card replaces the live element; after a reset (a new attempt) its new
-                # live element reconnects from this event on, not from the start.
-                after_reset = entry_id if type_ == "reset" else None
-                card = await run_in_threadpool(_card, user, run_id, after_reset)
-                yield html_event(type_, card, entry_id)
-                return
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        async for event in tail(viewer, runs=starts, tail_state=position):
+            name, html = await run_in_threadpool(_run_fragment, user, event)
+            yield ServerSentEvent(html, event=name, id=position.cursor())
 
-    return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)
+    return event_stream(events(), page=True)
+
+
+def _run_fragment(user: User, event: LiveEvent) -> tuple[str, str]:
+    """The event name and HTML fragment a task page swaps in for one run event."""
+    assert event.run_id is not None
+    if text := text_fragment(event):
+        return text
+    if event.type == "state":
+        return f"run-{event.run_id}-state", state_fragment(user, event.run_id)
+    return f"run-{event.run_id}-done", _card(user, event.run_id)

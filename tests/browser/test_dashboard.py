@@ -66,8 +66,10 @@ def test_a_person_runs_the_whole_flow(open_page, session, model_server, worker):
     page.click("#continue-A")
     expect(page.locator("#thread")).to_contain_text("Coder answer:")
 
-    # Fork from the answer with Ctrl+Enter; the new branch streams in.
-    answer_card = page.locator("#thread > li.message-assistant").last
+    # The fan-out's answers side by side on the task page; fork from the chosen one with
+    # Ctrl+Enter; the new branch streams in.
+    expect(page.locator("#fanout-columns > li.message-assistant")).to_have_count(2)
+    answer_card = page.locator("#fanout-columns > li.message-assistant").first
     answer_card.locator("summary").click()
     fork_box = answer_card.locator("textarea[name=content]")
     fork_box.fill("Now handle times too.")
