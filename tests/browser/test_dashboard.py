@@ -52,10 +52,10 @@ def test_a_person_runs_the_whole_flow(open_page, session, model_server, worker):
     expect(page.locator("#compare-columns")).to_contain_text("answer:", timeout=20_000)
     page.wait_for_function(
         "() => document.querySelectorAll('#compare-columns .live').length === 0"
-        " && document.querySelectorAll('#compare-columns .md').length === 2",
+        " && document.querySelectorAll('#compare-columns .diff').length === 2",
         timeout=30_000,
     )
-    page.reload()
+    # The differences appear once both are done, without a reload.
     expect(page.locator("#column-B-text mark").first).to_be_visible()
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=True)
