@@ -15,6 +15,7 @@ from starlette.responses import RedirectResponse, Response
 from app.db import get_engine
 from app.models import (
     Comparison,
+    Message,
     Role,
     Task,
     User,
@@ -60,7 +61,10 @@ def _context(session: Session, comparison: Comparison, user: User, baseline: int
         winner = next((c.letter for c in columns if c.message.id == mine.winner_message_id), None)
         label = VOTE_LABELS.get(mine.outcome) or f"{winner} is best"
     agents = agents_of(session=session, workspace_id=task.workspace_id)
+    first = columns[0].message if columns else None
+    question = session.get(Message, first.parent_id) if first and first.parent_id else None
     return {
+        "question": question if question and question.role == "user" else None,
         "task": task,
         "workspace": session.get(Workspace, task.workspace_id),
         "comparison": comparison,

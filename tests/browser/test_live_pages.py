@@ -6,12 +6,14 @@ from __future__ import annotations
 from playwright.sync_api import expect
 
 from app.engine.dispatch import dispatch
+from app.paths import PROJECT_ROOT
 from app.services.comparisons import create_comparison
 from app.services.tasks import create_task
-from tests.browser.conftest import ARTIFACTS
 from tests.engine_helpers import CHAT
 from tests.factories import make_agent, make_model, make_user, make_workspace
 from tests.scripted_server import answer
+
+DOCS_IMG = PROJECT_ROOT / "docs" / "img"  # the README's screenshots, refreshed by these tests
 
 # Records every event a page's EventSources receive (type and lastEventId), as the browser
 # parsed them: htmx's SSE extension listens by name, so a listener is added beside each of its.
@@ -75,11 +77,13 @@ def test_a_fan_out_of_eight_streams_side_by_side_on_one_connection(
     page.wait_for_function("() => !document.querySelector('#fanout-columns .live')",
                            timeout=60_000)  # fmt: skip
     assert page.evaluate("() => window.__sse.sources") == 1
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.set_viewport_size({"width": 1280, "height": 900})
-    page.screenshot(path=str(ARTIFACTS / "task-fanout.png"), full_page=False)
+    DOCS_IMG.mkdir(parents=True, exist_ok=True)
+    page.locator("#fanout-columns").scroll_into_view_if_needed()
+    page.screenshot(path=str(DOCS_IMG / "task-fanout.png"))
+    page.goto(f"/w/{workspace.slug}")
+    page.screenshot(path=str(DOCS_IMG / "board.png"))
     page.set_viewport_size({"width": 390, "height": 844})
-    page.reload()
+    page.goto(f"/t/{task.id}")
     assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
 
 
@@ -123,3 +127,38 @@ def test_five_live_tabs_leave_room_for_a_sixth_page(open_page, session, model_se
     sixth = context.new_page()
     sixth.goto(f"/w/{workspace.slug}")  # within the 10 s navigation timeout
     expect(sixth.locator("h1")).to_have_text(workspace.name)
+
+
+def _long_answers(received):
+    name = received.json["messages"][0]["content"].removeprefix("You are ").rstrip(".")
+    lines = "\n".join(f"{name} line {i}: " + " ".join(["text"] * 12) for i in range(40))
+    return answer(lines, pause=0.001)
+
+
+def test_a_vote_is_cast_without_scrolling_on_a_laptop_and_a_phone(
+    open_page, session, model_server, worker
+):
+    model_server.on(CHAT, _long_answers)
+    user, workspace, agents = _team(session, model_server, 2)
+    page = open_page(user)
+    task, started = _fan_out(session, user, workspace, agents, title="Parse a date")
+    page.goto(f"/t/{task.id}")
+    page.wait_for_function("() => !document.querySelector('#fanout-columns .live')",
+                           timeout=60_000)  # fmt: skip
+    page.click("#fanout-compare")
+    expect(page.locator("#compare-question")).to_contain_text("Answer this.")
+    expect(page.locator("#column-B-text mark").first).to_be_visible()
+    expect(page.locator("#vote-a")).to_be_in_viewport()
+    DOCS_IMG.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(DOCS_IMG / "compare.png"))
+    page.click("#vote-a")
+    expect(page.locator("#my-vote")).to_have_text("You voted: A is better.")
+    expect(page.locator("#my-vote")).to_be_in_viewport()
+
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.reload()
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+    expect(page.locator("#vote-b")).to_be_in_viewport()
+    page.click("#vote-b")
+    expect(page.locator("#my-vote")).to_have_text("You voted: B is better.")
+    expect(page.locator("#my-vote")).to_be_in_viewport()
