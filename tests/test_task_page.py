@@ -67,7 +67,8 @@ def test_an_empty_question_is_refused_on_the_page_with_the_draft_kept(client, se
     response = client.post(f"/t/{task['id']}/ask", data={"content": "   "})
     assert response.status_code == 400
     html = BeautifulSoup(response.text, "html.parser")
-    assert html.find(id="page-error").text == "Write a message first."
+    assert html.find(id="composer-error").text == "Write a message first."
+    assert html.find(id="page-error") is None  # shown next to the composer, not at the top
 
 
 def test_hostile_output_is_shown_as_text(client, session, team, model_server):

@@ -139,10 +139,16 @@ def _after(session: Session, task: Task, started: Started) -> Response:
 
 def _refused(
     session: Session, request: Request, task: Task, user: User, error: ServiceError,
-    at: int | None, draft: str = "",
+    at: int | None, draft: str | None = None,
 ) -> Response:  # fmt: skip
+    """The task page again with the reason shown: next to the composer (and what was typed in
+    it) when the composer was sent, at the top otherwise."""
     session.rollback()
-    context = {**task_context(session, task, user, at), "error": error.message, "draft": draft}
+    context = task_context(session, task, user, at)
+    if draft is None:
+        context["error"] = error.message
+    else:
+        context.update(composer_error=error.message, draft=draft)
     return render(request, "task.html", context, status_code=error.status_code)
 
 
