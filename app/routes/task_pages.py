@@ -113,9 +113,10 @@ def task_page(
     user: CurrentUser,
     at: int | None = None,
     upto: int | None = None,
+    started: bool = False,
 ) -> Response:
     task = task_for(session=session, task_id=task_id, user=user, min_role=Role.viewer)
-    context = task_context(session, task, user, at, upto)
+    context = {**task_context(session, task, user, at, upto), "started": started}
     return render(request, "task.html", context, block="thread")
 
 
@@ -134,7 +135,8 @@ def _after(session: Session, task: Task, started: Started) -> Response:
     session.commit()
     dispatch([run.id for run in started.runs if run.id is not None])
     target = started.runs[-1].output_message_id if started.runs else None
-    return RedirectResponse(f"/t/{task.id}?at={target}", status_code=303)
+    # ``started``: the page scrolls to what was just started, not to its top.
+    return RedirectResponse(f"/t/{task.id}?at={target}&started=1", status_code=303)
 
 
 def _refused(

@@ -162,3 +162,19 @@ def test_a_vote_is_cast_without_scrolling_on_a_laptop_and_a_phone(
     page.click("#vote-b")
     expect(page.locator("#my-vote")).to_have_text("You voted: B is better.")
     expect(page.locator("#my-vote")).to_be_in_viewport()
+
+
+def test_after_a_send_the_page_shows_what_was_started(open_page, session, model_server, worker):
+    model_server.on(CHAT, _long_answers)
+    user, workspace, agents = _team(session, model_server, 1)
+    page = open_page(user)
+    task, started = _fan_out(session, user, workspace, agents, title="Long")
+    page.goto(f"/t/{task.id}")
+    page.wait_for_function("() => !document.querySelector('#thread .live')", timeout=60_000)
+    page.fill("#composer-text", "And now shorter.")
+    page.check("#composer label:has-text('Agent0') input")
+    page.click("#composer-send")
+    expect(page.locator("#thread")).to_contain_text("And now shorter.")
+    newest = page.locator("#thread > li.message-assistant").last
+    expect(newest).to_contain_text("Agent0 line 39", timeout=30_000)
+    expect(newest.locator(".message-head")).to_be_in_viewport()
