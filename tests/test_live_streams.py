@@ -195,3 +195,14 @@ def test_a_signed_out_session_stops_receiving_the_workspace_feed(client, session
         assert response.status_code == 200
         assert client.post("/signout", follow_redirects=False).status_code == 303
         assert [e.type for e in parse(response.iter_raw())] == ["live-end"]
+
+
+def test_the_board_feed_names_the_agent_and_the_task(client, session, team):
+    workspace, (coder, *_) = team
+    with client.stream("GET", f"/w/{workspace.slug}/live") as response:
+        start_task(client, workspace, [coder])
+        for event in parse(response.iter_raw()):
+            assert event.type == "activity"
+            if "succeeded" in event.data:
+                break
+    assert "<strong>Coder</strong> succeeded" in event.data and ">t</a>" in event.data

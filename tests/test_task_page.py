@@ -139,3 +139,31 @@ def test_the_tree_view_lists_every_branch(client, session, team):
     assert [" ".join(a.find("a").text.split()) for a in answers] == [
         "Coder: Coder says hello", "Tester: Tester says hello",
     ]  # fmt: skip
+
+
+def test_a_run_waiting_longer_than_its_queue_explains_says_so(client, session):
+    from datetime import timedelta
+
+    from app.models import Run
+    from app.models.common import utcnow
+    from app.services.tasks import create_task
+    from tests.factories import make_agent, make_model, make_user, make_workspace, sign_in
+
+    user = make_user(session)
+    sign_in(client, session, user)
+    workspace = make_workspace(session, owner=user)
+    model = make_model(session, base_url="http://127.0.0.1:9/v1")
+    coder = make_agent(session, workspace=workspace, model=model, name="Coder")
+    task, started = create_task(session=session, workspace=workspace, author=user, title="t",
+                                brief="q", agent_ids=[coder.id])  # fmt: skip
+    session.commit()  # never dispatched: it waits with nothing ahead of it
+    (run,) = started.runs
+    html = page(client, f"/t/{task.id}")
+    assert html.find(id=f"run-{run.id}-state").text.startswith("Queued")
+    assert html.find(id=f"run-{run.id}-stalled") is None  # just queued: nothing to say yet
+    stored = session.get(Run, run.id)
+    stored.queued_at = utcnow() - timedelta(minutes=10)
+    session.add(stored)
+    session.commit()
+    html = page(client, f"/t/{task.id}")
+    assert "longer than its queue explains" in html.find(id=f"run-{run.id}-stalled").text

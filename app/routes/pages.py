@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from html import escape
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Header, Request
@@ -15,7 +14,8 @@ from starlette.responses import RedirectResponse, Response
 from app.db import get_engine
 from app.engine.dispatch import dispatch
 from app.engine.live import parse_stream_id
-from app.models import Role, Task, TaskStatus, User, Workspace
+from app.models import Role, TaskStatus, Workspace
+from app.models.common import utcnow
 from app.services import ServiceError, board
 from app.services.access import task_for
 from app.services.demo import create_demo_workspace
@@ -34,7 +34,7 @@ from app.web.deps import (
     ViewableWorkspace,
 )
 from app.web.streams import StreamUser, Viewer, event_stream, tail, viewable_workspace_id
-from app.web.templating import render, wants_fragment
+from app.web.templating import render, templates, wants_fragment
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
@@ -93,7 +93,7 @@ def _board_context(session: Session, access: Access) -> dict[str, Any]:
         "active": board.active_runs(session=session, task_ids=shown),
         "agents": agents,
         "agents_by_id": {row.agent.id: row.agent for row in agents},
-        "feed": board.feed(session=session, workspace=workspace),
+        "feed": board.feed_lines(session=session, workspace=workspace),
         "form": {},
         "live_url": f"/w/{workspace.slug}/live",
     }
@@ -195,14 +195,14 @@ def move_task_page(
 # --- the board's live activity feed over SSE ------------------------------------------------
 
 
-def _activity_line(user: User, data: dict[str, Any]) -> str:
-    """One feed line for a run's state change."""
+def _activity_line(data: dict[str, Any]) -> str:
+    """One feed line for a run's state change: the agent, what happened, the task, when."""
     with Session(get_engine()) as session:
-        task = session.get(Task, data.get("task_id")) if data.get("task_id") else None
-        title = f" on “{escape(task.title)}”" if task else ""
-        link = f' · <a href="/t/{task.id}">task</a>' if task else ""
-    status = escape(str(data.get("status", "")))
-    return f'<li class="small">Run #{int(data.get("id", 0))} {status}{title}{link}</li>'
+        line = board.run_line(
+            session=session, run_id=int(data.get("id") or 0), status=str(data.get("status", "")),
+            at=utcnow(),
+        )  # fmt: skip
+        return templates.get_template("_activity.html").render(line=line) if line else ""
 
 
 @router.get("/w/{slug}/live")
@@ -220,7 +220,8 @@ async def workspace_live(
 
     async def events() -> AsyncIterator[ServerSentEvent]:
         async for event in tail(viewer, feed=feed):
-            line = await run_in_threadpool(_activity_line, user, event.data)
-            yield ServerSentEvent(line, event="activity", id=event.entry_id)
+            line = await run_in_threadpool(_activity_line, event.data)
+            if line:
+                yield ServerSentEvent(line, event="activity", id=event.entry_id)
 
     return event_stream(events(), page=True)

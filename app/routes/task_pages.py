@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Header, Request
@@ -16,6 +17,7 @@ from app.engine import runs as operations
 from app.engine.dispatch import announce_cancel, dispatch, dispatch_retry
 from app.engine.runs import ACTIVE_STATUSES, Started, queue_position
 from app.models import Message, Pipeline, Role, Run, RunStatus, Task, User, Workspace
+from app.models.common import utcnow
 from app.services import NotFound, ServiceError
 from app.services.access import message_for, require_role, run_for, task_for
 from app.services.agents import agents_of
@@ -39,6 +41,8 @@ router = APIRouter(tags=["pages"], include_in_schema=False)
 
 # A branch shows its newest messages; earlier ones load on demand, this many at a time.
 WINDOW = 40
+# A run first in line that has waited this long is not waiting for its queue.
+STALLED_AFTER = timedelta(minutes=2)
 
 
 def task_context(
@@ -81,10 +85,18 @@ def task_context(
     live_runs = list(dict.fromkeys(
         run.id for run in shown_runs if run is not None and run.status in ACTIVE_STATUSES
     ))  # fmt: skip
+    # A run first in its queue that still waits: the queue does not explain it; say so.
+    now = utcnow()
+    stalled = {
+        message_id for message_id, run in shown.runs.items()
+        if run.status == RunStatus.queued and positions.get(message_id) in (None, 1)
+        and now - run.queued_at > STALLED_AFTER
+    }  # fmt: skip
     return {
         "task": task,
         "workspace": session.get(Workspace, task.workspace_id),
         "branch": shown,
+        "stalled": stalled,
         "live_url": live_url(f"/t/{task.id}/live", live_runs),
         "fanout": fanout,
         "fanout_positions": {
