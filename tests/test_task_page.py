@@ -167,3 +167,11 @@ def test_a_run_waiting_longer_than_its_queue_explains_says_so(client, session):
     session.commit()
     html = page(client, f"/t/{task.id}")
     assert "longer than its queue explains" in html.find(id=f"run-{run.id}-stalled").text
+
+
+def test_a_brief_without_agents_waits_in_the_composer(client, session, team):
+    workspace, _ = team
+    brief = {"title": "Later", "brief": "Split 2026-11-28 into parts."}
+    response = client.post(f"/w/{workspace.slug}/tasks", data=brief)
+    html = BeautifulSoup(response.text, "html.parser")
+    assert html.find(id="composer-text").text == "Split 2026-11-28 into parts."

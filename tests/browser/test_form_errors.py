@@ -55,11 +55,9 @@ def test_task_and_pipeline_mistakes_are_answered_where_they_were_made(
     expect(page.locator("#composer-error")).to_be_in_viewport()
     expect(page.locator("#composer-text")).to_have_value("Split 2026-11-28 into parts.")
 
-    # Send to an agent without a model.
-    page.check("#composer label:has-text('Idle') input")
-    page.click("#composer-send")
-    expect(page.locator("#composer-error")).to_contain_text("Idle has no model")
-    expect(page.locator("#composer-text")).to_have_value("Split 2026-11-28 into parts.")
+    # An agent without a model is shown but cannot be picked.
+    expect(page.locator("#composer label:has-text('Idle')")).to_contain_text("(no model)")
+    expect(page.locator("#composer label:has-text('Idle') input")).to_be_disabled()
 
     # A pipeline with no steps.
     page.goto(f"/w/{workspace.slug}/pipelines")
