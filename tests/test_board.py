@@ -27,8 +27,12 @@ def test_create_a_task_that_fans_out_from_the_board(client, session, team):
     assert {r["status"] for r in runs} == {"succeeded"}
     board = soup(client.get(f"/w/{workspace.slug}"))
     assert board.select_one(f"#column-review #task-{task_id}") is not None
-    feed = board.find(id="activity-feed").text
-    assert "created task “Parse dates”" in feed
+    feed = board.find(id="activity-feed")
+    assert "created task “Parse dates”" in " ".join(feed.text.split())
+    # A run's line names its agent and task, and when.
+    lines = [" ".join(li.text.split()) for li in feed.find_all("li")]
+    assert any(line.startswith("Coder succeeded · Parse dates") for line in lines), lines
+    assert all(li.find("time") for li in feed.find_all("li"))
 
 
 def test_a_task_without_a_title_is_refused_and_the_form_kept(client, session, team):

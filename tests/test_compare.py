@@ -7,7 +7,9 @@ from sqlmodel import select
 
 from app.models import Vote
 from app.services.comparisons import word_diff
-from tests.engine_helpers import start_task, wait_for_runs
+from tests.engine_helpers import CHAT, start_task, wait_for_runs
+from tests.live_helpers import read_until
+from tests.scripted_server import answer
 
 
 def soup(response) -> BeautifulSoup:
@@ -34,11 +36,12 @@ def test_compare_a_fan_out_blind_vote_and_continue(client, session, team):
     a, b = page.find(id="column-A-text"), page.find(id="column-B-text")
     assert a.text == "Coder says hello" and not a.find("mark")  # the baseline
     assert [m.text for m in b.find_all("mark")] == ["Tester"]  # only the differing word
-    assert "tokens/s" in page.find(id="column-B-figures").text
+    assert page.find(id="column-B-figures") is None  # figures are revealed by the vote too
     comparison = response.headers["location"]
     voted = soup(client.post(f"{comparison}/vote", data={"outcome": "b"}, follow_redirects=True))
     assert voted.find(id="my-vote").text.strip() == "You voted: B is better."
     assert voted.find(id="column-B-agent").text == "Tester"  # revealed after the vote
+    assert "tokens/s" in voted.find(id="column-B-figures").text
     assert (
         session.exec(select(Vote)).one().winner_message_id
         == task["started"]["runs"][1]["output_message_id"]
@@ -86,3 +89,27 @@ def test_word_diff_marks_only_changed_words():
     assert [(p.text, p.changed) for p in pieces] == [
         ("the ", False), ("slow", True), (" brown fox ", False), ("jumps", True),
     ]  # fmt: skip
+
+
+def test_a_blind_comparison_reveals_nothing_while_streaming(client, session, team, model_server):
+    workspace, agents = team
+    model_server.on(CHAT, answer(" ".join(["same"] * 30), pause=0.05))
+    task = start_task(client, workspace, agents[:2])
+    question = task["started"]["message"]["id"]
+    response = client.post(f"/t/{task['id']}/compare",
+                           data={"question_id": question, "blind": "true"})  # fmt: skip
+    comparison = response.url.path
+    page = soup(response)
+    grid = str(page.find(id="compare-columns"))
+    live = page.find("main")["sse-connect"]
+    assert live == f"{comparison}/live" and page.find(class_="live") is not None
+    events = read_until(client, live, lambda e: e.type == "compare-done")
+    assert events[-1].type == "compare-done"
+    everything = grid + "".join(e.data for e in events)
+    for agent in agents[:2]:
+        assert agent.name not in everything
+        assert agent.colour not in everything
+    assert "data-colour" not in everything and "tokens/s" not in everything
+    # Once all are done the grid comes back whole, differences marked, still blind.
+    final = BeautifulSoup(events[-1].data, "html.parser")
+    assert final.find(id="column-A-hidden") and final.find(id="column-B-text")

@@ -14,21 +14,25 @@ def page(client, path: str, **headers: str) -> BeautifulSoup:
     return BeautifulSoup(response.text, "html.parser")
 
 
-def test_a_fan_out_shows_one_branch_with_sibling_navigation(client, session, team):
-    workspace, (coder, tester, *_) = team
-    task = start_task(client, workspace, [coder, tester])
-    wait_for_runs(client, task["id"], 2)
+def test_a_fan_out_shows_its_answers_side_by_side(client, session, team):
+    workspace, (coder, tester, reviewer, *_) = team
+    task = start_task(client, workspace, [coder, tester, reviewer])
+    wait_for_runs(client, task["id"], 3)
     html = page(client, f"/t/{task['id']}")
-    cards = html.select("#thread > li")
-    assert len(cards) == 2  # the question and the newest answer
-    answer_id = task["started"]["runs"][1]["output_message_id"]
-    assert html.find(id=f"message-{answer_id}-siblings").text == "2 / 2"
-    assert html.find(id=f"message-{answer_id}-body").text.strip() == "Tester says hello"
-    assert html.find(id="compare-link") is not None
-    # The other branch, by the sibling link.
-    first = task["started"]["runs"][0]["output_message_id"]
+    assert len(html.select("#thread > li")) == 2  # the question and the fan-out
+    answers = [run["output_message_id"] for run in task["started"]["runs"]]
+    cards = html.select("#fanout-columns > li.message-assistant")
+    assert [card["id"] for card in cards] == [f"message-{a}" for a in answers]
+    for answer_id, name in zip(answers, ("Coder", "Tester", "Reviewer"), strict=True):
+        assert html.find(id=f"message-{answer_id}-body").text.strip() == f"{name} says hello"
+    assert html.find(id="fanout-compare") is not None and html.find(id="compare-link")
+    # A branch further down shows the answer it continues, with its sibling navigation.
+    first = answers[0]
+    followed = client.post(f"/m/{first}/reply", data={"content": "More", "agent_ids": [coder.id]})
+    assert followed.status_code == 200
+    wait_for_runs(client, task["id"], 4)
     other = page(client, f"/t/{task['id']}?at={first}")
-    assert other.find(id=f"message-{first}-siblings").text == "1 / 2"
+    assert other.find(id=f"message-{first}-siblings").text == "1 / 3"
     assert "run-" in str(other.find(id=f"message-{first}"))  # figures shown
 
 
@@ -63,7 +67,8 @@ def test_an_empty_question_is_refused_on_the_page_with_the_draft_kept(client, se
     response = client.post(f"/t/{task['id']}/ask", data={"content": "   "})
     assert response.status_code == 400
     html = BeautifulSoup(response.text, "html.parser")
-    assert html.find(id="page-error").text == "Write a message first."
+    assert html.find(id="composer-error").text == "Write a message first."
+    assert html.find(id="page-error") is None  # shown next to the composer, not at the top
 
 
 def test_hostile_output_is_shown_as_text(client, session, team, model_server):
@@ -134,3 +139,39 @@ def test_the_tree_view_lists_every_branch(client, session, team):
     assert [" ".join(a.find("a").text.split()) for a in answers] == [
         "Coder: Coder says hello", "Tester: Tester says hello",
     ]  # fmt: skip
+
+
+def test_a_run_waiting_longer_than_its_queue_explains_says_so(client, session):
+    from datetime import timedelta
+
+    from app.models import Run
+    from app.models.common import utcnow
+    from app.services.tasks import create_task
+    from tests.factories import make_agent, make_model, make_user, make_workspace, sign_in
+
+    user = make_user(session)
+    sign_in(client, session, user)
+    workspace = make_workspace(session, owner=user)
+    model = make_model(session, base_url="http://127.0.0.1:9/v1")
+    coder = make_agent(session, workspace=workspace, model=model, name="Coder")
+    task, started = create_task(session=session, workspace=workspace, author=user, title="t",
+                                brief="q", agent_ids=[coder.id])  # fmt: skip
+    session.commit()  # never dispatched: it waits with nothing ahead of it
+    (run,) = started.runs
+    html = page(client, f"/t/{task.id}")
+    assert html.find(id=f"run-{run.id}-state").text.startswith("Queued")
+    assert html.find(id=f"run-{run.id}-stalled") is None  # just queued: nothing to say yet
+    stored = session.get(Run, run.id)
+    stored.queued_at = utcnow() - timedelta(minutes=10)
+    session.add(stored)
+    session.commit()
+    html = page(client, f"/t/{task.id}")
+    assert "longer than its queue explains" in html.find(id=f"run-{run.id}-stalled").text
+
+
+def test_a_brief_without_agents_waits_in_the_composer(client, session, team):
+    workspace, _ = team
+    brief = {"title": "Later", "brief": "Split 2026-11-28 into parts."}
+    response = client.post(f"/w/{workspace.slug}/tasks", data=brief)
+    html = BeautifulSoup(response.text, "html.parser")
+    assert html.find(id="composer-text").text == "Split 2026-11-28 into parts."

@@ -21,6 +21,12 @@ WORKSPACE_STREAM_MAXLEN = 10_000
 TERMINAL_TYPES = frozenset({"done", "error"})
 
 
+def id_order(entry_id: str) -> tuple[int, int]:
+    """A stream id as a sortable pair (ms, sequence)."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
 def run_stream(run_id: int) -> str:
     return f"sb:run:{run_id}"
 

@@ -361,13 +361,15 @@ def cancel(*, session: Session, run: Run, actor: User) -> Run:
 
 
 def retry(*, session: Session, run: Run, actor: User) -> Run:
-    """Queue a failed or cancelled run again: same question, same answer message, fresh start."""
+    """Queue a failed or cancelled run again: same question, same answer message, fresh start,
+    on the agent's model as it is now (the one the run used may have been deleted or replaced:
+    a run without a model would wait in the queue for ever)."""
     if run.status not in (RunStatus.failed, RunStatus.cancelled):
         raise Conflict("Only a failed or cancelled run can be retried.")
     agent = session.get(Agent, run.agent_id) if run.agent_id else None
     if agent is None:
         raise ServiceError("The run's agent was deleted; rerun the question with another agent.")
-    _usable_model(session, agent)
+    run.model_id = _usable_model(session, agent).id
     run.status = RunStatus.queued
     run.error = None
     run.attempts = 0

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Header, Request
+from jinja2_fragments import render_block
 from sqlmodel import Session, select
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
+from app.db import get_engine
 from app.models import (
     Comparison,
+    Message,
     Role,
     Task,
     User,
@@ -24,7 +30,17 @@ from app.services.agents import agents_of
 from app.services.checks import latest_checks
 from app.services.threads import answers_to
 from app.web.deps import CurrentUser, SessionDep
-from app.web.templating import render
+from app.web.streams import (
+    LiveEvent,
+    StreamUser,
+    Tail,
+    Viewer,
+    event_stream,
+    state_fragment,
+    tail,
+    text_fragment,
+)
+from app.web.templating import render, templates
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 VOTE_LABELS = {"a": "A is better", "b": "B is better", "tie": "a tie", "both_bad": "both are bad"}
@@ -46,7 +62,10 @@ def _context(session: Session, comparison: Comparison, user: User, baseline: int
         winner = next((c.letter for c in columns if c.message.id == mine.winner_message_id), None)
         label = VOTE_LABELS.get(mine.outcome) or f"{winner} is best"
     agents = agents_of(session=session, workspace_id=task.workspace_id)
+    first = columns[0].message if columns else None
+    question = session.get(Message, first.parent_id) if first and first.parent_id else None
     return {
+        "question": question if question and question.role == "user" else None,
         "task": task,
         "workspace": session.get(Workspace, task.workspace_id),
         "comparison": comparison,
@@ -55,6 +74,7 @@ def _context(session: Session, comparison: Comparison, user: User, baseline: int
         "revealed": not comparison.blind or mine is not None,
         "can_edit": role.allows(Role.editor),
         "any_live": any(c.live for c in columns),
+        "live_url": f"/c/{comparison.id}/live" if any(c.live for c in columns) else None,
         "my_vote": mine,
         "my_vote_label": label,
         "checks_by_message": latest_checks(session=session, message_ids=message_ids),
@@ -129,3 +149,67 @@ def continue_page(
     service.continue_with(session=session, task=task, message_id=message_id, actor=user)
     session.commit()
     return RedirectResponse(f"/t/{task.id}", status_code=303)
+
+
+# --- the comparison's live answers over one SSE connection (htmx's SSE extension) ------------
+
+
+def _live_runs(user: User, comparison_id: int) -> list[int]:
+    """404 unless the user may see the comparison; the runs of its columns still live."""
+    with Session(get_engine()) as session:
+        comparison, _ = comparison_for(
+            session=session, comparison_id=comparison_id, user=user, min_role=Role.viewer
+        )
+        context = _context(session, comparison, user, 0)
+        return [c.run.id for c in context["columns"] if c.live and c.run and c.run.id]
+
+
+def _finished(user: User, comparison_id: int, event: LiveEvent, last: bool) -> tuple[str, str]:
+    """A finished answer's column body, or the whole grid with its differences once the last
+    one is done; blind comparisons stay blind until the vote."""
+    with Session(get_engine()) as session:
+        comparison, _ = comparison_for(
+            session=session, comparison_id=comparison_id, user=user, min_role=Role.viewer
+        )
+        context = _context(session, comparison, user, 0)
+        if last:
+            grid = render_block(templates.env, "compare.html", "columns", context)
+            return "compare-done", grid
+        column = next(c for c in context["columns"] if c.run and c.run.id == event.run_id)
+        column.live = False
+        html = templates.get_template("_compare_body.html").render({**context, "column": column})
+        return f"run-{event.run_id}-done", html
+
+
+@router.get("/c/{comparison_id}/live")
+async def comparison_live(
+    comparison_id: int,
+    request: Request,
+    user: StreamUser,
+    last_event_id: Annotated[str | None, Header()] = None,
+) -> EventSourceResponse:
+    """The comparison's live answers, multiplexed: ``run-{id}-text``, ``-token``, ``-state``,
+    ``-done`` (the finished column), then ``compare-done`` (the grid with its differences)."""
+    run_ids = await run_in_threadpool(_live_runs, user, comparison_id)  # 404 before streaming
+    resumed = Tail.parse(last_event_id)
+    position = Tail(positions=dict(resumed))
+    viewer = Viewer(request, user)
+    live = set(run_ids)
+
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        starts = {run_id: resumed.get(f"r{run_id}") for run_id in run_ids}
+        async for event in tail(viewer, runs=starts, tail_state=position):
+            assert event.run_id is not None
+            if text := text_fragment(event):
+                name, html = text
+            elif event.type == "state":
+                name = f"run-{event.run_id}-state"
+                html = await run_in_threadpool(state_fragment, user, event.run_id)
+            else:
+                live.discard(event.run_id)
+                name, html = await run_in_threadpool(
+                    _finished, user, comparison_id, event, not live
+                )
+            yield ServerSentEvent(html, event=name, id=position.cursor())
+
+    return event_stream(events(), page=True)

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from html import escape
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Header, Request
 from sqlmodel import Session
+from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import RedirectResponse, Response, StreamingResponse
+from starlette.responses import RedirectResponse, Response
 
 from app.db import get_engine
 from app.engine.dispatch import dispatch
-from app.models import Role, Task, TaskStatus, Workspace
+from app.engine.live import parse_stream_id
+from app.models import Role, TaskStatus, Workspace
+from app.models.common import utcnow
 from app.services import ServiceError, board
 from app.services.access import task_for
 from app.services.checks import best_checks
@@ -33,15 +35,8 @@ from app.web.deps import (
     ViewableWorkspace,
 )
 from app.web.forms import form_id, form_ids
-from app.web.streams import (
-    KEEP_ALIVE,
-    SSE_HEADERS,
-    StreamUser,
-    html_event,
-    viewable_workspace_id,
-    workspace_entries,
-)
-from app.web.templating import render, wants_fragment
+from app.web.streams import StreamUser, Viewer, event_stream, tail, viewable_workspace_id
+from app.web.templating import render, templates, wants_fragment
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
@@ -101,8 +96,9 @@ def _board_context(session: Session, access: Access) -> dict[str, Any]:
         "best_checks": best_checks(session=session, task_ids=shown),
         "agents": agents,
         "agents_by_id": {row.agent.id: row.agent for row in agents},
-        "feed": board.feed(session=session, workspace=workspace),
+        "feed": board.feed_lines(session=session, workspace=workspace),
         "form": {},
+        "live_url": f"/w/{workspace.slug}/live",
     }
 
 
@@ -210,15 +206,14 @@ def move_task_page(
 
 
 def _activity_line(workspace_id: int, data: dict[str, Any]) -> str:
-    """One feed line for a run's state change; a task of another workspace is never named."""
+    """One feed line for a run's state change: the agent, what happened, the task, when."""
     with Session(get_engine()) as session:
-        task = session.get(Task, data.get("task_id")) if data.get("task_id") else None
-        if task is not None and task.workspace_id != workspace_id:
-            task = None
-        title = f" on “{escape(task.title)}”" if task else ""
-        link = f' · <a href="/t/{task.id}">task</a>' if task else ""
-    status = escape(str(data.get("status", "")))
-    return f'<li class="small">Run #{int(data.get("id", 0))} {status}{title}{link}</li>'
+        line = board.run_line(
+            session=session, workspace_id=workspace_id, run_id=int(data.get("id") or 0),
+            status=str(data.get("status", "")),
+            at=utcnow(),
+        )  # fmt: skip
+        return templates.get_template("_activity.html").render(line=line) if line else ""
 
 
 @router.get("/w/{slug}/live")
@@ -227,20 +222,17 @@ async def workspace_live(
     request: Request,
     user: StreamUser,
     last_event_id: Annotated[str | None, Header()] = None,
-) -> StreamingResponse:
-    """The board's activity feed, one line per run state change, from now on."""
-
+) -> EventSourceResponse:
+    """The board's activity feed, one line per run state change, from now on (or after
+    ``Last-Event-ID``), for as long as the viewer stays signed in and a member."""
     workspace_id = await run_in_threadpool(viewable_workspace_id, user, slug)
+    viewer = Viewer(request, user)
+    feed = (workspace_id, parse_stream_id(last_event_id))
 
-    async def events() -> AsyncIterator[str]:
-        yield "retry: 1000\n\n"
-        async for entry_id, type_, data in workspace_entries(
-            request, user, workspace_id, last_event_id
-        ):
-            if type_ == KEEP_ALIVE:
-                yield ": keep-alive\n\n"
-            else:
-                line = await run_in_threadpool(_activity_line, workspace_id, data)
-                yield html_event("activity", line, entry_id)
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        async for event in tail(viewer, feed=feed):
+            line = await run_in_threadpool(_activity_line, workspace_id, event.data)
+            if line:
+                yield ServerSentEvent(line, event="activity", id=event.entry_id)
 
-    return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)
+    return event_stream(events(), page=True)

@@ -3,45 +3,60 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from html import escape
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Header, Query, Request
 from sqlmodel import Session, col, select
+from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import RedirectResponse, Response, StreamingResponse
+from starlette.responses import RedirectResponse, Response
 
 from app.db import get_engine
 from app.engine import checks as check_operations
 from app.engine import runs as operations
 from app.engine.dispatch import announce_cancel, dispatch, dispatch_checks, dispatch_retry
-from app.engine.runs import Started, queue_position
+from app.engine.runs import ACTIVE_STATUSES, Started, queue_position
 from app.models import (
     CHECK_ACTIVE,
     Check,
     Message,
     Pipeline,
     Role,
+    Run,
     RunStatus,
     Task,
     User,
     Workspace,
 )
 from app.models.common import utcnow
-from app.services import ServiceError
+from app.services import NotFound, ServiceError
 from app.services.access import check_for, message_for, require_role, run_for, task_for
 from app.services.agents import agents_of
 from app.services.comparisons import battle
-from app.services.threads import branch, tree
+from app.services.threads import answers_to, branch, tree
 from app.web.deps import CurrentUser, SessionDep
 from app.web.forms import form_id, form_ids
-from app.web.streams import KEEP_ALIVE, SSE_HEADERS, StreamUser, html_event, run_entries
+from app.web.streams import (
+    LiveEvent,
+    StreamUser,
+    Tail,
+    Viewer,
+    event_stream,
+    live_url,
+    run_ids_param,
+    state_fragment,
+    tail,
+    text_fragment,
+)
 from app.web.templating import render, templates
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
 # A branch shows its newest messages; earlier ones load on demand, this many at a time.
 WINDOW = 40
+# A run first in line that has waited this long is not waiting for its queue.
+STALLED_AFTER = timedelta(minutes=2)
 
 
 def task_context(
@@ -62,10 +77,45 @@ def task_context(
          if m.role == "user" and shown.children_count.get(m.id or 0, 0) > 1),
         None,
     )  # fmt: skip
+    # A fan-out is seen at once: the answers of the leaf's question side by side.
+    leaf = shown.messages[end - 1] if end else None
+    fanout: list[tuple[Message, Run | None]] = []
+    if (
+        leaf is not None
+        and leaf.parent_id
+        and shown.siblings.get(leaf.id or 0)
+        and (shown.siblings[leaf.id or 0].total > 1 and leaf.role == "assistant")
+    ):
+        answers = answers_to(session=session, message_id=leaf.parent_id)
+        by_output = {
+            run.output_message_id: run
+            for run in session.exec(
+                select(Run).where(col(Run.output_message_id).in_([m.id for m in answers]))
+            ).all()
+        }
+        fanout = [(message, by_output.get(message.id)) for message in answers]
+    shown_runs = [shown.runs.get(m.id or 0) for m in shown.messages[max(end - WINDOW, 0) : end]]
+    shown_runs += [run for _, run in fanout]
+    live_runs = list(dict.fromkeys(
+        run.id for run in shown_runs if run is not None and run.status in ACTIVE_STATUSES
+    ))  # fmt: skip
+    # A run first in its queue that still waits: the queue does not explain it; say so.
+    now = utcnow()
+    stalled = {
+        message_id for message_id, run in shown.runs.items()
+        if run.status == RunStatus.queued and positions.get(message_id) in (None, 1)
+        and now - run.queued_at > STALLED_AFTER
+    }  # fmt: skip
     return {
         "task": task,
         "workspace": session.get(Workspace, task.workspace_id),
         "branch": shown,
+        "stalled": stalled,
+        "live_url": live_url(f"/t/{task.id}/live", live_runs),
+        "fanout": fanout,
+        "fanout_positions": {
+            m.id: queue_position(session=session, run=run) for m, run in fanout if run
+        },
         "agents": agents,
         "agents_by_id": {a.id: a for a in agents},
         "can_edit": role.allows(Role.editor),
@@ -106,9 +156,10 @@ def task_page(
     user: CurrentUser,
     at: int | None = None,
     upto: int | None = None,
+    started: bool = False,
 ) -> Response:
     task = task_for(session=session, task_id=task_id, user=user, min_role=Role.viewer)
-    context = task_context(session, task, user, at, upto)
+    context = {**task_context(session, task, user, at, upto), "started": started}
     return render(request, "task.html", context, block="thread")
 
 
@@ -127,15 +178,22 @@ def _after(session: Session, task: Task, started: Started) -> Response:
     session.commit()
     dispatch([run.id for run in started.runs if run.id is not None])
     target = started.runs[-1].output_message_id if started.runs else None
-    return RedirectResponse(f"/t/{task.id}?at={target}", status_code=303)
+    # ``started``: the page scrolls to what was just started, not to its top.
+    return RedirectResponse(f"/t/{task.id}?at={target}&started=1", status_code=303)
 
 
 def _refused(
     session: Session, request: Request, task: Task, user: User, error: ServiceError,
-    at: int | None, draft: str = "",
+    at: int | None, draft: str | None = None,
 ) -> Response:  # fmt: skip
+    """The task page again with the reason shown: next to the composer (and what was typed in
+    it) when the composer was sent, at the top otherwise."""
     session.rollback()
-    context = {**task_context(session, task, user, at), "error": error.message, "draft": draft}
+    context = task_context(session, task, user, at)
+    if draft is None:
+        context["error"] = error.message
+    else:
+        context.update(composer_error=error.message, draft=draft)
     return render(request, "task.html", context, status_code=error.status_code)
 
 
@@ -395,27 +453,30 @@ def cancel_page(run_id: int, session: SessionDep, user: CurrentUser) -> Response
 
 
 @router.post("/r/{run_id}/retry")
-def retry_page(run_id: int, session: SessionDep, user: CurrentUser) -> Response:
+def retry_page(request: Request, run_id: int, session: SessionDep, user: CurrentUser) -> Response:
     run, task = run_for(session=session, run_id=run_id, user=user, min_role=Role.editor)
     if run.status in (RunStatus.failed, RunStatus.cancelled):
-        operations.retry(session=session, run=run, actor=user)
+        try:
+            operations.retry(session=session, run=run, actor=user)
+        except ServiceError as exc:
+            return _refused(session, request, task, user, exc, run.output_message_id)
         session.commit()
         dispatch_retry(run_id)
     return RedirectResponse(f"/t/{task.id}?at={run.output_message_id}", status_code=303)
 
 
-# --- a live run card over SSE (htmx's SSE extension): HTML fragments, never JSON ---------
+# --- the page's live runs over one SSE connection (htmx's SSE extension): HTML fragments ---
 
 
-def _card(user: User, run_id: int, after: str | None = None) -> str:
-    """The message card of a run as it is now in SQL (live ones resume after ``after``)."""
+def _card(user: User, run_id: int) -> str:
+    """The message card of a run as it is now in SQL."""
     with Session(get_engine()) as session:
         run, task = run_for(session=session, run_id=run_id, user=user, min_role=Role.viewer)
         message = session.get(Message, run.output_message_id)
         context = task_context(session, task, user, run.output_message_id)
         context.update(
             message=message, run=run, siblings=context["branch"].siblings,
-            position=queue_position(session=session, run=run), live_after=after,
+            position=queue_position(session=session, run=run),
         )  # fmt: skip
         if (
             message is not None
@@ -426,40 +487,49 @@ def _card(user: User, run_id: int, after: str | None = None) -> str:
         return templates.get_template("_message.html").render(context)
 
 
-def _state(user: User, run_id: int) -> str:
+def _runs_of_task(user: User, task_id: int, run_ids: list[int]) -> None:
+    """404 unless every run belongs to the task and the user may see it."""
     with Session(get_engine()) as session:
-        run, _ = run_for(session=session, run_id=run_id, user=user, min_role=Role.viewer)
-        position = queue_position(session=session, run=run)
-        return templates.get_template("_run_state.html").render(run=run, position=position)
+        task_for(session=session, task_id=task_id, user=user, min_role=Role.viewer)
+        for run_id in run_ids:
+            run, _ = run_for(session=session, run_id=run_id, user=user, min_role=Role.viewer)
+            if run.task_id != task_id:
+                raise NotFound("No such run in this task.")
 
 
-@router.get("/runs/{run_id}/live")
-async def run_live(
-    run_id: int,
+@router.get("/t/{task_id}/live")
+async def task_live(
+    task_id: int,
     request: Request,
     user: StreamUser,
+    runs: str = "",
     last_event_id: Annotated[str | None, Header()] = None,
-    after: str | None = None,
-) -> StreamingResponse:
-    """A run for htmx's SSE extension: escaped text to append, and the finished card."""
-    await run_in_threadpool(_state, user, run_id)  # 404 before streaming
-    start = last_event_id or after
+) -> EventSourceResponse:
+    """The live runs a task page shows, multiplexed: ``run-{id}-text`` (the whole text so far),
+    ``-token`` (escaped text to append), ``-state``, and ``-done`` (the finished card)."""
+    try:
+        run_ids = run_ids_param(runs)
+    except ValueError:
+        raise ServiceError("List at most 50 run ids, separated by commas.") from None
+    await run_in_threadpool(_runs_of_task, user, task_id, run_ids)  # 404 before streaming
+    resumed = Tail.parse(last_event_id)
+    position = Tail(positions=dict(resumed))
+    viewer = Viewer(request, user)
+    starts = {run_id: resumed.get(f"r{run_id}") for run_id in run_ids}
 
-    async def events() -> AsyncIterator[str]:
-        yield "retry: 1000\n\n"
-        async for entry_id, type_, data in run_entries(request, user, run_id, start):
-            if type_ == KEEP_ALIVE:
-                yield ": keep-alive\n\n"
-            elif type_ == "token":
-                yield html_event("token", escape(data.get("text", "")), entry_id)
-            elif type_ == "state":
-                yield html_event("state", await run_in_threadpool(_state, user, run_id), entry_id)
-            elif type_ in ("done", "error", "reset"):
-                # The card replaces the live element; after a reset (a new attempt) its new
-                # live element reconnects from this event on, not from the start.
-                after_reset = entry_id if type_ == "reset" else None
-                card = await run_in_threadpool(_card, user, run_id, after_reset)
-                yield html_event(type_, card, entry_id)
-                return
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        async for event in tail(viewer, runs=starts, tail_state=position):
+            name, html = await run_in_threadpool(_run_fragment, user, event)
+            yield ServerSentEvent(html, event=name, id=position.cursor())
 
-    return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)
+    return event_stream(events(), page=True)
+
+
+def _run_fragment(user: User, event: LiveEvent) -> tuple[str, str]:
+    """The event name and HTML fragment a task page swaps in for one run event."""
+    assert event.run_id is not None
+    if text := text_fragment(event):
+        return text
+    if event.type == "state":
+        return f"run-{event.run_id}-state", state_fragment(user, event.run_id)
+    return f"run-{event.run_id}-done", _card(user, event.run_id)

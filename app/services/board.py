@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlmodel import Session, col, func, select
 
@@ -101,3 +102,56 @@ def feed(*, session: Session, workspace: Workspace) -> list[tuple[Event, User | 
         .limit(FEED_SIZE)
     ).all()
     return [(event, user) for event, user in rows]
+
+
+@dataclass(frozen=True)
+class FeedLine:
+    """One line of the activity feed: who (a person or an agent) did what, to which task, when."""
+
+    id: int | None
+    who: str
+    colour: str | None
+    verb: str
+    subject: str
+    task: Task | None
+    at: datetime
+    failed: bool
+
+
+def feed_lines(*, session: Session, workspace: Workspace) -> list[FeedLine]:
+    """The newest activity, newest first, with the agent that ran and the task it was for."""
+    lines = []
+    for event, user in feed(session=session, workspace=workspace):
+        task_id = event.data.get("task_id") or (
+            event.subject_id if event.subject_type == "task" else None
+        )
+        task = session.get(Task, task_id) if task_id else None
+        run = session.get(Run, event.subject_id) if event.subject_type == "run" else None
+        agent = session.get(Agent, run.agent_id) if run and run.agent_id else None
+        who = agent.name if agent else (user.display_name if user else "Switchboard")
+        name = event.data.get("title") or event.data.get("name")
+        subject = "" if run else event.subject_type + (f" “{name}”" if name else "")
+        lines.append(
+            FeedLine(
+                id=event.id, who=who, colour=agent.colour if agent else None, verb=event.verb,
+                subject=subject, task=task, at=event.created_at, failed=event.verb == "failed",
+            )
+        )  # fmt: skip
+    return lines
+
+
+def run_line(
+    *, session: Session, workspace_id: int, run_id: int, status: str, at: datetime
+) -> FeedLine | None:
+    """A live feed line for a run's state change (None when the run is gone, or belongs to
+    another workspace: a feed never names another workspace's task)."""
+    run = session.get(Run, run_id)
+    task = session.get(Task, run.task_id) if run is not None else None
+    if run is None or task is None or task.workspace_id != workspace_id:
+        return None
+    agent = session.get(Agent, run.agent_id) if run.agent_id else None
+    return FeedLine(
+        id=None, who=agent.name if agent else "A run", colour=agent.colour if agent else None,
+        verb=status, subject="", task=task, at=at,
+        failed=status == RunStatus.failed,
+    )  # fmt: skip

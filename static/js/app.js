@@ -53,3 +53,15 @@ document.addEventListener(
   },
   true,
 );
+
+// After a send the page shows what was just started (marked data-scroll-here by the server),
+// not its top. htmx scrolls a boosted page to its top right after htmx:afterSettle, so this
+// waits for the next tick.
+function scrollToStarted(root) {
+  const target = root.querySelector ? root.querySelector("[data-scroll-here]") : null;
+  if (!target) return;
+  target.removeAttribute("data-scroll-here"); // once: later swaps (live text) must not jump
+  target.scrollIntoView({ block: "start" });
+}
+document.addEventListener("DOMContentLoaded", () => scrollToStarted(document));
+document.addEventListener("htmx:afterSettle", () => setTimeout(() => scrollToStarted(document), 0));

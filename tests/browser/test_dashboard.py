@@ -52,10 +52,10 @@ def test_a_person_runs_the_whole_flow(open_page, session, model_server, worker):
     expect(page.locator("#compare-columns")).to_contain_text("answer:", timeout=20_000)
     page.wait_for_function(
         "() => document.querySelectorAll('#compare-columns .live').length === 0"
-        " && document.querySelectorAll('#compare-columns .md').length === 2",
+        " && document.querySelectorAll('#compare-columns .diff').length === 2",
         timeout=30_000,
     )
-    page.reload()
+    # The differences appear once both are done, without a reload.
     expect(page.locator("#column-B-text mark").first).to_be_visible()
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=True)
@@ -66,8 +66,10 @@ def test_a_person_runs_the_whole_flow(open_page, session, model_server, worker):
     page.click("#continue-A")
     expect(page.locator("#thread")).to_contain_text("Coder answer:")
 
-    # Fork from the answer with Ctrl+Enter; the new branch streams in.
-    answer_card = page.locator("#thread > li.message-assistant").last
+    # The fan-out's answers side by side on the task page; fork from the chosen one with
+    # Ctrl+Enter; the new branch streams in.
+    expect(page.locator("#fanout-columns > li.message-assistant")).to_have_count(2)
+    answer_card = page.locator("#fanout-columns > li.message-assistant").first
     answer_card.locator("summary").click()
     fork_box = answer_card.locator("textarea[name=content]")
     fork_box.fill("Now handle times too.")

@@ -6,18 +6,17 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
+from sse_starlette import EventSourceResponse, JSONServerSentEvent, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import StreamingResponse
 
+from app.engine.live import parse_stream_id
 from app.web.streams import (
-    KEEP_ALIVE,
-    SSE_HEADERS,
     StreamUser,
-    run_entries,
+    Viewer,
+    event_stream,
     run_snapshot,
-    sse,
+    tail,
     viewable_workspace_id,
-    workspace_entries,
 )
 
 router = APIRouter(tags=["live"])
@@ -29,18 +28,18 @@ async def run_events(
     request: Request,
     user: StreamUser,
     last_event_id: Annotated[str | None, Header()] = None,
-) -> StreamingResponse:
+) -> EventSourceResponse:
     """``token``, ``state``, ``reset``, then ``done`` or ``error``; resumes after
-    ``Last-Event-ID``."""
-    entries = run_entries(request, user, run_id, last_event_id)
+    ``Last-Event-ID`` (one that came after the end gets the end again)."""
     await run_in_threadpool(run_snapshot, user, run_id)  # 404 before the stream starts
+    viewer = Viewer(request, user)
+    start = parse_stream_id(last_event_id)
 
-    async def events() -> AsyncIterator[str]:
-        yield "retry: 1000\n\n"
-        async for entry_id, type_, data in entries:
-            yield ": keep-alive\n\n" if type_ == KEEP_ALIVE else sse(type_, data, entry_id)
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        async for event in tail(viewer, runs={run_id: start}, whole_text=False):
+            yield JSONServerSentEvent(event.data, event=event.type, id=event.entry_id)
 
-    return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)
+    return event_stream(events())
 
 
 @router.get("/workspaces/{slug}/events", summary="Live activity of a workspace (SSE)")
@@ -49,16 +48,15 @@ async def workspace_events(
     request: Request,
     user: StreamUser,
     last_event_id: Annotated[str | None, Header()] = None,
-) -> StreamingResponse:
+) -> EventSourceResponse:
     """State changes of the workspace's runs and tasks, from now (or after
-    ``Last-Event-ID``)."""
+    ``Last-Event-ID``), for as long as the caller stays a member."""
     workspace_id = await run_in_threadpool(viewable_workspace_id, user, slug)
+    viewer = Viewer(request, user)
+    feed = (workspace_id, parse_stream_id(last_event_id))
 
-    async def events() -> AsyncIterator[str]:
-        yield "retry: 1000\n\n"
-        async for entry_id, type_, data in workspace_entries(
-            request, user, workspace_id, last_event_id
-        ):
-            yield ": keep-alive\n\n" if type_ == KEEP_ALIVE else sse(type_, data, entry_id)
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        async for event in tail(viewer, feed=feed):
+            yield JSONServerSentEvent(event.data, event=event.type, id=event.entry_id)
 
-    return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)
+    return event_stream(events())
