@@ -75,3 +75,26 @@ def test_viewers_see_agents_but_cannot_change_them(client, session):
     assert page.find(id="new-agent") is None and "A" in page.find(id="agent-list").text
     assert client.post(f"/agents/{agent.id}/delete").status_code == 404
     assert client.post(f"/w/{workspace.slug}/agents", data={"name": "B"}).status_code == 404
+
+
+def test_worked_examples_and_the_loop_guard_checkbox(client, session):
+    _, workspace, model = setup(client, session)
+    page = soup(client.get(f"/w/{workspace.slug}/agents?starter=Coder"))
+    form = page.find(id="new-agent-form")
+    assert "```python" in form.find(id="new-agent-examples").text
+    assert form.find(id="new-agent-loop-guard").has_attr("checked")
+    fields = {"name": "Coder", "model_id": str(model.id), "loop_guard_shown": "1",
+              "examples": "User: 1 + 1?\nAssistant: 2."}  # fmt: skip
+    client.post(f"/w/{workspace.slug}/agents", data={**fields, "loop_guard": "on"})
+    agent = session.exec(select(Agent)).one()
+    assert agent.loop_guard and agent.examples == "User: 1 + 1?\nAssistant: 2."
+
+    client.post(f"/agents/{agent.id}", data=fields)  # the box unticked
+
+    session.refresh(agent)
+    assert agent.loop_guard is False
+    shown = soup(client.get(f"/w/{workspace.slug}/agents")).find(id=f"agent-{agent.id}-loop-guard")
+    assert not shown.has_attr("checked")
+    client.post(f"/agents/{agent.id}", data={"name": "Coder"})  # a client without the box
+    session.refresh(agent)
+    assert agent.loop_guard is False and agent.examples == ""

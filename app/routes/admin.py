@@ -113,6 +113,7 @@ def change_model(
     _admin: AdminUser,
     parameter_count: Annotated[str, Form(max_length=20)] = "",
     context_length: Annotated[str, Form(max_length=12)] = "",
+    prompt_format: Annotated[str, Form(max_length=16)] = "",
 ) -> Response:
     model = service.model_for(session=session, model_id=model_id)
     try:
@@ -121,6 +122,7 @@ def change_model(
             model=model,
             parameter_count=parse_count(parameter_count, "parameter count"),
             context_length=parse_count(context_length, "context length"),
+            prompt_format=prompt_format or None,
         )
     except ServiceError as exc:
         session.rollback()
