@@ -8,9 +8,11 @@ from fastapi import APIRouter, Form, Request
 from sqlmodel import Session
 from starlette.responses import RedirectResponse, Response
 
+from app.config import get_settings
 from app.models import Model, ModelEndpoint
 from app.services import ServiceError
 from app.services import endpoints as service
+from app.services.discovery import find_local_servers
 from app.web.deps import AdminUser, SessionDep
 from app.web.templating import render
 
@@ -25,7 +27,8 @@ def _listing(session: Session) -> list[tuple[ModelEndpoint, list[Model]]]:
 
 
 def _page(request: Request, session: Session, *, status_code: int = 200, **form: Any) -> Response:
-    context = {"endpoints": _listing(session), "form": form}
+    found = find_local_servers(session=session, ports=get_settings().discovery_port_list)
+    context = {"endpoints": _listing(session), "form": form, "found": found}
     return render(
         request, "admin_endpoints.html", context, block="endpoints", status_code=status_code
     )

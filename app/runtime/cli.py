@@ -125,6 +125,7 @@ def up() -> None:
     from app.runtime.preflight import PreflightError, check_port_free, check_redis
     from app.runtime.supervisor import Supervisor
     from app.services.accounts import create_sign_in_link, ensure_local_admin
+    from app.services.discovery import find_local_servers
 
     settings = load()
     supervisor = Supervisor()
@@ -141,6 +142,7 @@ def up() -> None:
         with session_scope() as session:
             admin = ensure_local_admin(session=session)
             link_token = create_sign_in_link(session=session, user=admin)
+            found = find_local_servers(session=session, ports=settings.discovery_port_list)
     except (
         PreflightError,
         embedded_redis.EmbeddedRedisError,
@@ -153,6 +155,11 @@ def up() -> None:
     supervisor.spawn("worker", worker_argv(settings), env)
     supervisor.spawn("web", web_argv(settings), env)
     base = public_base_url(settings)
+    for server in found:
+        typer.echo(
+            f"switchboard: found {server.name} ({len(server.models)} models) at "
+            f"{server.base_url}; add it in one click at {base}/admin/endpoints"
+        )
     typer.echo(
         f"\n  Switchboard is starting at {base}\n"
         f"  Sign in as {admin.email} with this one-time link:\n\n"
