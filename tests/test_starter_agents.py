@@ -10,7 +10,7 @@ from sqlmodel import select
 
 from app.engine.conversation import ASSISTANT_MARKER, USER_MARKER
 from app.models import Agent
-from app.services.demo import STARTER_AGENTS, create_demo_workspace
+from app.services.demo import DEMO_QUESTION, STARTER_AGENTS, create_demo_workspace
 from tests.factories import make_user
 
 CODE = re.compile(r"```python\n(.*?)```", re.S)
@@ -55,7 +55,7 @@ def test_the_testers_examples_say_pass_or_fail_then_asserts() -> None:
 
 def test_the_demo_workspace_gets_the_starters_with_their_settings(session) -> None:
     owner = make_user(session)
-    workspace = create_demo_workspace(session=session, owner=owner)
+    workspace = create_demo_workspace(session=session, owner=owner).workspace
     session.commit()
 
     agents = session.exec(select(Agent).where(Agent.workspace_id == workspace.id)).all()
@@ -69,3 +69,32 @@ def test_the_demo_workspace_gets_the_starters_with_their_settings(session) -> No
             starter["temperature"],
         )
         assert agent.loop_guard
+
+
+def test_the_demo_lands_on_its_first_task_answered_by_two_starters(
+    client, session, model_server, worker
+):
+    from tests.engine_helpers import CHAT, wait_for_runs
+    from tests.factories import make_model, sign_in
+    from tests.scripted_server import answer
+
+    make_model(session, base_url=model_server.base_url)
+    model_server.on(CHAT, lambda received: answer(f"{len(received.json['messages'])} messages"))
+    sign_in(client, session, make_user(session))
+
+    landed = client.post("/workspaces/demo", follow_redirects=False)
+
+    assert landed.status_code == 303
+    task_id = int(landed.headers["location"].removeprefix("/t/"))
+    runs = wait_for_runs(client, task_id, 2)
+    agents = {a.id: a.name for a in session.exec(select(Agent)).all()}
+    assert sorted(agents[r["agent_id"]] for r in runs) == ["Coder", "Explorer"]
+    assert {r["status"] for r in runs} == {"succeeded"}
+    assert len({r["fanout_group"] for r in runs}) == 1
+    messages = client.get(f"/api/v1/tasks/{task_id}").json()["messages"]
+    question = next(m for m in messages if m["parent_id"] is None)
+    assert question["content"] == DEMO_QUESTION
+    siblings = [m["content"] for m in messages if m["parent_id"] == question["id"]]
+    assert siblings == ["2 messages", "2 messages"]  # role prompt + question, each
+    page = client.get(landed.headers["location"])
+    assert page.status_code == 200 and "2 messages" in page.text

@@ -246,8 +246,12 @@ def demo(
         if user is None:
             who = owner or "an admin"
             raise fail(f"No account for {who}; create one with `switchboard createuser --admin`.")
-        workspace = create_demo_workspace(session=session, owner=user)
-    typer.echo(f"switchboard: created {public_base_url(settings)}/w/{workspace.slug}")
+        demo = create_demo_workspace(session=session, owner=user)
+    if demo.started is not None:
+        from app.engine.dispatch import dispatch
+
+        dispatch([run.id for run in demo.started.runs if run.id is not None])
+    typer.echo(f"switchboard: created {public_base_url(settings)}/w/{demo.workspace.slug}")
 
 
 model_cli = typer.Typer(help="The embedded model, and checks of any model endpoint.")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlmodel import Session, col, select
 
+from app.engine.runs import Started, ask
 from app.models import Agent, Model, Task, User, Workspace
 from app.services.workspaces import create_workspace, record_event
 
@@ -100,6 +102,20 @@ DEMO_TASK_BRIEF = (
     "Python, no imports. Keep punctuation attached to its word. "
     "Fan it out to Coder and Explorer, then hand the best answer to Tester."
 )
+# The first task starts at once, fanned out to these two, so a newcomer lands on live answers
+# side by side.
+DEMO_FANOUT = ("Coder", "Explorer")
+DEMO_QUESTION = (
+    "Write a Python function that reverses the words in a sentence, keeping punctuation "
+    "attached to its word."
+)
+
+
+@dataclass(frozen=True)
+class Demo:
+    workspace: Workspace
+    task: Task
+    started: Started | None  # None when no model is available yet
 
 
 def create_starter_agents(*, session: Session, workspace: Workspace) -> list[Agent]:
@@ -123,8 +139,9 @@ def create_starter_agents(*, session: Session, workspace: Workspace) -> list[Age
     return agents
 
 
-def create_demo_workspace(*, session: Session, owner: User) -> Workspace:
-    """A workspace named "Demo" with the starter agents and one task in the backlog."""
+def create_demo_workspace(*, session: Session, owner: User) -> Demo:
+    """A workspace named "Demo" with the starter agents and one task, asked at once of Coder
+    and Explorer when a model is available (the caller dispatches the runs after commit)."""
     workspace = create_workspace(
         session=session,
         name="Demo",
@@ -150,4 +167,11 @@ def create_demo_workspace(*, session: Session, owner: User) -> Workspace:
         subject_id=task.id,
         data={"title": task.title},
     )
-    return workspace
+    started = None
+    fanout = [agent.id for agent in agents if agent.name in DEMO_FANOUT and agent.model_id]
+    if len(fanout) == len(DEMO_FANOUT):
+        started = ask(
+            session=session, task=task, author=owner, content=DEMO_QUESTION,
+            agent_ids=fanout,  # type: ignore[arg-type]
+        )  # fmt: skip
+    return Demo(workspace, task, started)
