@@ -93,7 +93,9 @@ class Settings(BaseSettings):
     )
     session_days: int = Field(14, ge=1, le=365, description="How long a sign-in lasts, in days.")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
-        "info", description="Log level of every process."
+        "warning",
+        description="Log level of every process; `warning` is quiet (warnings, errors, one "
+        "line per run), `info` adds request logs.",
     )
 
     @model_validator(mode="after")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import setup_logging, worker_ready, worker_shutdown
 
 from app.config import Settings, SettingsError, get_settings
 from app.engine.dispatch import SWEEP_RUNS
@@ -62,6 +62,14 @@ def create_celery(settings: Settings) -> Celery:
 
 
 celery_app = create_celery(get_settings())
+
+
+@setup_logging.connect
+def _log_like_the_stack(**_: Any) -> None:
+    """The stack's one line format (app/runtime/console.py) instead of Celery's own."""
+    from app.runtime.console import configure_logging
+
+    configure_logging(get_settings().log_level)
 
 
 @worker_ready.connect

@@ -35,6 +35,8 @@ from app.models.common import utcnow
 from app.services.workspaces import record_event
 
 log = logging.getLogger(__name__)
+# One line per finished run, shown even on a quiet console (app/runtime/console.py).
+runs_log = logging.getLogger("switchboard.runs")
 
 MAX_ATTEMPTS = 3
 FLUSH_INTERVAL_S = 0.05
@@ -528,6 +530,11 @@ def execute_run(*, run_id: int, worker: str, settings: Settings, client: redis.R
     if not written:
         log.warning("run %s: lost its claim before finishing; result discarded", run_id)
         return
+    runs_log.info(
+        "run %s %s: %s tokens%s%s", run_id, outcome.status, outcome.completion_tokens or 0,
+        f", {outcome.tokens_per_second} tokens/s" if outcome.tokens_per_second else "",
+        f" ({outcome.error})" if outcome.error else "",
+    )  # fmt: skip
     terminal = "error" if outcome.status == RunStatus.failed else "done"
     publisher.event(
         terminal,
