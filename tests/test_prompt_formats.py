@@ -139,6 +139,10 @@ def test_discovery_detects_a_base_model_on_llama_server(client, session, admin, 
     (model,) = created.json()["models"]
     assert model["detected_prompt_format"] == "transcript"
     assert model["effective_prompt_format"] == "transcript" and model["prompt_format"] is None
+    # Health checks come every few seconds; a known model's format is asked once.
+    again = client.post(f"/api/v1/endpoints/{created.json()['id']}/check")
+    assert again.json()["models"][0]["effective_prompt_format"] == "transcript"
+    assert [r.path for r in model_server.received].count("/props") == 1
 
 
 def test_discovery_detects_a_chat_model_and_a_parameter_count_on_ollama(

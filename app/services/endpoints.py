@@ -203,7 +203,8 @@ def _merge_models(session: Session, endpoint: ModelEndpoint, found: list[ModelIn
             # embedded llama-server is started with llama.cpp's built-in Gemma one (so chat
             # still works for comparison), which makes /props report a template it lacks.
             model.detected_prompt_format = "transcript"
-        else:
+        elif model.id is None or model.detected_prompt_format is None:
+            # Once per model: a template rarely changes, and health checks run every few seconds.
             facts = probe_prompt_format(
                 base_url=endpoint.base_url, api_key=endpoint.api_key, model=info.id,
                 server_kind=endpoint.server_kind, timeout=PROBE_TIMEOUT_S,
