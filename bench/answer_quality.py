@@ -1,6 +1,6 @@
 """Whether the bundled model's answers are usable: the chat format against the transcript format.
 
-    python -m bench.answer_quality [--max-tokens 160]
+    python -m bench.answer_quality [--max-tokens 160] [--formats chat,transcript]
 
 Starts a throwaway stack (``switchboard up``: embedded Gemma 3 270M, Redis, one worker, web) and
 puts a fixed set of prompts — facts, small Python functions, one-line explanations — to one
@@ -159,6 +159,9 @@ def first_line(text: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-tokens", type=int, default=160)
+    parser.add_argument(
+        "--formats", default="chat,transcript", help="comma-separated: chat, transcript"
+    )
     args = parser.parse_args()
 
     note = load_note()
@@ -168,7 +171,7 @@ def main() -> None:
         slug = sb.workspace("bench answer quality")
         agent = sb.agent(slug, name="Helper", model_id=model["id"], role_prompt=ROLE_PROMPT,
                          max_tokens=args.max_tokens)  # fmt: skip
-        for prompt_format in ("chat", "transcript"):
+        for prompt_format in args.formats.split(","):
             sb.api("PATCH", f"/models/{model['id']}", json={"prompt_format": prompt_format})
             graded = ask_all(sb, slug, agent, args.max_tokens)
             results[prompt_format] = summary(graded)
