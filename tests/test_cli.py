@@ -184,3 +184,55 @@ def test_help_explains_every_command():
     result = subprocess.run([*SWITCHBOARD, "--help"], capture_output=True, text=True, check=True)
     for command in ("up", "web", "worker", "beat", "migrate", "createuser", "demo"):
         assert re.search(rf"^\s*│?\s*{command}\s+\S", result.stdout, re.M), command
+
+
+CONSOLE_LINE = re.compile(r"^\d\d:\d\d:\d\d (web|worker|model|redis|up)\s* \| ")
+
+
+def test_the_console_is_quiet_one_format_and_ends_with_the_link(data_dir):
+    port = free_port()
+    env = clean_env(data_dir, port, SWITCHBOARD_EMBEDDED_MODEL="false")
+    process = subprocess.Popen(
+        [*SWITCHBOARD, "up"], env=env, cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    output: list[str] = []
+    try:
+        link = None
+        deadline = time.monotonic() + 90
+        while link is None and time.monotonic() < deadline:
+            line = process.stdout.readline()
+            assert line, "switchboard up exited early:\n" + "".join(output)
+            output.append(line)
+            found = re.search(rf"http://127\.0\.0\.1:{port}/signin/link/\S+", line)
+            link = found.group(0) if found else None
+        assert link, "no sign-in link printed:\n" + "".join(output)
+        # Printed once the parts up starts answer: the worker is already up.
+        health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()
+        assert health["worker"]["ok"] and health["database"]["ok"] and health["redis"]["ok"]
+        assert httpx.get(link).status_code in (200, 303)  # the link works
+    finally:
+        process.send_signal(signal.SIGINT)
+        rest, _ = process.communicate(timeout=60)
+    text = "".join(output)
+    before_link = [line for line in text.split("  Switchboard is up at")[0].splitlines() if line]
+    # Before the link: only prefixed lines, in one format, and nothing a newcomer cannot act on.
+    assert before_link, text
+    assert all(CONSOLE_LINE.match(line) for line in before_link), text
+    assert any("warning: models: No model endpoint is configured yet." in line
+               for line in before_link), text  # fmt: skip
+    for noise in ("superuser privileges", "celery@", "-------------- ", "INFO", "GET /"):
+        assert noise not in text + rest, noise
+    assert process.returncode == 0
+
+
+def test_link_prints_a_new_sign_in_link(data_dir):
+    env = clean_env(data_dir, free_port())
+
+    first = run_cli("link", env=env)
+    second = run_cli("link", env=env)
+
+    assert first.returncode == second.returncode == 0, first.stderr
+    links = [re.search(r"/signin/link/(\S+)", r.stdout).group(1) for r in (first, second)]
+    assert links[0] != links[1]
+    assert "Sign in as admin@localhost" in first.stdout

@@ -10,7 +10,15 @@ import pytest
 from bs4 import BeautifulSoup
 from sqlmodel import select
 
-from app.llm import ErrorKind, Finish, ModelError, TextDelta, Timeouts, stream_chat
+from app.llm import (
+    ErrorKind,
+    Finish,
+    ModelError,
+    TextDelta,
+    Timeouts,
+    stream_chat,
+    stream_completion,
+)
 from app.models import Model, ModelEndpoint
 from app.paths import PROJECT_ROOT
 from app.services.endpoints import check_endpoint, register_endpoint
@@ -80,6 +88,29 @@ def test_discovery_against_the_real_llama_server(session, llama_server):
     assert model.name.endswith("gemma-3-270m-q4_k_m.gguf")
     assert model.parameter_count == GEMMA_PARAMETERS
     assert model.context_length == 2048  # per slot, what one request can use
+    assert model.effective_prompt_format == "transcript"  # a base model
+
+
+def test_the_embedded_base_model_answers_a_transcript_and_stops_by_itself(llama_server):
+    from app.engine.conversation import render_transcript
+    from app.models import Agent, Message
+
+    agent = Agent(workspace_id=1, name="Helper", role_prompt="You answer questions briefly.")
+    question = Message(id=1, task_id=1, role="user", content="What is the capital of France?")
+    transcript = render_transcript(
+        agent=agent, path=[question], context_length=2048, reply_tokens=48
+    )
+    events = list(
+        stream_completion(
+            base_url=llama_server.base_url, api_key=llama_server.api_key, model="gemma",
+            prompt=transcript.prompt, stop=transcript.stop, max_tokens=48, temperature=0.0,
+            timeouts=Timeouts(connect=5, first_token=60, between_tokens=30),
+        )
+    )  # fmt: skip
+    *deltas, finish = events
+    text = "".join(event.text for event in deltas if isinstance(event, TextDelta))
+    assert "Paris" in text
+    assert isinstance(finish, Finish) and finish.reason == "stop"
 
 
 def multi_model_listing(*names: str, **meta: int) -> Reply:

@@ -10,12 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init, worker_ready, worker_shutdown
+from celery.signals import setup_logging, worker_process_init, worker_ready, worker_shutdown
 
 from app.config import Settings, SettingsError, get_settings
 from app.db import get_engine
 from app.engine.dispatch import CHECKS_QUEUE, SWEEP_CHECKS, SWEEP_RUNS
 from app.redis_conn import celery_broker_url
+from app.runtime.console import configure_logging
 from workers import heartbeat
 
 # With the 30 s claim lease, a dead worker's run is sent again within 45 s.
@@ -80,6 +81,12 @@ def consumes_checks(consumer: Any) -> bool:
     """Whether this worker is a checker (it consumes the checks queue, and nothing else)."""
     queues = getattr(getattr(consumer, "task_consumer", None), "queues", None) or []
     return any(queue.name == CHECKS_QUEUE for queue in queues)
+
+
+@setup_logging.connect
+def _log_like_the_stack(**_: Any) -> None:
+    """The stack's one line format (app/runtime/console.py) instead of Celery's own."""
+    configure_logging(get_settings().log_level)
 
 
 @worker_ready.connect

@@ -1,9 +1,19 @@
 """What an agent sees: the path from the root to one message, rendered byte-stably.
 
 An agent's context is exactly the path from the task's root message to the message it answers,
-with its own role prompt as the system message — never another branch's text. The rendering is
-the same bytes every time for the same path (no timestamps, names or ids at the front), so a
-fork or a rerun shares its prefix with the runs before it and hits the server's prompt cache.
+with its own role prompt first — never another branch's text. It is rendered in the model's
+prompt format:
+
+- ``chat`` (:func:`render_context`): messages for the server's chat template, the role prompt
+  as the system message; for instruction-tuned models.
+- ``transcript`` (:func:`render_transcript`): one completion prompt for base models, which
+  continue a pattern rather than follow a template — the role prompt as a header, a few short
+  worked examples, then the branch as alternating ``User:`` / ``Assistant:`` turns, ending in
+  ``Assistant:``; generation stops at the next turn marker.
+
+Either rendering is the same bytes every time for the same path (no timestamps, names or ids at
+the front), so a fork or a rerun shares its prefix with the runs before it and hits the server's
+prompt cache.
 """
 
 from __future__ import annotations
@@ -21,9 +31,38 @@ TEMPLATE_TOKENS_PER_MESSAGE = 8
 CHARS_PER_TOKEN = 3.0
 
 
+USER_MARKER = "User:"
+ASSISTANT_MARKER = "Assistant:"
+# Where a transcript answer ends: the model starting the next turn.
+TRANSCRIPT_STOP = ("\nUser:", "\nAssistant:")
+
+# Worked examples for an agent that has none of its own: one fact, one function, one
+# explanation — short, so that they teach the pattern (answer, then stop) and cost little.
+DEFAULT_EXAMPLES = """\
+User: What is the capital of Italy?
+Assistant: Rome.
+
+User: Write a Python function that returns the larger of two numbers.
+Assistant:
+```python
+def larger(a, b):
+    return a if a >= b else b
+```
+
+User: In one sentence, what is a variable?
+Assistant: A variable is a name that refers to a value stored in memory."""
+
+
 @dataclass(frozen=True)
 class Context:
     messages: list[dict[str, str]]
+    trimmed: bool
+
+
+@dataclass(frozen=True)
+class Transcript:
+    prompt: str
+    stop: tuple[str, ...]
     trimmed: bool
 
 
@@ -57,6 +96,35 @@ def render_context(
     if context_length is None:
         return Context(system + turns, trimmed=False)
     budget = context_length - reply_tokens - sum(estimate_tokens(m["content"]) for m in system)
+    kept = _newest_that_fit(turns, budget)
+    return Context(system + kept, trimmed=len(kept) < len(turns))
+
+
+def render_transcript(
+    *, agent: Agent, path: list[Message], context_length: int | None, reply_tokens: int
+) -> Transcript:
+    """A completion prompt: header, worked examples, the path as turns, then ``Assistant:``."""
+    header = "\n\n".join(
+        part.strip() for part in (agent.role_prompt, agent.examples or DEFAULT_EXAMPLES) if part
+    )
+    turns = [{"role": message.role, "content": message.content} for message in path]
+    kept = turns
+    if context_length is not None:
+        kept = _newest_that_fit(turns, context_length - reply_tokens - estimate_tokens(header))
+    body = "".join(_turn(turn) for turn in kept)
+    prompt = f"{header}\n\n{body}{ASSISTANT_MARKER}" if header else f"{body}{ASSISTANT_MARKER}"
+    return Transcript(prompt, TRANSCRIPT_STOP, trimmed=len(kept) < len(turns))
+
+
+def _turn(turn: dict[str, str]) -> str:
+    marker = ASSISTANT_MARKER if turn["role"] == "assistant" else USER_MARKER
+    content = turn["content"].strip()
+    # A block of code starts on its own line, as in the worked examples.
+    separator = "\n" if content.startswith("```") else " "
+    return f"{marker}{separator}{content}\n\n"
+
+
+def _newest_that_fit(turns: list[dict[str, str]], budget: float) -> list[dict[str, str]]:
     kept: list[dict[str, str]] = []
     used = 0
     # Keep the newest messages that fit; the message being answered is always kept.
@@ -70,4 +138,4 @@ def render_context(
     # A conversation must not open with an answer: drop a leading assistant turn.
     while len(kept) > 1 and kept[0]["role"] == "assistant":
         kept.pop(0)
-    return Context(system + kept, trimmed=len(kept) < len(turns))
+    return kept

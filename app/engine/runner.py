@@ -25,6 +25,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Generator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -36,13 +37,16 @@ from sqlmodel import Session, col, select
 from app.config import Settings
 from app.db import session_scope
 from app.engine import live
-from app.engine.conversation import message_path, render_context
-from app.llm import Finish, ModelError, Timeouts, stream_chat
+from app.engine.conversation import message_path, render_context, render_transcript
+from app.engine.loop_guard import LoopGuard
+from app.llm import Finish, ModelError, TextDelta, Timeouts, stream_chat, stream_completion
 from app.models import Agent, Message, Model, ModelEndpoint, Run, RunStatus, Task
 from app.models.common import utcnow
 from app.services.workspaces import record_event
 
 log = logging.getLogger(__name__)
+# One line per finished run, shown even on a quiet console (app/runtime/console.py).
+runs_log = logging.getLogger("switchboard.runs")
 
 MAX_ATTEMPTS = 3
 FLUSH_INTERVAL_S = 0.05
@@ -90,6 +94,13 @@ class Job:
     trimmed: bool
     max_tokens: int
     temperature: float
+    # A base model ("transcript" format) gets one completion prompt instead of messages.
+    prompt: str | None = None
+    stop: tuple[str, ...] = ()
+    loop_guard: bool = True
+
+
+LOOP_STOPPED = "stopped: the model was repeating itself"
 
 
 def run_lease(settings: Settings) -> timedelta:
@@ -269,12 +280,16 @@ def prepare(*, session: Session, run_id: int, attempt: int) -> Job:
         raise CannotRun("The model of this run's agent was removed from its server.")
     if not endpoint.enabled:
         raise CannotRun(f"The model server {endpoint.name!r} is disabled.")
+    path = message_path(session=session, message_id=run.input_message_id)
     context = render_context(
-        agent=agent,
-        path=message_path(session=session, message_id=run.input_message_id),
-        context_length=model.context_length,
-        reply_tokens=agent.max_tokens,
+        agent=agent, path=path, context_length=model.context_length, reply_tokens=agent.max_tokens
     )
+    transcript = None
+    if model.effective_prompt_format == "transcript":
+        transcript = render_transcript(
+            agent=agent, path=path, context_length=model.context_length,
+            reply_tokens=agent.max_tokens,
+        )  # fmt: skip
     return Job(
         run_id=run_id,
         task_id=task.id,  # type: ignore[arg-type]
@@ -288,9 +303,12 @@ def prepare(*, session: Session, run_id: int, attempt: int) -> Job:
         max_concurrency=endpoint.max_concurrency,
         model=model.name,
         messages=context.messages,
-        trimmed=context.trimmed,
+        trimmed=transcript.trimmed if transcript else context.trimmed,
         max_tokens=agent.max_tokens,
         temperature=agent.temperature,
+        prompt=transcript.prompt if transcript else None,
+        stop=transcript.stop if transcript else (),
+        loop_guard=agent.loop_guard,
     )
 
 
@@ -496,19 +514,28 @@ def stream_answer(job: Job, settings: Settings, publisher: Publisher) -> Outcome
     finish: Finish | None = None
     status = RunStatus.succeeded
     error = None
-    events = stream_chat(
-        base_url=job.base_url, api_key=job.api_key, model=job.model, messages=job.messages,
-        max_tokens=job.max_tokens, temperature=job.temperature, timeouts=timeouts, extra=extra,
-    )  # fmt: skip
+    guard = LoopGuard() if job.loop_guard else None
+    events = _model_stream(job, timeouts, extra)
     try:
         for event in events:
             if isinstance(event, Finish):
                 finish = event
                 continue
+            text = event.text
+            if job.prompt is not None and not parts:  # the reply to "Assistant:" starts " …"
+                text = text.lstrip()
+                if not text:
+                    continue
             if first_token_at is None:
                 first_token_at, first_token_clock = utcnow(), time.monotonic()
-            parts.append(event.text)
-            if publisher.token(event.text) and publisher.cancel_requested():
+            parts.append(text)
+            if guard is not None and guard.feed(text):
+                status, error = RunStatus.succeeded, LOOP_STOPPED
+                # The stored answer is the text before the loop; the done event that follows
+                # makes viewers render it from SQL.
+                parts = [guard.kept]
+                break
+            if publisher.token(text) and publisher.cancel_requested():
                 status = RunStatus.cancelled
                 error = "Cancelled; the text so far is kept."
                 break
@@ -526,6 +553,22 @@ def stream_answer(job: Job, settings: Settings, publisher: Publisher) -> Outcome
         if finish.completion_tokens and finish.completion_tokens > 1 and decode_s > 0:
             outcome.tokens_per_second = round((finish.completion_tokens - 1) / decode_s, 2)
     return outcome
+
+
+def _model_stream(
+    job: Job, timeouts: Timeouts, extra: dict[str, Any] | None
+) -> Generator[TextDelta | Finish, None, None]:
+    """A chat stream, or for a transcript-format model a completion of its prompt."""
+    if job.prompt is not None:
+        return stream_completion(
+            base_url=job.base_url, api_key=job.api_key, model=job.model, prompt=job.prompt,
+            stop=job.stop, max_tokens=job.max_tokens, temperature=job.temperature,
+            timeouts=timeouts, extra=extra,
+        )  # fmt: skip
+    return stream_chat(
+        base_url=job.base_url, api_key=job.api_key, model=job.model, messages=job.messages,
+        max_tokens=job.max_tokens, temperature=job.temperature, timeouts=timeouts, extra=extra,
+    )  # fmt: skip
 
 
 def record_outcome(*, session: Session, job: Job, worker: str, outcome: Outcome) -> bool:
@@ -758,6 +801,11 @@ def _carry_out(
     if not written:
         log.warning("run %s: lost its claim before finishing; result discarded", run_id)
         return
+    runs_log.info(
+        "run %s %s: %s tokens%s%s", run_id, outcome.status, outcome.completion_tokens or 0,
+        f", {outcome.tokens_per_second} tokens/s" if outcome.tokens_per_second else "",
+        f" ({outcome.error})" if outcome.error else "",
+    )  # fmt: skip
     terminal = "error" if outcome.status == RunStatus.failed else "done"
     publisher.event(
         terminal,

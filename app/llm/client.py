@@ -1,7 +1,8 @@
 """Talk to OpenAI-compatible model servers (llama-server, Ollama, vLLM, …) over httpx.
 
-``stream_chat`` streams ``POST {base_url}/chat/completions`` as :class:`TextDelta` events
-followed by exactly one :class:`Finish`; every failure is a :class:`~app.llm.errors.ModelError`.
+``stream_chat`` streams ``POST {base_url}/chat/completions`` (and ``stream_completion``
+``POST {base_url}/completions``, for base models) as :class:`TextDelta` events followed by
+exactly one :class:`Finish`; every failure is a :class:`~app.llm.errors.ModelError`.
 
 Timeouts. httpx's read timeout cannot express "first token within N s, then no gap longer
 than M s": httpcore reads ``timeout["read"]`` once when it starts reading the headers and once
@@ -42,11 +43,14 @@ __all__ = [
     "HealthResult",
     "ModelHTTPClient",
     "ModelInfo",
+    "PromptFacts",
     "TextDelta",
     "Timeouts",
     "check_health",
     "list_models",
+    "probe_prompt_format",
     "stream_chat",
+    "stream_completion",
     "validate_base_url",
 ]
 
@@ -412,7 +416,6 @@ def stream_chat(
     ``next()``; ``close()`` (or dropping the generator) closes the connection at once, which is
     how a cancelled run frees the server's slot. Raises ModelError only.
     """
-    base = validate_base_url(base_url)
     body = {
         **(extra or {}),
         "model": model,
@@ -422,6 +425,57 @@ def stream_chat(
         "stream": True,
         "stream_options": {"include_usage": True},
     }
+    return _stream_post(
+        base_url=base_url, api_key=api_key, model=model, path="/chat/completions", body=body,
+        timeouts=timeouts, client=client,
+    )  # fmt: skip
+
+
+def stream_completion(
+    *,
+    base_url: str,
+    api_key: str | None,
+    model: str,
+    prompt: str,
+    stop: Sequence[str],
+    max_tokens: int,
+    temperature: float,
+    timeouts: Timeouts,
+    extra: Mapping[str, Any] | None = None,
+    client: ModelHTTPClient | None = None,
+) -> Generator[TextDelta | Finish, None, None]:
+    """Stream a plain completion of ``prompt`` (``POST /completions``), ending at ``stop``.
+
+    For base models, which continue a pattern rather than follow a chat template. Same events,
+    deadlines and errors as :func:`stream_chat`.
+    """
+    body = {
+        **(extra or {}),
+        "model": model,
+        "prompt": prompt,
+        "stop": list(stop),
+        "max_tokens": max_tokens,
+        "temperature": temperature,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    return _stream_post(
+        base_url=base_url, api_key=api_key, model=model, path="/completions", body=body,
+        timeouts=timeouts, client=client,
+    )  # fmt: skip
+
+
+def _stream_post(
+    *,
+    base_url: str,
+    api_key: str | None,
+    model: str,
+    path: str,
+    body: Mapping[str, Any],
+    timeouts: Timeouts,
+    client: ModelHTTPClient | None,
+) -> Generator[TextDelta | Finish, None, None]:
+    base = validate_base_url(base_url)
     http = client if client is not None else ModelHTTPClient(connect_timeout=timeouts.connect)
     call = _Call(base=base, api_key=api_key, model=model)
     call.expect_within(
@@ -431,7 +485,7 @@ def stream_chat(
     try:
         request = http.build_request(
             "POST",
-            f"{base}/chat/completions",
+            f"{base}{path}",
             json=body,
             headers=_headers(api_key, accept="text/event-stream"),
             # Reads and writes are bounded by the deadlines instead.
@@ -610,7 +664,8 @@ def _apply_choice(choice: object, progress: _Progress) -> list[str]:
         return []
     delta = choice.get("delta")
     delta = delta if isinstance(delta, dict) else {}
-    content = delta.get("content")
+    # Chat chunks carry delta.content; plain completions carry the text itself.
+    content = delta.get("content", choice.get("text"))
     texts = [content] if isinstance(content, str) and content else []
     # Reasoning and tool-call deltas are not text, but they prove the model is generating.
     if texts or any(delta.get(key) for key in ("reasoning_content", "reasoning", "tool_calls")):
@@ -690,6 +745,61 @@ def _first_count(*values: object) -> int | None:
         if number is not None and number > 0:
             return number
     return None
+
+
+@dataclass(frozen=True)
+class PromptFacts:
+    """What a server says about how one model wants to be prompted (None: it did not say)."""
+
+    prompt_format: str | None  # "chat" (has a chat template) or "transcript" (a base model)
+    parameter_count: int | None = None
+
+
+# Ollama's template for models without one: the prompt passed through as it is.
+_BARE_TEMPLATES = {"", "{{ .Prompt }}", "{{.Prompt}}"}
+
+
+def probe_prompt_format(
+    *, base_url: str, api_key: str | None, model: str, server_kind: str, timeout: float
+) -> PromptFacts:
+    """Ask the server whether ``model`` has a chat template; never raises.
+
+    llama-server: ``GET /props`` reports the loaded model's ``chat_template`` (empty for a GGUF
+    without one). Ollama: ``POST /api/show`` reports its ``template`` and, in ``model_info``,
+    ``general.parameter_count``. Anything else, or no answer in time: nothing is known.
+    """
+    try:
+        base = validate_base_url(base_url)
+    except ModelError:
+        return PromptFacts(None)
+    root = base.removesuffix("/v1")
+    call = _Call(base=base, api_key=api_key, model=model)
+    headers = _headers(api_key, accept="application/json")
+    try:
+        with ModelHTTPClient(connect_timeout=timeout) as http:
+            call.expect_within(timeout, "no answer in time")
+            with call.io():
+                if server_kind == "llama.cpp":
+                    response = http.get(f"{root}/props", headers=headers)
+                else:
+                    response = http.post(f"{root}/api/show", json={"model": model}, headers=headers)
+                payload = response.json() if response.status_code == 200 else None
+    except (ModelError, ValueError):
+        return PromptFacts(None)
+    if not isinstance(payload, dict):
+        return PromptFacts(None)
+    if server_kind == "llama.cpp":
+        template = payload.get("chat_template")
+        if not isinstance(template, str):
+            return PromptFacts(None)
+        return PromptFacts("chat" if template.strip() else "transcript")
+    template = payload.get("template")
+    info = payload.get("model_info")
+    count = _first_count(info.get("general.parameter_count")) if isinstance(info, dict) else None
+    if not isinstance(template, str):
+        return PromptFacts(None, count)
+    bare = template.strip() in _BARE_TEMPLATES
+    return PromptFacts("transcript" if bare else "chat", count)
 
 
 def check_health(*, base_url: str, api_key: str | None, timeout: float) -> HealthResult:

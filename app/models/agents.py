@@ -29,6 +29,11 @@ class Agent(SQLModel, table=True):
     temperature: float = Field(default=0.7)
     max_tokens: int = Field(default=512)
     colour: str = Field(default="#4f6bed", sa_type=sa.String(16))
+    # Worked examples for base models, as a transcript ("User: …" / "Assistant: …" turns);
+    # empty: app/engine/conversation.py's general ones.
+    examples: str = Field(default="", sa_type=sa.Text, sa_column_kwargs={"server_default": ""})
+    # Stop a run that starts repeating itself (app/engine/loop_guard.py).
+    loop_guard: bool = Field(default=True, sa_column_kwargs={"server_default": sa.true()})
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
@@ -43,6 +48,8 @@ class AgentCreate(SQLModel):
     temperature: float = Field(default=0.7, ge=0, le=2)
     max_tokens: int = Field(default=512, ge=1, le=32_768)
     colour: Colour = "#4f6bed"
+    examples: str = Field(default="", max_length=20_000)
+    loop_guard: bool = True
 
 
 class AgentUpdate(SQLModel):
@@ -52,6 +59,8 @@ class AgentUpdate(SQLModel):
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_tokens: int | None = Field(default=None, ge=1, le=32_768)
     colour: Colour | None = None
+    examples: str | None = Field(default=None, max_length=20_000)
+    loop_guard: bool | None = None
 
 
 class AgentPublic(SQLModel):
@@ -63,3 +72,5 @@ class AgentPublic(SQLModel):
     temperature: float
     max_tokens: int
     colour: str
+    examples: str
+    loop_guard: bool

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
@@ -42,7 +43,16 @@ class Model(SQLModel, table=True):
     parameter_count: int | None = Field(default=None, sa_type=sa.BigInteger)
     context_length: int | None = Field(default=None)
     available: bool = Field(default=True)
+    # How to prompt it: "chat" (the server's chat template) or "transcript" (a completion
+    # prompt, for base models). An admin's choice wins over what discovery detected.
+    prompt_format: str | None = Field(default=None, sa_type=sa.String(16))
+    detected_prompt_format: str | None = Field(default=None, sa_type=sa.String(16))
     discovered_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+    @property
+    def effective_prompt_format(self) -> str:
+        """The admin's choice, else what discovery detected, else chat."""
+        return self.prompt_format or self.detected_prompt_format or "chat"
 
 
 class ModelEndpointCreate(SQLModel):
@@ -65,6 +75,10 @@ class ModelEndpointUpdate(SQLModel):
     enabled: bool | None = None
 
 
+PROMPT_FORMATS = ("chat", "transcript")
+PromptFormat = Literal["chat", "transcript"]
+
+
 class ModelPublic(SQLModel):
     id: int
     endpoint_id: int
@@ -72,13 +86,20 @@ class ModelPublic(SQLModel):
     parameter_count: int | None
     context_length: int | None
     available: bool
+    prompt_format: str | None
+    detected_prompt_format: str | None
+    effective_prompt_format: str
 
 
 class ModelUpdate(SQLModel):
-    """Details an admin enters when the server does not report them."""
+    """Details an admin enters when the server does not report them, and the prompt format.
+
+    ``prompt_format``: "chat" or "transcript" fixes it; "auto" goes back to what was detected.
+    """
 
     parameter_count: int | None = Field(default=None, gt=0, le=10**13)
     context_length: int | None = Field(default=None, gt=0, le=10**8)
+    prompt_format: Literal["chat", "transcript", "auto"] | None = None
 
 
 class ModelEndpointPublic(SQLModel):

@@ -8,9 +8,11 @@ from fastapi import APIRouter, Form, Request
 from sqlmodel import Session
 from starlette.responses import RedirectResponse, Response
 
+from app.config import get_settings
 from app.models import Model, ModelEndpoint
 from app.services import ServiceError
 from app.services import endpoints as service
+from app.services.discovery import find_local_servers
 from app.web.deps import AdminUser, SessionDep
 from app.web.templating import render
 
@@ -25,7 +27,8 @@ def _listing(session: Session) -> list[tuple[ModelEndpoint, list[Model]]]:
 
 
 def _page(request: Request, session: Session, *, status_code: int = 200, **form: Any) -> Response:
-    context = {"endpoints": _listing(session), "form": form}
+    found = find_local_servers(session=session, ports=get_settings().discovery_port_list)
+    context = {"endpoints": _listing(session), "form": form, "found": found}
     return render(
         request, "admin_endpoints.html", context, block="endpoints", status_code=status_code
     )
@@ -113,6 +116,7 @@ def change_model(
     _admin: AdminUser,
     parameter_count: Annotated[str, Form(max_length=20)] = "",
     context_length: Annotated[str, Form(max_length=12)] = "",
+    prompt_format: Annotated[str, Form(max_length=16)] = "",
 ) -> Response:
     model = service.model_for(session=session, model_id=model_id)
     try:
@@ -121,6 +125,7 @@ def change_model(
             model=model,
             parameter_count=parse_count(parameter_count, "parameter count"),
             context_length=parse_count(context_length, "context length"),
+            prompt_format=prompt_format or None,
         )
     except ServiceError as exc:
         session.rollback()

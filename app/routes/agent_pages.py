@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
@@ -34,14 +35,34 @@ def _context(session: Session, access: Access) -> dict[str, Any]:
 
 
 def _form(
-    name: str, role_prompt: str, model_id: str, temperature: str, max_tokens: str, colour: str
+    name: str,
+    role_prompt: str,
+    model_id: str,
+    temperature: str,
+    max_tokens: str,
+    colour: str,
+    extras: AgentExtras,
 ) -> dict[str, object]:
     """The agent form as it was posted; an empty model means "no model"."""
     model = form_id(model_id, "Pick a model from the list.") if model_id.strip() else None
-    return {
+    form: dict[str, object] = {
         "name": name, "role_prompt": role_prompt, "model_id": model,
         "temperature": temperature, "max_tokens": max_tokens, "colour": colour,
+        "examples": extras.examples,
     }  # fmt: skip
+    # A checkbox says nothing when unticked; the form marks that it showed one.
+    if extras.loop_guard_shown:
+        form["loop_guard"] = bool(extras.loop_guard)
+    return form
+
+
+@dataclass(frozen=True)
+class AgentExtras:
+    """The agent form's fields for small models: worked examples and the loop guard."""
+
+    examples: str
+    loop_guard: str
+    loop_guard_shown: str
 
 
 @router.get("/w/{slug}/agents")
@@ -61,6 +82,9 @@ def agents_page(
             workspace_id=workspace.id,  # type: ignore[arg-type]
             name=chosen["name"],
             role_prompt=chosen["role_prompt"],
+            examples=chosen["examples"],
+            max_tokens=chosen["max_tokens"],
+            temperature=chosen["temperature"],
             colour=chosen["colour"],
             model_id=model.id if model else None,
         )
@@ -79,10 +103,14 @@ def create_agent_page(
     temperature: Annotated[str, Form()] = "0.7",
     max_tokens: Annotated[str, Form()] = "512",
     colour: Annotated[str, Form()] = "#4f6bed",
+    examples: Annotated[str, Form(max_length=20_000)] = "",
+    loop_guard: Annotated[str, Form(max_length=8)] = "",
+    loop_guard_shown: Annotated[str, Form(max_length=8)] = "",
 ) -> Response:
+    extras = AgentExtras(examples, loop_guard, loop_guard_shown)
     workspace = access.workspace
     try:
-        form = _form(name, role_prompt, model_id, temperature, max_tokens, colour)
+        form = _form(name, role_prompt, model_id, temperature, max_tokens, colour, extras)
         fields = agent_fields(AgentCreate, form)
         create_agent(session=session, workspace_id=workspace.id, actor=user, fields=fields)  # type: ignore[arg-type]
     except ServiceError as exc:
@@ -105,12 +133,16 @@ def update_agent_page(
     temperature: Annotated[str, Form()] = "0.7",
     max_tokens: Annotated[str, Form()] = "512",
     colour: Annotated[str, Form()] = "#4f6bed",
+    examples: Annotated[str, Form(max_length=20_000)] = "",
+    loop_guard: Annotated[str, Form(max_length=8)] = "",
+    loop_guard_shown: Annotated[str, Form(max_length=8)] = "",
 ) -> Response:
+    extras = AgentExtras(examples, loop_guard, loop_guard_shown)
     agent = agent_for(session=session, agent_id=agent_id, user=user, min_role=Role.editor)
     workspace = session.get(Workspace, agent.workspace_id)
     assert workspace is not None
     try:
-        form = _form(name, role_prompt, model_id, temperature, max_tokens, colour)
+        form = _form(name, role_prompt, model_id, temperature, max_tokens, colour, extras)
         changes = agent_fields(AgentUpdate, form)
         update_agent(session=session, agent=agent, actor=user, changes=changes)
     except ServiceError as exc:

@@ -75,9 +75,12 @@ def create_workspace_page(
 
 @router.post("/workspaces/demo")
 def create_demo_page(session: SessionDep, user: CurrentUser) -> Response:
-    workspace = create_demo_workspace(session=session, owner=user)
+    demo = create_demo_workspace(session=session, owner=user)
     session.commit()
-    return RedirectResponse(f"/w/{workspace.slug}", status_code=303)
+    if demo.started is None:  # no model yet: the board, which says so
+        return RedirectResponse(f"/w/{demo.workspace.slug}", status_code=303)
+    dispatch([run.id for run in demo.started.runs if run.id is not None])
+    return RedirectResponse(f"/t/{demo.task.id}", status_code=303)
 
 
 def _board_context(session: Session, access: Access) -> dict[str, Any]:

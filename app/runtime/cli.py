@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-import logging
+import json
 import os
 import sys
+import time
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from sqlmodel import select
 
 from app.config import Settings, SettingsError, get_settings
+from app.runtime import console
 
 if TYPE_CHECKING:
     from app.runtime.embedded_model import EmbeddedModelServer
+    from app.runtime.supervisor import Supervisor
 
 cli = typer.Typer(
     help="Switchboard: delegate work to AI agents on small local models.",
@@ -34,11 +37,7 @@ def load() -> Settings:
         settings = get_settings()
     except SettingsError as exc:
         raise fail(str(exc)) from None
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # Alembic narrates every step at INFO; a person only needs to hear when something is wrong.
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    console.configure_logging(settings.log_level)
     return settings
 
 
@@ -50,6 +49,7 @@ def child_env(settings: Settings) -> dict[str, str]:
         "SWITCHBOARD_REDIS_URL": settings.effective_redis_url,
         "SWITCHBOARD_SECRET_KEY": settings.secret_key_value(),
         "PYTHONUNBUFFERED": "1",
+        "PYTHONWARNINGS": console.QUIET_WARNINGS,
     }
 
 
@@ -68,17 +68,21 @@ def proxy_argv(settings: Settings) -> list[str]:
 
 
 def web_argv(settings: Settings) -> list[str]:
+    log_config = settings.data_path / "uvicorn-logging.json"
+    log_config.parent.mkdir(parents=True, exist_ok=True)
+    log_config.write_text(json.dumps(console.uvicorn_log_config(settings.log_level)))
     return [
         sys.executable, "-m", "uvicorn", "app.web.app:create_app", "--factory",
         "--host", settings.host, "--port", str(settings.port),
         "--workers", str(settings.web_workers), "--log-level", settings.log_level,
-        *proxy_argv(settings),
+        *proxy_argv(settings), "--log-config", str(log_config),
     ]  # fmt: skip
 
 
 def worker_argv(settings: Settings) -> list[str]:
     return [
-        sys.executable, "-m", "celery", "--app", "workers.celery_app", "worker",
+        # --quiet: no banner; the worker's log lines follow the stack's format.
+        sys.executable, "-m", "celery", "--app", "workers.celery_app", "--quiet", "worker",
         "--loglevel", settings.log_level.upper(), "--concurrency", str(settings.worker_concurrency),
         "--optimization", "fair", "--hostname", "switchboard@%h",
     ]  # fmt: skip
@@ -133,7 +137,7 @@ def start_embedded_model(settings: Settings) -> EmbeddedModelServer:
     from app.services.endpoints import check_endpoint, register_endpoint
 
     check_port_free("127.0.0.1", settings.embedded_model_port, "SWITCHBOARD_EMBEDDED_MODEL_PORT")
-    typer.echo("switchboard: starting the embedded model (Gemma 3 270M on llama-server)…")
+    console.say("model", "starting Gemma 3 270M on llama-server…")
     server = embedded_model.start(
         settings.data_path,
         port=settings.embedded_model_port,
@@ -162,6 +166,7 @@ def up() -> None:
     from app.runtime.preflight import PreflightError, check_port_free, check_redis
     from app.runtime.supervisor import Supervisor
     from app.services.accounts import create_sign_in_link, ensure_local_admin
+    from app.services.discovery import find_local_servers
 
     settings = load()
     supervisor = Supervisor()
@@ -178,6 +183,7 @@ def up() -> None:
         with session_scope() as session:
             admin = ensure_local_admin(session=session)
             link_token = create_sign_in_link(session=session, user=admin)
+            found = find_local_servers(session=session, ports=settings.discovery_port_list)
     except (
         PreflightError,
         embedded_redis.EmbeddedRedisError,
@@ -188,18 +194,84 @@ def up() -> None:
 
     env = child_env(settings)
     prepare_checks(settings)
+    supervisor.handle_signals()
     supervisor.spawn("worker", worker_argv(settings), env)
     supervisor.spawn("checker", checker_argv(settings), env)
     supervisor.spawn("beat", beat_argv(settings), env)
     supervisor.spawn("web", web_argv(settings), env)
     base = public_base_url(settings)
-    typer.echo(
-        f"\n  Switchboard is starting at {base}\n"
-        f"  Sign in as {admin.email} with this one-time link:\n\n"
-        f"      {base}/signin/link/{link_token}\n\n"
-        "  Press Ctrl-C to stop everything.\n"
-    )
+    for server in found:
+        console.say(
+            "up",
+            f"found {server.name} ({len(server.models)} models) at {server.base_url}; "
+            f"add it in one click at {base}/admin/endpoints",
+        )
+    try:
+        problem = wait_until_healthy(base, supervisor, timeout=HEALTHY_TIMEOUT_S)
+    except KeyboardInterrupt:
+        supervisor.stop_all()
+        raise typer.Exit(0) from None
+    if problem is not None:
+        console.say("up", f"warning: {problem}")
+    if supervisor.exited() is None:
+        # Last, once everything answers, so that it does not scroll away.
+        print_sign_in(base, admin.email, link_token)
     raise typer.Exit(supervisor.wait())
+
+
+HEALTHY_TIMEOUT_S = 180.0
+
+
+# The parts `up` starts itself; a model server someone registered may be down for long.
+OWN_PARTS = ("database", "redis", "worker")
+
+
+def wait_until_healthy(base: str, supervisor: Supervisor, *, timeout: float) -> str | None:
+    """Wait until ``/healthz`` shows the web app, the database, Redis and a worker up; None
+    when they are and the models too, else what is wrong. Returns at once if a child exits."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    last = "the web app did not answer"
+    while time.monotonic() < deadline:
+        if supervisor.exited() is not None:
+            return None  # the supervisor says which one and stops everything
+        try:
+            report = httpx.get(f"{base}/healthz", timeout=5).json()
+        except (httpx.HTTPError, ValueError):
+            report = None
+        if isinstance(report, dict):
+            down = [name for name in OWN_PARTS if not report.get(name, {}).get("ok")]
+            if not down:
+                models = report.get("models", {})
+                return None if models.get("ok") else f"models: {models.get('error') or 'down'}"
+            last = f"not healthy yet: {', '.join(down)} (see {base}/healthz)"
+        time.sleep(0.5)
+    return last
+
+
+def print_sign_in(base: str, email: str, token: str) -> None:
+    typer.echo(
+        f"\n  Switchboard is up at {base}\n"
+        f"  Sign in as {email} with this one-time link:\n\n"
+        f"      {base}/signin/link/{token}\n\n"
+        "  Press Ctrl-C to stop everything; `switchboard link` prints a new link.\n"
+    )
+
+
+@cli.command()
+def link() -> None:
+    """Print a new one-time sign-in link for the local admin."""
+    from app.db import session_scope
+    from app.services.accounts import create_sign_in_link, ensure_local_admin
+
+    settings = load()
+    migrate_database(settings)
+    with session_scope() as session:
+        admin = ensure_local_admin(session=session)
+        token = create_sign_in_link(session=session, user=admin)
+        email = admin.email
+    print_sign_in(public_base_url(settings), email, token)
 
 
 @cli.command()
@@ -293,8 +365,12 @@ def demo(
         if user is None:
             who = owner or "an admin"
             raise fail(f"No account for {who}; create one with `switchboard createuser --admin`.")
-        workspace = create_demo_workspace(session=session, owner=user)
-    typer.echo(f"switchboard: created {public_base_url(settings)}/w/{workspace.slug}")
+        demo = create_demo_workspace(session=session, owner=user)
+    if demo.started is not None:
+        from app.engine.dispatch import dispatch
+
+        dispatch([run.id for run in demo.started.runs if run.id is not None])
+    typer.echo(f"switchboard: created {public_base_url(settings)}/w/{demo.workspace.slug}")
 
 
 model_cli = typer.Typer(help="The embedded model, and checks of any model endpoint.")

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import FrameType
 
+from app.runtime import console
+
 log = logging.getLogger("switchboard.up")
 
 STOP_TIMEOUT_S = 15.0
@@ -37,35 +39,46 @@ class Supervisor:
         self.children.append(Child(name, process))
 
     def spawn(self, name: str, argv: Sequence[str], env: dict[str, str]) -> None:
+        """Start a child; its output is printed line by line, prefixed with ``name``."""
         process = subprocess.Popen(
-            list(argv), env={**os.environ, **env}, start_new_session=True, stdin=subprocess.DEVNULL
-        )
+            list(argv), env={**os.environ, **env}, start_new_session=True,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        assert process.stdout is not None
+        console.relay(name, process.stdout)
         self.adopt(name, process)
+
+    def exited(self) -> Child | None:
+        """A child that has exited, if any."""
+        return next((c for c in self.children if c.process.poll() is not None), None)
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
-    def wait(self) -> int:
-        """Block until Ctrl-C, SIGTERM or a child's death; then stop everything."""
+    def handle_signals(self) -> None:
+        """Turn SIGTERM and SIGINT into KeyboardInterrupt, so that both stop everything."""
         signal.signal(signal.SIGTERM, self._on_signal)
         # Explicitly: a shell starting us in the background leaves SIGINT ignored, and Python
         # then keeps it ignored; Ctrl-C must always stop everything.
         signal.signal(signal.SIGINT, self._on_signal)
+
+    def wait(self) -> int:
+        """Block until Ctrl-C, SIGTERM or a child's death; then stop everything."""
+        self.handle_signals()
         exit_code = 0
         try:
             while True:
                 for child in self.children:
                     code = child.process.poll()
                     if code is not None:
-                        print(
-                            f"switchboard: {child.name} exited with status {code}; stopping.",
-                            file=sys.stderr,
+                        console.say(
+                            "up", f"{child.name} exited with status {code}; stopping.", sys.stderr
                         )
                         exit_code = 1
                         return exit_code
                 time.sleep(0.5)
         except KeyboardInterrupt:
-            print("\nswitchboard: stopping…", file=sys.stderr)
+            console.say("up", "stopping…", sys.stderr)
             return exit_code
         finally:
             self.stop_all()

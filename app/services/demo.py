@@ -2,35 +2,98 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from sqlmodel import Session, col, select
 
+from app.engine.runs import Started, ask
 from app.models import Agent, Model, Task, User, Workspace
 from app.services.workspaces import create_workspace, record_event
 
-STARTER_AGENTS: tuple[dict[str, str], ...] = (
+# Written for small models, base models included: one job each, a short role prompt, worked
+# examples that show the shape of an answer (a transcript-format model copies it; see
+# app/engine/conversation.py), few tokens and a low temperature where the answer is code.
+STARTER_AGENTS: tuple[dict[str, Any], ...] = (
     {
         "name": "Coder",
         "colour": "#4f6bed",
-        "role_prompt": "You are Coder. Write correct, small, readable code that solves the task. "
-        "Answer with the code first, then at most three sentences on how it works.",
+        "role_prompt": "You are Coder. You write one small, correct Python function for the "
+        "request. Reply with the code only.",
+        "max_tokens": 256,
+        "temperature": 0.2,
+        "examples": """\
+User: Write a function that returns the square of a number.
+Assistant:
+```python
+def square(x):
+    return x * x
+```
+
+User: Write a function that counts the vowels in a string.
+Assistant:
+```python
+def count_vowels(text):
+    return sum(1 for ch in text.lower() if ch in "aeiou")
+```""",
     },
     {
         "name": "Tester",
         "colour": "#1a9c6b",
-        "role_prompt": "You are Tester. Write focused tests for the code you are given and list "
-        "the cases it gets wrong. Start your reply with PASS if it is correct, FAIL otherwise.",
+        "role_prompt": "You are Tester. You test the code you are given. Reply PASS or FAIL, "
+        "then the tests as asserts.",
+        "max_tokens": 256,
+        "temperature": 0.2,
+        "examples": """\
+User: def add(a, b):
+    return a - b
+Assistant: FAIL
+```python
+assert add(2, 3) == 5
+assert add(0, 0) == 0
+```
+
+User: def is_even(n):
+    return n % 2 == 0
+Assistant: PASS
+```python
+assert is_even(4)
+assert not is_even(7)
+assert is_even(0)
+```""",
     },
     {
         "name": "Reviewer",
         "colour": "#c2410c",
-        "role_prompt": "You are Reviewer. Point out bugs, unclear names and missing cases in "
-        "what you are given, most important first, in a short list.",
+        "role_prompt": "You are Reviewer. You find the problems in what you are given. Reply "
+        "with a short list, most important first.",
+        "max_tokens": 160,
+        "temperature": 0.3,
+        "examples": """\
+User: def average(xs):
+    return sum(xs) / len(xs)
+Assistant: - An empty list divides by zero.
+- The name xs says little; numbers is clearer.
+
+User: def greet(name):
+    print("Hello " + name)
+Assistant: - It prints instead of returning the greeting, so callers cannot reuse it.""",
     },
     {
         "name": "Explorer",
         "colour": "#8b5cf6",
-        "role_prompt": "You are Explorer. Suggest two or three different ways to approach the "
-        "task, with one line on the trade-off of each.",
+        "role_prompt": "You are Explorer. You suggest two different ways to do the task, one "
+        "line each, with its trade-off.",
+        "max_tokens": 160,
+        "temperature": 0.7,
+        "examples": """\
+User: Store the settings of a small web app.
+Assistant: 1. A JSON file: simple to read and edit, but unsafe with concurrent writes.
+2. A database table: safe to update, but needs a migration.
+
+User: Find duplicates in a list.
+Assistant: 1. A set of seen items: one pass, but uses extra memory.
+2. Sort, then compare neighbours: no extra memory, but slower and reorders.""",
     },
 )
 
@@ -39,6 +102,20 @@ DEMO_TASK_BRIEF = (
     "Python, no imports. Keep punctuation attached to its word. "
     "Fan it out to Coder and Explorer, then hand the best answer to Tester."
 )
+# The first task starts at once, fanned out to these two, so a newcomer lands on live answers
+# side by side.
+DEMO_FANOUT = ("Coder", "Explorer")
+DEMO_QUESTION = (
+    "Write a Python function that reverses the words in a sentence, keeping punctuation "
+    "attached to its word."
+)
+
+
+@dataclass(frozen=True)
+class Demo:
+    workspace: Workspace
+    task: Task
+    started: Started | None  # None when no model is available yet
 
 
 def create_starter_agents(*, session: Session, workspace: Workspace) -> list[Agent]:
@@ -51,6 +128,9 @@ def create_starter_agents(*, session: Session, workspace: Workspace) -> list[Age
             name=starter["name"],
             colour=starter["colour"],
             role_prompt=starter["role_prompt"],
+            examples=starter["examples"],
+            max_tokens=starter["max_tokens"],
+            temperature=starter["temperature"],
         )
         for starter in STARTER_AGENTS
     ]
@@ -59,8 +139,9 @@ def create_starter_agents(*, session: Session, workspace: Workspace) -> list[Age
     return agents
 
 
-def create_demo_workspace(*, session: Session, owner: User) -> Workspace:
-    """A workspace named "Demo" with the starter agents and one task in the backlog."""
+def create_demo_workspace(*, session: Session, owner: User) -> Demo:
+    """A workspace named "Demo" with the starter agents and one task, asked at once of Coder
+    and Explorer when a model is available (the caller dispatches the runs after commit)."""
     workspace = create_workspace(
         session=session,
         name="Demo",
@@ -86,4 +167,11 @@ def create_demo_workspace(*, session: Session, owner: User) -> Workspace:
         subject_id=task.id,
         data={"title": task.title},
     )
-    return workspace
+    started = None
+    fanout = [agent.id for agent in agents if agent.name in DEMO_FANOUT and agent.model_id]
+    if len(fanout) == len(DEMO_FANOUT):
+        started = ask(
+            session=session, task=task, author=owner, content=DEMO_QUESTION,
+            agent_ids=fanout,  # type: ignore[arg-type]
+        )  # fmt: skip
+    return Demo(workspace, task, started)

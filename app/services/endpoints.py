@@ -1,7 +1,9 @@
 """Model endpoints: registering model servers, checking their health, discovering models.
 
 Only admins reach these (routes use ``AdminUser``). A check is one ``GET /v1/models``: it
-proves the server answers and lists what it serves, so health and discovery cost one request.
+proves the server answers and lists what it serves, so health and discovery cost one request,
+plus one short probe per model for its prompt format (llama-server's ``/props``, Ollama's
+``/api/show``): a model without a chat template is a base model, prompted as a transcript.
 """
 
 from __future__ import annotations
@@ -12,14 +14,16 @@ from urllib.parse import urlsplit
 
 from sqlmodel import Session, col, select
 
-from app.llm.client import ModelInfo, list_models, validate_base_url
+from app.llm.client import ModelInfo, list_models, probe_prompt_format, validate_base_url
 from app.llm.errors import ModelError
 from app.models import Model, ModelEndpoint, User
 from app.models.common import utcnow
+from app.models.endpoints import PROMPT_FORMATS
 from app.services import Conflict, NotFound, ServiceError
 
 MAX_CONCURRENCY_LIMIT = 256
 CHECK_TIMEOUT_S = 5.0
+PROBE_TIMEOUT_S = 2.0  # per model: its chat template and parameter count
 
 
 def _clean_name(name: str) -> str:
@@ -172,8 +176,14 @@ def set_model_details(
     model: Model,
     parameter_count: int | None = None,
     context_length: int | None = None,
+    prompt_format: str | None = None,
 ) -> Model:
-    """Record what the server could not tell (entered by an admin)."""
+    """Record what the server could not tell (entered by an admin), or fix the prompt format
+    ("chat", "transcript"; "auto" goes back to what discovery detected)."""
+    if prompt_format is not None:
+        if prompt_format not in (*PROMPT_FORMATS, "auto"):
+            raise ServiceError("The prompt format is chat, transcript or auto.")
+        model.prompt_format = None if prompt_format == "auto" else prompt_format
     if parameter_count is not None:
         if parameter_count <= 0:
             raise ServiceError("The parameter count must be a positive number.")
@@ -198,6 +208,19 @@ def _merge_models(session: Session, endpoint: ModelEndpoint, found: list[ModelIn
         model.parameter_count = info.parameter_count or model.parameter_count
         model.context_length = info.context_length or model.context_length
         model.discovered_at = utcnow()
+        if endpoint.is_embedded:
+            # The bundled Gemma 3 270M is a base model. Its GGUF has no chat template; the
+            # embedded llama-server is started with llama.cpp's built-in Gemma one (so chat
+            # still works for comparison), which makes /props report a template it lacks.
+            model.detected_prompt_format = "transcript"
+        elif model.id is None or model.detected_prompt_format is None:
+            # Once per model: a template rarely changes, and health checks run every few seconds.
+            facts = probe_prompt_format(
+                base_url=endpoint.base_url, api_key=endpoint.api_key, model=info.id,
+                server_kind=endpoint.server_kind, timeout=PROBE_TIMEOUT_S,
+            )  # fmt: skip
+            model.detected_prompt_format = facts.prompt_format or model.detected_prompt_format
+            model.parameter_count = model.parameter_count or facts.parameter_count
         session.add(model)
     for name, model in known.items():
         if name not in listed:

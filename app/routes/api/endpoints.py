@@ -25,7 +25,7 @@ def public(session: SessionDep, endpoint: ModelEndpoint) -> ModelEndpointPublic:
         {
             **endpoint.model_dump(exclude={"api_key"}),
             "has_api_key": bool(endpoint.api_key),
-            "models": [m.model_dump() for m in models],
+            "models": [ModelPublic.model_validate(m, from_attributes=True) for m in models],
         }
     )
 
@@ -96,7 +96,8 @@ def list_models(endpoint_id: int, session: SessionDep, _admin: AdminUser) -> lis
 def update_model(
     model_id: int, body: ModelUpdate, session: SessionDep, _admin: AdminUser
 ) -> ModelPublic:
-    """Enter a parameter count or context length the server does not report."""
+    """Enter a parameter count or context length the server does not report; set the prompt
+    format ("chat", "transcript", or "auto" for what discovery detected)."""
     model = service.model_for(session=session, model_id=model_id)
     service.set_model_details(session=session, model=model, **body.model_dump())
     session.commit()
