@@ -73,7 +73,8 @@ def test_a_battle_needs_two_models_and_says_so(client, session, team):
     assert "two different models" in response.json()["detail"]
     page = client.post(f"/t/{task_id}/battle", data={"content": "Hi"})
     assert page.status_code == 400
-    assert "two different models" in soup_any(page).find(id="page-error").text
+    assert "two different models" in soup_any(page).find(id="composer-error").text
+    assert soup_any(page).find(id="composer-text").text == "Hi"  # what was typed is kept
     assert session.exec(select(Run)).all() == []
     # Among agents of one model, a battle can still draw two agents when asked to.
     same = client.post(f"/api/v1/tasks/{task_id}/battles",

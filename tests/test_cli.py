@@ -85,7 +85,10 @@ def test_up_starts_everything_signs_in_with_one_click_and_stops_on_ctrl_c(data_d
         assert (data_dir / "check-runtime" / "bin" / "python").exists()
         # Exactly one scheduler, of its own: never a beat inside a worker.
         commands = [" ".join(child.cmdline()) for child in children]
-        assert sum("workers.celery_app beat" in command for command in commands) == 1, commands
+        beats = [
+            c for c in children if "workers.celery_app" in c.cmdline() and "beat" in c.cmdline()
+        ]
+        assert len(beats) == 1, commands
         assert not any("--beat" in command for command in commands), commands
 
         base = f"http://127.0.0.1:{port}"

@@ -46,7 +46,8 @@ def seed_runs(session) -> None:
 
 def test_admins_read_the_engine_state_and_others_get_404(client, session):
     seed_runs(session)
-    assert client.get("/metrics").status_code == 404
+    anonymous = client.get("/metrics", follow_redirects=False)
+    assert anonymous.status_code == 303 and anonymous.headers["location"].startswith("/signin")
     sign_in(client, session, make_user(session))
     assert client.get("/metrics").status_code == 404
     sign_in(client, session, make_user(session, admin=True))
@@ -82,7 +83,9 @@ def test_a_scraper_with_the_token_may_read_them(client, session):
     settings = get_settings().model_copy(update={"metrics_token": SecretStr("s3cret-scrape")})
     client.app.dependency_overrides[get_settings] = lambda: settings
     try:
-        assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 404
+        wrong = client.get("/metrics", headers={"Authorization": "Bearer wrong"},
+                           follow_redirects=False)  # fmt: skip
+        assert wrong.status_code == 303
         ok = client.get("/metrics", headers={"Authorization": "Bearer s3cret-scrape"})
         assert ok.status_code == 200
         assert "switchboard_runs" in families(ok.text)

@@ -92,7 +92,7 @@ def beat_argv(settings: Settings) -> list[str]:
     """Celery beat, the one scheduler (the sweeper every 15 s): start exactly one, never
     inside a worker, where ``--scale worker=3`` would make three share one schedule file."""
     return [
-        sys.executable, "-m", "celery", "--app", "workers.celery_app", "beat",
+        sys.executable, "-m", "celery", "--app", "workers.celery_app", "--quiet", "beat",
         "--loglevel", settings.log_level.upper(),
         "--schedule", str(settings.data_path / "celerybeat-schedule"),
     ]  # fmt: skip
@@ -102,7 +102,7 @@ def checker_argv(settings: Settings) -> list[str]:
     """A Celery worker for the checks queue only, with its own concurrency (the one beat
     sends the checks sweep to this queue)."""
     return [
-        sys.executable, "-m", "celery", "--app", "workers.celery_app", "worker",
+        sys.executable, "-m", "celery", "--app", "workers.celery_app", "--quiet", "worker",
         "--loglevel", settings.log_level.upper(), "--concurrency", str(settings.check_concurrency),
         "--optimization", "fair", "--hostname", "checker@%h", "--queues", "checks",
     ]  # fmt: skip

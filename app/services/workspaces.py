@@ -7,11 +7,12 @@ import re
 import unicodedata
 from typing import Any
 
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
 from app.engine import live
 from app.models import Event, Membership, Role, Run, Task, User, Workspace
-from app.services import NotFound, ServiceError
+from app.services import Conflict, NotFound, ServiceError
 
 log = logging.getLogger(__name__)
 MAX_NAME_LENGTH = 120
@@ -146,9 +147,39 @@ def rename_workspace(
     return workspace
 
 
+# The cascade takes row locks in a different order than a worker finishing a run of the
+# workspace; PostgreSQL then breaks the deadlock by aborting one side. The delete tries again.
+DELETE_ATTEMPTS = 3
+
+
+def _lock_conflict(exc: OperationalError) -> bool:
+    code = getattr(exc.orig, "sqlstate", None)
+    return code in ("40P01", "40001") or "database is locked" in str(exc)
+
+
 def delete_workspace(*, session: Session, workspace: Workspace, actor: User) -> list[str]:
     """Delete the workspace and everything in it (its rows cascade); returns the Redis keys of
-    its live streams, for the caller to forget once the deletion is committed."""
+    its live streams, for the caller to forget once the deletion is committed. A deadlock with a
+    worker writing into the workspace rolls the session back and tries again."""
+    workspace_id = workspace.id
+    for attempt in range(1, DELETE_ATTEMPTS + 1):
+        try:
+            return _delete_workspace(session, workspace, actor)
+        except OperationalError as exc:
+            session.rollback()
+            if attempt == DELETE_ATTEMPTS or not _lock_conflict(exc):
+                raise Conflict(
+                    "The workspace is busy (its runs are being written); try again in a moment."
+                ) from None
+            log.info("deleting workspace %s met a lock conflict; trying again", workspace_id)
+            found = session.get(Workspace, workspace_id)
+            if found is None:
+                return []
+            workspace = found
+    return []
+
+
+def _delete_workspace(session: Session, workspace: Workspace, actor: User) -> list[str]:
     run_ids = session.exec(
         select(Run.id).join(Task, col(Task.id) == col(Run.task_id))
         .where(Task.workspace_id == workspace.id)
