@@ -123,6 +123,18 @@ def _stop_leftover_runs(engine) -> None:
         time.sleep(0.05)
 
 
+def _empty_tables(engine, tables) -> None:
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            names = ", ".join(f'"{table.name}"' for table in tables)
+            connection.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        else:
+            for table in reversed(tables):
+                connection.execute(table.delete())
+            # Like RESTART IDENTITY: ids count from 1 again in the next test.
+            connection.execute(sa.text("DELETE FROM sqlite_sequence"))
+
+
 @pytest.fixture(autouse=True)
 def _clean_state() -> Iterator[None]:
     """Every test starts with empty tables and an empty Redis database."""
@@ -134,15 +146,16 @@ def _clean_state() -> Iterator[None]:
 
     engine = get_engine()
     _stop_leftover_runs(engine)
-    with engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            names = ", ".join(f'"{table.name}"' for table in SQLModel.metadata.sorted_tables)
-            connection.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-        else:
-            for table in reversed(SQLModel.metadata.sorted_tables):
-                connection.execute(table.delete())
-            # Like RESTART IDENTITY: ids count from 1 again in the next test.
-            connection.execute(sa.text("DELETE FROM sqlite_sequence"))
+    # A worker still finishing a cancelled run holds a share lock on one table while it reads
+    # the next; TRUNCATE takes its exclusive locks table by table, so PostgreSQL may abort it
+    # as the deadlock's victim. The worker's transaction is short: the next attempt waits it out.
+    for attempt in range(5):
+        try:
+            _empty_tables(engine, SQLModel.metadata.sorted_tables)
+            break
+        except sa.exc.OperationalError as exc:
+            if attempt == 4 or getattr(exc.orig, "sqlstate", None) != "40P01":
+                raise
     get_redis().flushdb()
     (DATA_DIR / "setup_token").unlink(missing_ok=True)
 

@@ -15,10 +15,13 @@ from app.services.workspaces import delete_workspace
 from tests.factories import make_user, make_workspace
 
 
-def wait_for_lock_waiters(connection, count: int, timeout: float = 30) -> None:
+def wait_for_lock_waiters(connection, count: int, deleting: threading.Thread,
+                          outcome: dict[str, object], timeout: float = 60) -> None:  # fmt: skip
     """Until ``count`` other backends wait on a lock (a barrier read from PostgreSQL itself)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if not deleting.is_alive():
+            raise AssertionError(f"the delete ended before it waited for the writer: {outcome}")
         waiting = connection.execute(
             sa.text(
                 "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
@@ -46,9 +49,13 @@ def test_a_deadlock_with_a_writer_is_retried(session):
     workspace_id, task_id, message_id = workspace.id, task.id, message.id
 
     outcome: dict[str, object] = {}
+    # PostgreSQL looks for a deadlock once, deadlock_timeout after a backend starts to wait. The
+    # delete looks after 5 s, long after the writer closed the circle (a busy machine took over
+    # the default 1 s); the writer looks after a minute, so the delete is always the one aborted.
+    deleter = sa.create_engine(engine.url, connect_args={"options": "-c deadlock_timeout=5s"})
 
     def delete() -> None:
-        with Session(engine, expire_on_commit=False) as own:
+        with Session(deleter, expire_on_commit=False) as own:
             try:
                 delete_workspace(session=own, workspace=own.get(Workspace, workspace_id),
                                  actor=owner)  # fmt: skip
@@ -61,21 +68,23 @@ def test_a_deadlock_with_a_writer_is_retried(session):
     watcher = engine.connect()
     try:
         transaction = writer.begin()
-        # The writer's own deadlock check waits longer, so the delete is the one aborted.
-        writer.execute(sa.text("SET LOCAL deadlock_timeout = '5s'"))
+        writer.execute(sa.text("SET LOCAL deadlock_timeout = '60s'"))
         writer.execute(sa.text("UPDATE message SET content = 'w' WHERE id = :id"),
                        {"id": message_id})  # fmt: skip
         deleting = threading.Thread(target=delete)
         deleting.start()
-        wait_for_lock_waiters(watcher, 1)  # the cascade waits for the writer's message row
+        # the cascade waits for the writer's message row
+        wait_for_lock_waiters(watcher, 1, deleting, outcome)
         # Now the writer wants the task row the cascade holds: a deadlock; the delete loses.
         writer.execute(sa.text("UPDATE task SET title = 'w' WHERE id = :id"), {"id": task_id})
-        wait_for_lock_waiters(watcher, 1)  # the delete, retried, waits for the writer again
+        # the delete, retried, waits for the writer again
+        wait_for_lock_waiters(watcher, 1, deleting, outcome)
         transaction.commit()
         deleting.join(60)
     finally:
         writer.close()
         watcher.close()
+        deleter.dispose()
     assert outcome == {"ok": True}, outcome
     with Session(engine) as check:
         assert check.get(Workspace, workspace_id) is None
