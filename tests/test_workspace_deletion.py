@@ -65,7 +65,8 @@ def test_a_deadlock_with_a_writer_is_retried(session):
                 outcome["error"] = exc
 
     writer = engine.connect()
-    watcher = engine.connect()
+    # pg_stat_activity is read once per transaction: each look must be a transaction of its own.
+    watcher = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
     try:
         transaction = writer.begin()
         writer.execute(sa.text("SET LOCAL deadlock_timeout = '60s'"))
