@@ -217,6 +217,13 @@ def llama_server():
         server.process.wait(30)
 
 
+def _started(process):
+    """The shared worker process, started again if a test stopped it (or it died)."""
+    if process.process is None or process.process.poll() is not None:
+        process.start()
+    return process
+
+
 @pytest.fixture(scope="session")
 def _session_worker():
     from tests.worker_process import WorkerProcess
@@ -229,9 +236,7 @@ def _session_worker():
 @pytest.fixture
 def worker(_session_worker):
     """A real Celery worker (4 processes) shared by the tests that need one."""
-    if _session_worker.process is None or _session_worker.process.poll() is not None:
-        _session_worker.start()
-    return _session_worker
+    return _started(_session_worker)
 
 
 @pytest.fixture
@@ -252,9 +257,7 @@ def _session_checker():
 @pytest.fixture
 def checker(_session_checker):
     """A real checker: a Celery worker on the checks queue only, running the real sandbox."""
-    if _session_checker.process is None or _session_checker.process.poll() is not None:
-        _session_checker.start()
-    return _session_checker
+    return _started(_session_checker)
 
 
 @pytest.fixture
