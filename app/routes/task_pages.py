@@ -18,6 +18,7 @@ from app.engine import live
 from app.engine import runs as operations
 from app.engine.dispatch import announce_cancel, dispatch, dispatch_checks, dispatch_retry
 from app.engine.runs import ACTIVE_STATUSES, Started, queue_position
+from app.engine.starting import waiting_notes
 from app.models import (
     CHECK_ACTIVE,
     Check,
@@ -31,6 +32,7 @@ from app.models import (
     Workspace,
 )
 from app.models.common import utcnow
+from app.redis_conn import get_redis
 from app.services import NotFound, ServiceError
 from app.services.access import check_for, message_for, require_role, run_for, task_for
 from app.services.agents import agents_of
@@ -114,6 +116,9 @@ def task_context(
     return {
         "task": task,
         "workspace": session.get(Workspace, task.workspace_id),
+        "starting_notes": waiting_notes(
+            session, get_redis(), [run for run in shown_runs if run is not None]
+        ),
         "waiting": waiting,
         "waiting_agent": waiting_agent or "The agent",
         "branch": shown,
