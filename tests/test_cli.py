@@ -390,12 +390,20 @@ def test_up_is_up_before_the_model_is_installed_and_the_model_joins_by_itself(da
             assert browser.get(link).status_code == 200
             page = browser.get("/admin/endpoints").text
             assert "Starting: building llama-server, 0 of about 7 minutes." in page, page
+            # Its model is there already, so agents can be given it while it builds.
+            (endpoint,) = browser.get("/api/v1/endpoints").json()
+            (waiting,) = endpoint["models"]
+            assert waiting["name"] == str(
+                data_dir.resolve() / "models" / "gemma-3-270m-q4_k_m.gguf"
+            )
 
             gate.touch()  # the install ends: the model starts and joins by itself
             out.wait_for(rf"{TIME} model +\| installed in", after=linked)
             out.wait_for(rf"{TIME} model +\| ready: Embedded: Gemma 3 270M", after=linked)
             (endpoint,) = browser.get("/api/v1/endpoints").json()
-            assert endpoint["health_ok"] and endpoint["models"], endpoint
+            assert endpoint["health_ok"], endpoint
+            (served,) = endpoint["models"]  # discovery found the same model, not a second one
+            assert served["id"] == waiting["id"] and served["available"], endpoint
             assert "Starting:" not in browser.get("/admin/endpoints").text
         assert healthy(base, "models")
     finally:

