@@ -103,3 +103,21 @@ def test_stopping_while_a_restart_waits_starts_nothing(quick_backoff):
     child.restart_at = time.monotonic() - 1  # its pause is over
     assert stack.tend()
     assert started == []
+
+
+def test_what_the_workers_use_is_stopped_after_them(monkeypatch):
+    stopped: list[str] = []
+    monkeypatch.setattr(
+        supervision, "_stop", lambda name, process, group=False: stopped.append(name)
+    )
+    stack = Supervisor()
+    stack.adopt("redis", subprocess.Popen(STAYS_UP), stop_late=True)
+    stack.spawn("worker", STAYS_UP, {})
+    stack.spawn("web", STAYS_UP, {})
+    stack.adopt("model", subprocess.Popen(STAYS_UP), stop_late=True)  # joins later
+    processes = [child.process for child in stack.children]
+    stack.stop_all()
+    for process in processes:
+        process.kill()
+        process.wait()
+    assert stopped == ["web", "worker", "model", "redis"]

@@ -170,7 +170,7 @@ def start_redis(settings: Settings, supervisor: Supervisor) -> None:
     def start() -> subprocess.Popen[bytes]:
         return embedded_redis.start(settings.data_path, console_part="redis")
 
-    supervisor.adopt("redis", start(), start=start)
+    supervisor.adopt("redis", start(), start=start, stop_late=True)
 
 
 @cli.command()

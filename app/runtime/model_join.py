@@ -210,7 +210,7 @@ class ModelJoin:
         self._note("loading the model")
         serve = self.serve or _serve_embedded(self.settings)
         server = serve()
-        self.supervisor.adopt("model", server.process, start=self._start_again)
+        self.supervisor.adopt("model", server.process, start=self._start_again, stop_late=True)
         self._join(server)
 
     def _start_again(self) -> subprocess.Popen[bytes]:

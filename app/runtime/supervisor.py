@@ -56,6 +56,7 @@ class Supervisor:
     children: list[Child] = field(default_factory=list)
     failed: Child | None = None  # a part that exited and cannot be started again
     _stopping: bool = False
+    _late: int = 0  # how many children at the head of the list are stopped late
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def adopt(
@@ -66,15 +67,22 @@ class Supervisor:
         start: Starter | None = None,
         one_shot: bool = False,
         on_exit: Callable[[int], None] | None = None,
+        stop_late: bool = False,
     ) -> None:
         """Supervise a process started elsewhere (the embedded Redis, the model server); with
-        ``start``, it is started again that way when it exits. Safe from any thread: a process
-        adopted while the stack stops is stopped at once."""
+        ``start``, it is started again that way when it exits. ``stop_late``: stopped after
+        every part that is not (what the workers use: they finish their runs first), the
+        earliest adopted last. Safe from any thread: a process adopted while the stack stops
+        is stopped at once."""
         with self._lock:
             stopping = self._stopping
             if not stopping:
                 child = Child(name, process, start, one_shot, on_exit, backoff_s=FIRST_BACKOFF_S)
-                self.children.append(child)
+                if stop_late:
+                    self.children.insert(self._late, child)
+                    self._late += 1
+                else:
+                    self.children.append(child)
         if stopping:
             _stop(name, process, group=one_shot)
 
