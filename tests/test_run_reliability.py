@@ -56,6 +56,7 @@ from app.runtime.embedded_redis import redis_server_binary
 from tests.factories import make_agent, make_model, make_user, make_workspace, sign_in
 from tests.scripted_server import (
     Drop,
+    Hold,
     Pause,
     ScriptedServer,
     ServerThread,
@@ -733,17 +734,35 @@ def test_a_run_stopped_by_its_time_limit_keeps_its_streamed_text(rig, team):
 # --- 9. the endpoint's slot is held while a long prompt is evaluated ----------------------
 
 
+def slot_expiry(rig, endpoint_id: int, run_id: int) -> float | None:
+    """When the run's slot of the endpoint lapses unless renewed (None: it holds none)."""
+    return rig.redis.client.zscore(f"sb:endpoint:{endpoint_id}:slots", run_id)
+
+
 def test_an_endpoints_limit_holds_while_a_long_prompt_sends_no_token(rig, team):
     set_max_concurrency(team.endpoint_id, 1)
-    # The first token comes after longer than the slot's lease: only the heartbeat keeps the
-    # slot, and with it the endpoint's limit of one.
-    rig.model.on(CHAT, Stream([Pause(5), *answer("Read it all; here it is.").steps]))
+    # The model evaluates the first prompt (no token) until the test says so: only the
+    # heartbeat keeps the slot past its lease, and with it the endpoint's limit of one.
+    evaluating = Hold(threading.Event())
+    rig.model.on(CHAT, Stream([evaluating, *answer("Read it all; here it is.").steps]))
     short_slot = {"SWITCHBOARD_ENDPOINT_SLOT_LEASE": "3"}
     rig.worker(env=short_slot)
     rig.worker(env=short_slot)
     started = start_task(team, team.agents)
     run_ids = [run["id"] for run in started["runs"]]
+    wait_until(evaluating.reached.is_set, 60, "the first prompt to reach the model")
+    first, waiting = wait_until(lambda: slot_holder_and_waiter(team, run_ids), 30, "a wait")
+    taken_until = slot_expiry(rig, team.endpoint_id, first)
+    assert taken_until is not None, "the evaluating run holds no slot"
 
+    # Past the slot's first lease, the evaluating run still holds it, renewed.
+    def renewed_past_its_lease() -> bool:
+        now = slot_expiry(rig, team.endpoint_id, first)
+        assert len(rig.model.received) == 1, "the waiting run reached the model"
+        return time.time() > taken_until and now is not None and now > taken_until
+
+    wait_until(renewed_past_its_lease, 30, "the slot to be renewed while the prompt is read")
+    evaluating.gate.set()
     finished = [wait_finished(team, run_id, timeout=60) for run_id in run_ids]
 
     assert [run["status"] for run in finished] == ["succeeded", "succeeded"], finished

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+
 from bs4 import BeautifulSoup
 
 from tests.engine_helpers import CHAT, start_task, wait_for_runs
-from tests.scripted_server import answer
+from tests.live_helpers import read_until
+from tests.scripted_server import DONE, Hold, Stream, answer, chunk, sse
 
 
 def page(client, path: str, **headers: str) -> BeautifulSoup:
@@ -175,3 +178,43 @@ def test_a_brief_without_agents_waits_in_the_composer(client, session, team):
     response = client.post(f"/w/{workspace.slug}/tasks", data=brief)
     html = BeautifulSoup(response.text, "html.parser")
     assert html.find(id="composer-text").text == "Split 2026-11-28 into parts."
+
+
+def test_the_composer_waits_for_a_streaming_answer_and_offers_send_again_when_it_ends(
+    client, session, team, model_server
+):
+    workspace, (coder, *_) = team
+    writing = Hold(threading.Event())
+    model_server.on(CHAT, Stream([sse(chunk("Half")), writing, sse(chunk(" done", finish="stop")),
+                                  DONE]))  # fmt: skip
+    task = start_task(client, workspace, [coder])
+    run = task["started"]["runs"][0]
+    assert writing.reached.wait(30), "the model was never asked"
+
+    html = page(client, f"/t/{task['id']}")
+    actions = html.find(id="composer-actions")
+    assert actions["sse-swap"] == f"run-{run['id']}-composer"
+    assert html.find(id="composer-send").has_attr("disabled")
+    assert html.find(id="composer-battle") is None
+    assert html.find(id="composer-waiting").text == (
+        "Coder is still answering: reply when it has finished, or stop it."
+    )
+    assert html.find(id="composer-stop")["formaction"] == f"/r/{run['id']}/cancel"
+    actions = page(client, f"/m/{run['output_message_id']}/actions", **{"HX-Request": "true"})
+    assert actions.find("form", action=f"/m/{run['output_message_id']}/reply") is None
+    assert actions.find(id=f"message-{run['output_message_id']}-no-fork") is not None
+
+    # The page's one stream: the finished card, then the composer's Send.
+    writing.gate.set()
+    events = read_until(client, f"/t/{task['id']}/live?runs={run['id']}",
+                        lambda e: e.type == f"run-{run['id']}-composer")  # fmt: skip
+    kinds = [e.type for e in events]
+    assert kinds[-2:] == [f"run-{run['id']}-done", f"run-{run['id']}-composer"], kinds
+    ready = BeautifulSoup(events[-1].data, "html.parser")
+    assert not ready.find(id="composer-send").has_attr("disabled")
+    assert ready.find(id="composer-battle")["formaction"] == f"/t/{task['id']}/battle"
+    assert ready.find(id="composer-stop") is None
+
+    html = page(client, f"/t/{task['id']}")
+    assert not html.find(id="composer-send").has_attr("disabled")
+    assert html.find(id="composer-waiting") is None

@@ -8,6 +8,7 @@ Modules:
   sweeper       finds runs a crash or a broker outage left behind
   dispatch      the one module that talks to Celery: sends run ids by task name, after commit
   live          Redis streams that carry tokens and activity to browsers
+  starting      model servers that are starting (what each is doing): their runs wait
   checks        checks: an answer's code (and a Tester's tests) run once in the sandbox, on the
                 ``checks`` queue, under the same contract (claim, lease, one result, cancel)
 

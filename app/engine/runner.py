@@ -39,6 +39,7 @@ from app.db import session_scope
 from app.engine import live
 from app.engine.conversation import message_path, render_context, render_transcript
 from app.engine.loop_guard import LoopGuard
+from app.engine.starting import starting_note
 from app.llm import Finish, ModelError, TextDelta, Timeouts, stream_chat, stream_completion
 from app.models import Agent, Message, Model, ModelEndpoint, Run, RunStatus, Task
 from app.models.common import utcnow
@@ -59,7 +60,8 @@ CANCEL_CHECK_S = 1.0  # how often a running run looks in SQL for a durable cance
 
 
 class Requeue(Exception):
-    """The model server is at its concurrency limit: put the run back in its queue."""
+    """The model server is at its concurrency limit, or still starting: put the run back in
+    its queue."""
 
 
 class CannotRun(Exception):
@@ -822,6 +824,9 @@ def _carry_out(
 
 
 def _try_slot(client: redis.Redis, job: Job, lease_s: float) -> bool:
+    """A slot of the endpoint; none while the server is still starting (its runs wait)."""
+    if starting_note(client, job.endpoint_id) is not None:
+        return False
     try:
         return take_slot(client, job, lease_s)
     except redis.RedisError:

@@ -9,7 +9,9 @@ from sqlmodel import Session
 from starlette.responses import RedirectResponse, Response
 
 from app.config import get_settings
+from app.engine.starting import starting_notes
 from app.models import Model, ModelEndpoint
+from app.redis_conn import get_redis
 from app.services import ServiceError
 from app.services import endpoints as service
 from app.services.discovery import find_local_servers
@@ -28,7 +30,9 @@ def _listing(session: Session) -> list[tuple[ModelEndpoint, list[Model]]]:
 
 def _page(request: Request, session: Session, *, status_code: int = 200, **form: Any) -> Response:
     found = find_local_servers(session=session, ports=get_settings().discovery_port_list)
-    context = {"endpoints": _listing(session), "form": form, "found": found}
+    listing = _listing(session)
+    starting = starting_notes(get_redis(), [e.id for e, _ in listing if e.id is not None])
+    context = {"endpoints": listing, "form": form, "found": found, "starting": starting}
     return render(
         request, "admin_endpoints.html", context, block="endpoints", status_code=status_code
     )

@@ -14,9 +14,11 @@ from starlette.responses import RedirectResponse, Response
 
 from app.db import get_engine
 from app.engine import checks as check_operations
+from app.engine import live
 from app.engine import runs as operations
 from app.engine.dispatch import announce_cancel, dispatch, dispatch_checks, dispatch_retry
 from app.engine.runs import ACTIVE_STATUSES, Started, queue_position
+from app.engine.starting import waiting_notes
 from app.models import (
     CHECK_ACTIVE,
     Check,
@@ -30,6 +32,7 @@ from app.models import (
     Workspace,
 )
 from app.models.common import utcnow
+from app.redis_conn import get_redis
 from app.services import NotFound, ServiceError
 from app.services.access import check_for, message_for, require_role, run_for, task_for
 from app.services.agents import agents_of
@@ -106,9 +109,18 @@ def task_context(
         if run.status == RunStatus.queued and positions.get(message_id) in (None, 1)
         and now - run.queued_at > STALLED_AFTER
     }  # fmt: skip
+    # The composer replies under the leaf: not while the leaf's answer is still being written.
+    leaf_run = shown.runs.get(shown.leaf.id or 0) if shown.leaf is not None else None
+    waiting = leaf_run if leaf_run is not None and leaf_run.status in ACTIVE_STATUSES else None
+    waiting_agent = next((a.name for a in agents if waiting and a.id == waiting.agent_id), None)
     return {
         "task": task,
         "workspace": session.get(Workspace, task.workspace_id),
+        "starting_notes": waiting_notes(
+            session, get_redis(), [run for run in shown_runs if run is not None]
+        ),
+        "waiting": waiting,
+        "waiting_agent": waiting_agent or "The agent",
         "branch": shown,
         "stalled": stalled,
         "live_url": live_url(f"/t/{task.id}/live", live_runs),
@@ -506,7 +518,8 @@ async def task_live(
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> EventSourceResponse:
     """The live runs a task page shows, multiplexed: ``run-{id}-text`` (the whole text so far),
-    ``-token`` (escaped text to append), ``-state``, and ``-done`` (the finished card)."""
+    ``-token`` (escaped text to append), ``-state``, ``-done`` (the finished card), and
+    ``-composer`` after it (the composer's Send, for a page whose composer waited for that run)."""
     try:
         run_ids = run_ids_param(runs)
     except ValueError:
@@ -516,11 +529,19 @@ async def task_live(
     position = Tail(positions=dict(resumed))
     viewer = Viewer(request, user)
     starts = {run_id: resumed.get(f"r{run_id}") for run_id in run_ids}
+    ready_composer = templates.get_template("_composer_actions.html").render(
+        task={"id": task_id}, waiting=None
+    )
 
     async def events() -> AsyncIterator[ServerSentEvent]:
         async for event in tail(viewer, runs=starts, tail_state=position):
             name, html = await run_in_threadpool(_run_fragment, user, event)
             yield ServerSentEvent(html, event=name, id=position.cursor())
+            if event.run_id is not None and event.type in live.TERMINAL_TYPES:
+                # A composer that waited for this answer offers Send again.
+                yield ServerSentEvent(
+                    ready_composer, event=f"run-{event.run_id}-composer", id=position.cursor()
+                )
 
     return event_stream(events(), page=True)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import time
 from typing import TYPE_CHECKING, Annotated
@@ -15,7 +16,7 @@ from app.config import Settings, SettingsError, get_settings
 from app.runtime import console
 
 if TYPE_CHECKING:
-    from app.runtime.embedded_model import EmbeddedModelServer
+    from app.runtime.model_join import ModelJoin
     from app.runtime.supervisor import Supervisor
 
 cli = typer.Typer(
@@ -129,40 +130,57 @@ def migrate_database(settings: Settings) -> None:
     upgrade_to_head(settings.effective_database_url)
 
 
-def start_embedded_model(settings: Settings) -> EmbeddedModelServer:
-    """Start the embedded model server, register it and discover its model."""
+def register_embedded_model(settings: Settings) -> int:
+    """Register the embedded model's endpoint, and its model on a first start, before its
+    server is up: agents can be given it at once, and its runs wait in their queue until it
+    joins. The endpoint's id."""
     from app.db import session_scope
+    from app.models import Model
     from app.runtime import embedded_model
-    from app.runtime.preflight import check_port_free
-    from app.services.endpoints import check_endpoint, register_endpoint
+    from app.services.endpoints import models_of, register_endpoint
 
-    check_port_free("127.0.0.1", settings.embedded_model_port, "SWITCHBOARD_EMBEDDED_MODEL_PORT")
-    console.say("model", "starting Gemma 3 270M on llama-server…")
-    server = embedded_model.start(
-        settings.data_path,
-        port=settings.embedded_model_port,
-        parallel=settings.embedded_model_parallel,
-        context=settings.embedded_model_context,
-    )
     with session_scope() as session:
         endpoint = register_endpoint(
             session=session,
             name=embedded_model.EMBEDDED_ENDPOINT_NAME,
-            base_url=server.base_url,
-            api_key=server.api_key,
+            base_url=f"http://127.0.0.1:{settings.embedded_model_port}/v1",
+            api_key=embedded_model.api_key(settings.data_path),
             max_concurrency=settings.embedded_model_parallel,
             is_embedded=True,
         )
-        check_endpoint(session=session, endpoint=endpoint)
-    return server
+        assert endpoint.id is not None
+        if not models_of(session=session, endpoint=endpoint):
+            # As discovery will find it once the server answers (the same row then).
+            session.add(
+                Model(
+                    endpoint_id=endpoint.id,
+                    name=embedded_model.served_model_name(settings.data_path),
+                    parameter_count=embedded_model.GEMMA_PARAMETER_COUNT,
+                    context_length=settings.embedded_model_context,
+                    detected_prompt_format="transcript",
+                )
+            )
+        return endpoint.id
+
+
+def start_redis(settings: Settings, supervisor: Supervisor) -> None:
+    """The embedded Redis, its warnings on the console; started again should it exit."""
+    from app.runtime import embedded_redis
+
+    def start() -> subprocess.Popen[bytes]:
+        return embedded_redis.start(settings.data_path, console_part="redis")
+
+    supervisor.adopt("redis", start(), start=start, stop_late=True)
 
 
 @cli.command()
 def up() -> None:
-    """Start everything on this machine: embedded Redis and model, migrations, worker, beat,
-    web."""
+    """Start everything on this machine: embedded Redis, migrations, worker, beat, web; the
+    embedded model joins in the background (installed first when missing)."""
     from app.db import session_scope
-    from app.runtime import embedded_model, embedded_redis
+    from app.redis_conn import connect
+    from app.runtime import embedded_redis
+    from app.runtime.model_join import ModelJoin
     from app.runtime.preflight import PreflightError, check_port_free, check_redis
     from app.runtime.supervisor import Supervisor
     from app.services.accounts import create_sign_in_link, ensure_local_admin
@@ -170,44 +188,52 @@ def up() -> None:
 
     settings = load()
     supervisor = Supervisor()
+    supervisor.handle_signals()  # from here on Ctrl-C stops what has started, and only that
+    join = None
     try:
         check_port_free(settings.host, settings.port)
+        if settings.embedded_model:
+            check_port_free(
+                "127.0.0.1", settings.embedded_model_port, "SWITCHBOARD_EMBEDDED_MODEL_PORT"
+            )
         migrate_database(settings)
         if settings.uses_embedded_redis:
-            redis_process = embedded_redis.start(settings.data_path)
-            supervisor.adopt("embedded Redis", redis_process)
+            start_redis(settings, supervisor)
         else:
             check_redis(settings.effective_redis_url)
         if settings.embedded_model:
-            supervisor.adopt("embedded model", start_embedded_model(settings).process)
+            join = ModelJoin(
+                settings=settings, supervisor=supervisor,
+                endpoint_id=register_embedded_model(settings),
+                client=connect(settings.effective_redis_url),
+            )  # fmt: skip
+            join.begin()
         with session_scope() as session:
             admin = ensure_local_admin(session=session)
             link_token = create_sign_in_link(session=session, user=admin)
             found = find_local_servers(session=session, ports=settings.discovery_port_list)
-    except (
-        PreflightError,
-        embedded_redis.EmbeddedRedisError,
-        embedded_model.EmbeddedModelError,
-    ) as exc:
+    except (PreflightError, embedded_redis.EmbeddedRedisError) as exc:
         supervisor.stop_all()
         raise fail(str(exc)) from None
+    except KeyboardInterrupt:
+        supervisor.stop_all()
+        raise typer.Exit(0) from None
 
-    env = child_env(settings)
-    prepare_checks(settings)
-    supervisor.handle_signals()
-    supervisor.spawn("worker", worker_argv(settings), env)
-    supervisor.spawn("checker", checker_argv(settings), env)
-    supervisor.spawn("beat", beat_argv(settings), env)
-    supervisor.spawn("web", web_argv(settings), env)
     base = public_base_url(settings)
-    for server in found:
-        console.say(
-            "up",
-            f"found {server.name} ({len(server.models)} models) at {server.base_url}; "
-            f"add it in one click at {base}/admin/endpoints",
-        )
     try:
-        problem = wait_until_healthy(base, supervisor, timeout=HEALTHY_TIMEOUT_S)
+        env = child_env(settings)
+        prepare_checks(settings)
+        supervisor.spawn("worker", worker_argv(settings), env)
+        supervisor.spawn("checker", checker_argv(settings), env)
+        supervisor.spawn("beat", beat_argv(settings), env)
+        supervisor.spawn("web", web_argv(settings), env)
+        for server in found:
+            console.say(
+                "up",
+                f"found {server.name} ({len(server.models)} models) at {server.base_url}; "
+                f"add it in one click at {base}/admin/endpoints",
+            )
+        problem = wait_until_healthy(base, supervisor, timeout=HEALTHY_TIMEOUT_S, join=join)
     except KeyboardInterrupt:
         supervisor.stop_all()
         raise typer.Exit(0) from None
@@ -215,7 +241,8 @@ def up() -> None:
         console.say("up", f"warning: {problem}")
     if supervisor.exited() is None:
         # Last, once everything answers, so that it does not scroll away.
-        print_sign_in(base, admin.email, link_token)
+        building = join is not None and join.installing.is_set()
+        print_sign_in(base, admin.email, link_token, building=building)
     raise typer.Exit(supervisor.wait())
 
 
@@ -226,15 +253,19 @@ HEALTHY_TIMEOUT_S = 180.0
 OWN_PARTS = ("database", "redis", "worker")
 
 
-def wait_until_healthy(base: str, supervisor: Supervisor, *, timeout: float) -> str | None:
-    """Wait until ``/healthz`` shows the web app, the database, Redis and a worker up; None
-    when they are and the models too, else what is wrong. Returns at once if a child exits."""
+def wait_until_healthy(
+    base: str, supervisor: Supervisor, *, timeout: float, join: ModelJoin | None = None
+) -> str | None:
+    """Wait until ``/healthz`` shows the web app, the database, Redis and a worker up, and the
+    embedded model too unless it is being installed (it joins later by itself); None when they
+    are and the models too, else what is wrong. Parts that exit meanwhile are started again;
+    returns at once if one cannot be."""
     import httpx
 
     deadline = time.monotonic() + timeout
     last = "the web app did not answer"
     while time.monotonic() < deadline:
-        if supervisor.exited() is not None:
+        if not supervisor.tend():
             return None  # the supervisor says which one and stops everything
         try:
             report = httpx.get(f"{base}/healthz", timeout=5).json()
@@ -243,6 +274,12 @@ def wait_until_healthy(base: str, supervisor: Supervisor, *, timeout: float) -> 
         if isinstance(report, dict):
             down = [name for name in OWN_PARTS if not report.get(name, {}).get("ok")]
             if not down:
+                if join is not None and (join.installing.is_set() or join.problem):
+                    return join.problem  # it joins by itself; its lines say how far it is
+                if join is not None and not join.joined.is_set():
+                    last = "the embedded model is still loading"
+                    time.sleep(0.5)
+                    continue
                 models = report.get("models", {})
                 return None if models.get("ok") else f"models: {models.get('error') or 'down'}"
             last = f"not healthy yet: {', '.join(down)} (see {base}/healthz)"
@@ -250,9 +287,15 @@ def wait_until_healthy(base: str, supervisor: Supervisor, *, timeout: float) -> 
     return last
 
 
-def print_sign_in(base: str, email: str, token: str) -> None:
+def print_sign_in(base: str, email: str, token: str, *, building: bool = False) -> None:
+    model = (
+        "  The embedded model joins by itself when it is ready (progress on the console and at "
+        f"{base}/admin/endpoints).\n"
+        if building
+        else ""
+    )
     typer.echo(
-        f"\n  Switchboard is up at {base}\n"
+        f"\n  Switchboard is up at {base}\n{model}"
         f"  Sign in as {email} with this one-time link:\n\n"
         f"      {base}/signin/link/{token}\n\n"
         "  Press Ctrl-C to stop everything; `switchboard link` prints a new link.\n"

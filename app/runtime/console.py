@@ -12,14 +12,16 @@ request logs and more.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import IO
 
 LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 RUNS_LOGGER = "switchboard.runs"
-PART_WIDTH = 6  # "worker"
+PART_WIDTH = 7  # "checker"
 
 # Python warnings a newcomer cannot act on. Celery warns that the worker runs as root (in a
 # container, or a dev box used as root); the warning is about pickle, which Switchboard never
@@ -71,15 +73,83 @@ def say(part: str, text: str, stream: IO[str] | None = None) -> None:
     print(prefixed(part, text), file=stream or sys.stdout, flush=True)
 
 
-def relay(part: str, source: IO[bytes], stream: IO[str] | None = None) -> threading.Thread:
+# A line of a process that does not use Python's logging, in the stack's format (None: drop it).
+Translate = Callable[[str], str | None] | None
+
+
+def relay(
+    part: str, source: IO[bytes], stream: IO[str] | None = None, *, translate: Translate = None
+) -> threading.Thread:
     """Copy a child's output, line by line, prefixed with its part (a daemon thread)."""
 
     def copy() -> None:
         for raw in iter(source.readline, b""):
-            if raw.strip():
-                say(part, raw.decode("utf-8", errors="replace"), stream)
+            line: str | None = raw.decode("utf-8", errors="replace").rstrip()
+            if line and translate is not None:
+                line = translate(line)
+            if line:
+                say(part, line, stream)
         source.close()
 
     thread = threading.Thread(target=copy, name=f"relay-{part}", daemon=True)
     thread.start()
     return thread
+
+
+# redis-server's own log line: "pid:role day mon year time level message", or from its signal
+# handler "pid:signal-handler (time) message".
+REDIS_LINE = re.compile(
+    r"^\d+:(?:[A-Z] \d{1,2} \w{3} \d{4} [\d:.]+ (?P<level>[.*#-])|signal-handler \(\d+\)) "
+    r"(?P<message>.*)$"
+)
+REDIS_LEVELS = {".": "DEBUG", "-": "INFO", "*": "INFO", "#": "WARNING", None: "WARNING"}
+# Redis 6 says these at WARNING on every start and stop: its banner, the stop that `up` asked
+# for, and the host's settings, which Switchboard's own Redis does not need acted on (it keeps
+# no RDB snapshots, so overcommit does not matter, and its command line is its configuration).
+REDIS_NOISE = (
+    "Redis is starting",
+    "Redis version=",
+    "Configuration loaded",
+    "Server initialized",
+    "Memory overcommit must be enabled",
+    "no config file specified",
+    "scheduling shutdown",
+    "User requested shutdown",
+    "ready to exit, bye bye",
+)
+
+
+def redis_line(line: str) -> str | None:
+    """A redis-server log line in the stack's format; the routine ones dropped."""
+    found = REDIS_LINE.match(line)
+    if found is None:
+        return line
+    message = found["message"]
+    if any(noise in message for noise in REDIS_NOISE):
+        return None
+    return f"{REDIS_LEVELS[found['level']]} redis: {message}"
+
+
+# llama-server's lines with --log-prefix: "I …", "W …", "E …", "D …" (after an optional
+# timestamp), and what level each is.
+LLAMA_LINE = re.compile(r"^(?:[\d.]+ )?(?P<level>[IWED]) (?P<message>.*)$")
+LLAMA_LEVELS = {"D": logging.DEBUG, "I": logging.INFO, "W": logging.WARNING, "E": logging.ERROR}
+# Warnings llama-server gives about the bundled model's GGUF at every load, which nobody running
+# Switchboard can act on (the token's type is corrected as it loads).
+LLAMA_NOISE = ("control-looking token",)
+
+
+def llama_filter(level: str) -> Callable[[str], str | None]:
+    """llama-server's lines in the stack's format, at the console's level or above (it narrates
+    every request and every tensor at INFO; its whole log stays in llama-server.log)."""
+    threshold = logging.getLevelName(level.upper())
+
+    def translate(line: str) -> str | None:
+        found = LLAMA_LINE.match(line)
+        numeric = LLAMA_LEVELS[found["level"]] if found else logging.INFO
+        if numeric < threshold or any(noise in line for noise in LLAMA_NOISE):
+            return None
+        message = found["message"].strip() if found else line
+        return f"{logging.getLevelName(numeric)} llama-server: {message}" if message else None
+
+    return translate

@@ -14,10 +14,20 @@ from pathlib import Path
 
 import httpx
 
+from app.runtime import console
+from app.runtime.supervisor import start_relayed
 from app.security import new_token
 
 EMBEDDED_ENDPOINT_NAME = "Embedded: Gemma 3 270M"
 GEMMA_PARAMETER_COUNT = 268_098_176  # from the GGUF's metadata (general.parameter_count)
+# The GGUF's file name in the data folder (the package's MODEL_NAME), known before the package
+# is installed: llama-server names its model by the path it was given.
+GEMMA_FILE_NAME = "gemma-3-270m-q4_k_m.gguf"
+
+
+def served_model_name(data_dir: Path) -> str:
+    """The model's name in the embedded server's ``/v1/models``: the path it was started with."""
+    return str(data_dir / "models" / GEMMA_FILE_NAME)
 
 
 class EmbeddedModelError(RuntimeError):
@@ -117,23 +127,34 @@ def wait_until_ready(process: subprocess.Popen[bytes], base_url: str, timeout: f
     raise EmbeddedModelError(f"llama-server did not become ready within {timeout:.0f}s.")
 
 
-def start(
-    data_dir: Path, *, port: int, parallel: int, context: int, timeout: float = 120.0
+def spawn(
+    data_dir: Path, *, port: int, parallel: int, context: int, log_level: str = "warning"
 ) -> EmbeddedModelServer:
-    """Start llama-server on 127.0.0.1:``port`` and wait until the model is loaded."""
+    """Start llama-server on 127.0.0.1:``port``; its warnings and errors go to the console as
+    ``model`` lines, everything to ``llama-server.log``. It is ready once
+    :func:`wait_until_ready` returns."""
     model = model_file(data_dir)
     key = api_key(data_dir)
     argv = server_argv(
         server_binary(), model, port=port, parallel=parallel, context=context, key=key,
         log=data_dir / "llama-server.log",
     )  # fmt: skip
-    process = subprocess.Popen(
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # stopped by the supervisor, after the workers that use it
+    process = start_relayed(
+        "model", [*argv, "--log-prefix"], {}, translate=console.llama_filter(log_level)
     )
     base_url = f"http://127.0.0.1:{port}/v1"
-    wait_until_ready(process, base_url, timeout)
     return EmbeddedModelServer(process=process, base_url=base_url, api_key=key, model_path=model)
+
+
+def start(
+    data_dir: Path, *, port: int, parallel: int, context: int, timeout: float = 120.0
+) -> EmbeddedModelServer:
+    """Start llama-server on 127.0.0.1:``port`` and wait until the model is loaded."""
+    server = spawn(data_dir, port=port, parallel=parallel, context=context)
+    try:
+        wait_until_ready(server.process, server.base_url, timeout)
+    except BaseException:
+        server.process.kill()
+        server.process.wait()
+        raise
+    return server

@@ -10,6 +10,7 @@ from pathlib import Path
 import redis
 
 from app.redis_conn import connect
+from app.runtime import console
 
 # Linux limits a unix socket path to 107 bytes.
 MAX_SOCKET_PATH = 100
@@ -45,8 +46,11 @@ def is_serving(socket_path: Path) -> bool:
         return False
 
 
-def start(data_dir: Path, *, timeout: float = 10.0) -> subprocess.Popen[bytes]:
-    """Start Redis on ``data_dir/redis.sock``, persisting to an append-only file there."""
+def start(
+    data_dir: Path, *, timeout: float = 10.0, console_part: str | None = None
+) -> subprocess.Popen[bytes]:
+    """Start Redis on ``data_dir/redis.sock``, persisting to an append-only file there. Its
+    log goes to ``redis.log`` there, or with ``console_part`` to the console (warnings only)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     socket_path = data_dir / "redis.sock"
     if len(str(socket_path)) > MAX_SOCKET_PATH:
@@ -60,34 +64,53 @@ def start(data_dir: Path, *, timeout: float = 10.0) -> subprocess.Popen[bytes]:
             "`switchboard up` using this data folder (SWITCHBOARD_DATA_DIR)?"
         )
     socket_path.unlink(missing_ok=True)
+    argv = [
+        redis_server_binary(),
+        "--port", "0",
+        "--unixsocket", str(socket_path),
+        "--unixsocketperm", "700",
+        "--dir", str(data_dir),
+        "--appendonly", "yes",
+        "--save", "",
+        "--maxmemory-policy", "noeviction",
+    ]  # fmt: skip
+    if console_part is None:
+        argv += ["--logfile", str(data_dir / "redis.log")]
+        stdout: int = subprocess.DEVNULL
+        where = f"see {data_dir / 'redis.log'}"
+    else:
+        argv += ["--logfile", "", "--loglevel", "warning"]
+        stdout = subprocess.PIPE
+        where = f"see the {console_part} lines above"
     process = subprocess.Popen(
-        [
-            redis_server_binary(),
-            "--port", "0",
-            "--unixsocket", str(socket_path),
-            "--unixsocketperm", "700",
-            "--dir", str(data_dir),
-            "--appendonly", "yes",
-            "--save", "",
-            "--maxmemory-policy", "noeviction",
-            "--logfile", str(data_dir / "redis.log"),
-        ],
+        argv,
         stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=stdout,
+        stderr=subprocess.STDOUT if console_part else subprocess.PIPE,
         start_new_session=True,  # Ctrl-C goes to `switchboard up`, which stops Redis last
-    )  # fmt: skip
+    )
+    if console_part is not None and process.stdout is not None:
+        console.relay(console_part, process.stdout, translate=console.redis_line)
+    try:
+        _wait_until_serving(process, socket_path, timeout, where)
+    except BaseException:
+        process.kill()  # Ctrl-C while it starts, or it never answered
+        process.wait()
+        raise
+    return process
+
+
+def _wait_until_serving(
+    process: subprocess.Popen[bytes], socket_path: Path, timeout: float, where: str
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             error = process.stderr.read().decode(errors="replace") if process.stderr else ""
-            raise EmbeddedRedisError(
-                f"Embedded Redis exited at start (see {data_dir / 'redis.log'}): {error.strip()}"
-            )
+            raise EmbeddedRedisError(f"Embedded Redis exited at start ({where}): {error.strip()}")
         if is_serving(socket_path):
-            return process
+            return
         time.sleep(0.05)
-    process.kill()
     raise EmbeddedRedisError(f"Embedded Redis did not answer on {socket_path} in {timeout:.0f}s.")
 
 

@@ -35,7 +35,9 @@ from app.config import get_settings
 from app.db import get_engine
 from app.engine import live
 from app.engine.runs import queue_position
+from app.engine.starting import waiting_notes
 from app.models import Message, Role, RunStatus, User
+from app.redis_conn import get_redis
 from app.services import NotFound
 from app.services.access import require_role, run_for
 from app.services.workspaces import workspace_for
@@ -321,4 +323,7 @@ def state_fragment(user: User, run_id: int) -> str:
     with Session(get_engine()) as session:
         run, _ = run_for(session=session, run_id=run_id, user=user, min_role=Role.viewer)
         position = queue_position(session=session, run=run)
-        return templates.get_template("_run_state.html").render(run=run, position=position)
+        notes = waiting_notes(session, get_redis(), [run])
+        return templates.get_template("_run_state.html").render(
+            run=run, position=position, starting_notes=notes
+        )

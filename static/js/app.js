@@ -15,6 +15,9 @@ document.addEventListener("keydown", (event) => {
   if (!(field instanceof HTMLTextAreaElement) && !(field instanceof HTMLInputElement)) return;
   if (event.key === "Enter" && (event.ctrlKey || event.metaKey) && field.form) {
     event.preventDefault();
+    // As with Enter in a field: a form whose default button is disabled is not sent.
+    const send = field.form.querySelector("button[type=submit], input[type=submit]");
+    if (send && send.disabled) return;
     field.form.requestSubmit();
   } else if (event.key === "Escape" && field.hasAttribute("data-cancel-on-escape")) {
     field.value = field.defaultValue;

@@ -3,6 +3,8 @@ model text that cannot forge SSE fields, and tabs that do not starve each other.
 
 from __future__ import annotations
 
+import threading
+
 from playwright.sync_api import expect
 
 from app.engine.dispatch import dispatch
@@ -11,7 +13,7 @@ from app.services.comparisons import create_comparison
 from app.services.tasks import create_task
 from tests.engine_helpers import CHAT
 from tests.factories import make_agent, make_model, make_user, make_workspace
-from tests.scripted_server import answer
+from tests.scripted_server import DONE, Hold, Stream, answer, chunk, sse
 
 DOCS_IMG = PROJECT_ROOT / "docs" / "img"  # the README's screenshots, refreshed by these tests
 
@@ -178,3 +180,37 @@ def test_after_a_send_the_page_shows_what_was_started(open_page, session, model_
     newest = page.locator("#thread > li.message-assistant").last
     expect(newest).to_contain_text("Agent0 line 39", timeout=30_000)
     expect(newest.locator(".message-head")).to_be_in_viewport()
+
+
+def test_the_composer_offers_a_reply_once_the_answer_has_ended(
+    open_page, session, model_server, worker
+):
+    writing = Hold(threading.Event())
+    model_server.on(CHAT, Stream([sse(chunk("Half")), writing, sse(chunk(" way.", finish="stop")),
+                                  DONE]))  # fmt: skip
+    user, workspace, agents = _team(session, model_server, 1)
+    page = open_page(user)
+    page.add_init_script(RECORD_EVENTS)
+    task, started = _fan_out(session, user, workspace, agents, title="Wait for it")
+    assert writing.reached.wait(30), "the model was never asked"
+    page.goto(f"/t/{task.id}")
+    expect(page.locator(f"#run-{started.runs[0].id}-text")).to_contain_text("Half")
+    expect(page.locator("#composer-send")).to_be_disabled()
+    expect(page.locator("#composer-waiting")).to_have_text(
+        "Agent0 is still answering: reply when it has finished, or stop it."
+    )
+    expect(page.locator("#composer-stop")).to_be_visible()
+    expect(page.locator("#composer-battle")).to_have_count(0)
+    page.fill("#composer-text", "And then?")
+
+    writing.gate.set()  # the answer ends: Send comes back on the same connection, draft kept
+    expect(page.locator("#composer-send")).to_be_enabled()
+    expect(page.locator("#composer-battle")).to_be_visible()
+    expect(page.locator("#composer-stop")).to_have_count(0)
+    expect(page.locator("#composer-text")).to_have_value("And then?")
+    assert page.evaluate("() => window.__sse.sources") == 1
+
+    page.check("#composer label:has-text('Agent0') input")
+    page.click("#composer-send")
+    expect(page.locator("#thread")).to_contain_text("And then?")
+    expect(page.locator("#composer-error")).to_have_count(0)
