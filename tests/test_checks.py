@@ -630,6 +630,8 @@ def test_a_testers_tests_run_against_the_answer_a_person_picks(client, team, mod
     assert node.parent_id == tests_id and node.kind == "check"
     listed = client.get(f"/api/v1/tasks/{task['id']}").json()["messages"]
     assert {m["id"]: m["kind"] for m in listed}[check["message_id"]] == "check"
+    exported = client.get(f"/api/v1/tasks/{task['id']}/export?format=markdown")
+    assert f"### Check result · message {check['message_id']}" in exported.text
 
 
 @pytest.mark.parametrize(
