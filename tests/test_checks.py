@@ -5,10 +5,14 @@ cancel; a sandbox that cannot start ends the check ``unavailable`` with nothing 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import time
-from datetime import UTC, datetime
+import uuid
+from datetime import UTC, datetime, timedelta
 
+import psutil
 import pytest
 from sqlmodel import Session, select
 
@@ -464,3 +468,192 @@ def test_a_check_delivered_twice_records_one_result(client, team, model_server, 
             select(Event.verb).where(Event.subject_type == "check", Event.subject_id == check_id)
         ).all()
     assert sorted(verdicts) == ["passed", "queued"]
+
+
+def processes_with(marker: str) -> list[psutil.Process]:
+    """Every process on this machine with ``marker`` in its argv."""
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if any(marker in part for part in process.info["cmdline"] or []):
+                found.append(process)
+    return found
+
+
+def endless(marker: str) -> str:
+    """An answer whose code starts a child and then loops for ever, both carrying ``marker``;
+    the loop prints "looping" once both run."""
+    return (
+        "```python\nimport os, subprocess, sys\n"
+        'loop = "import time\\nwhile True: time.sleep(0.05)"\n'
+        f'subprocess.Popen([sys.executable, "-c", loop, "{marker}"])\n'
+        "said = \"print('looping', flush=True)\\n\"\n"
+        f'os.execv(sys.executable, [sys.executable, "-c", said + loop, "{marker}"])\n```'
+    )
+
+
+def test_cancelling_a_running_check_kills_its_sandbox_and_every_process_in_it(
+    client, team, model_server, no_checker
+):
+    marker = f"sbx{uuid.uuid4().hex[:12]}"
+    task, answer_id = coder_answer(client, team, model_server, code=endless(marker))
+    # A wall-clock limit far beyond this test: only the cancel can stop the loop in time.
+    env = {"SWITCHBOARD_CHECK_WALL_SECONDS": "600"}
+    checker = WorkerProcess(name="checker-long", concurrency=1, queues=["checks"], env=env)
+    checker.start()
+    try:
+        check_id = client.post(f"/api/v1/messages/{answer_id}/checks").json()["id"]
+        # The barrier: the check's own output, published while it runs.
+        wait_until(
+            lambda: "looping" in client.get(f"/api/v1/checks/{check_id}").json()["output"],
+            60,
+            "the loop to run",
+        )
+        assert len(processes_with(marker)) == 2
+
+        response = client.post(f"/api/v1/checks/{check_id}/cancel")
+
+        assert response.status_code == 200, response.text
+        assert response.json()["status"] == "cancelled"
+        wait_until(lambda: processes_with(marker) == [], 60, "the sandbox to be killed")
+        redis = get_redis()
+        wait_until(lambda: redis.hlen("unacked") == 0, 60, "the delivery to end")
+    finally:
+        checker.stop()
+    check = client.get(f"/api/v1/checks/{check_id}").json()
+    assert check["status"] == "cancelled" and check["reason"] == "Cancelled."
+    assert check["exit_code"] is None  # the sandbox's own verdict was discarded
+    assert message(check["message_id"]).content == "Checks: cancelled. Cancelled."
+
+
+def test_a_check_whose_worker_process_dies_is_taken_over_at_once_and_records_one_result(
+    client, team, model_server, checker
+):
+    code = (
+        "```python\nimport time\nprint('started', flush=True)\ntime.sleep(3)\n"
+        "print('finished')\n```"
+    )
+    task, answer_id = coder_answer(client, team, model_server, code=code)
+    check_id = client.post(f"/api/v1/messages/{answer_id}/checks").json()["id"]
+    wait_until(
+        lambda: "started" in client.get(f"/api/v1/checks/{check_id}").json()["output"],
+        60,
+        "the check to start",
+    )
+    with Session(get_engine()) as session:
+        running = session.get(Check, check_id)
+        assert running is not None and running.claimed_by and running.attempts == 1
+        holder, first_lease = running.claimed_by, running.lease_until
+    assert first_lease is not None
+
+    os.kill(int(holder.rpartition(":")[2]), signal.SIGKILL)  # one pool process, mid-check
+
+    check = wait_check(client, check_id)
+    assert check["status"] == "passed", check
+    assert check["attempts"] == 2 and "finished" in check["output"]
+    with Session(get_engine()) as session:
+        nodes = session.exec(select(Message).where(Message.parent_id == answer_id)).all()
+        taken = session.get(Check, check_id)
+    assert [n.id for n in nodes] == [check["message_id"]]
+    assert taken is not None and taken.claimed_by != holder and taken.finished_at is not None
+    # Redelivered (reject on worker lost) and taken over from the dead process, not after
+    # its lease: it was over before that lease would have let anyone take it.
+    assert taken.finished_at < first_lease
+
+
+def test_a_checks_sending_is_recorded_and_the_sweeper_sends_a_lost_one_again(
+    client, team, model_server, no_checker
+):
+    from app.config import get_settings
+    from app.engine.checks import sweep_checks
+
+    task, answer_id = coder_answer(client, team, model_server)
+    check_id = client.post(f"/api/v1/messages/{answer_id}/checks").json()["id"]
+    settings = get_settings()
+    with Session(get_engine()) as session:
+        sent = session.get(Check, check_id)
+        assert sent is not None and sent.dispatched_at is not None  # in the queue, nobody took it
+    assert check_id not in sweep_checks(settings=settings)
+
+    def moved(**values) -> list[int]:
+        with Session(get_engine()) as session:
+            row = session.get(Check, check_id)
+            for name, value in values.items():
+                setattr(row, name, value)
+            session.add(row)
+            session.commit()
+        return sweep_checks(settings=settings)
+
+    long_ago = datetime.now(UTC) - timedelta(seconds=settings.broker_visibility_timeout + 60)
+    assert check_id in moved(dispatched_at=None, queued_at=long_ago)  # never reached the broker
+    assert check_id in moved(dispatched_at=long_ago)  # sent, and the message was lost
+    assert check_id not in moved(dispatched_at=datetime.now(UTC))
+
+
+def two_answers(client, team, model_server) -> tuple[dict, int, int, int]:
+    """A task fanned out to Coder (buggy code) and Explorer (good code); Coder's answer handed
+    to the Tester. The task, the two answers and the Tester's answer."""
+    workspace, agents = team
+    coder, tester, _, explorer = agents
+
+    def reply(received):
+        return answer({"Coder": BUGGY, "Tester": TESTS, "Explorer": CODE}[agent_name(received)])
+
+    model_server.on(CHAT, reply)
+    task = start_task(client, workspace, [coder, explorer], brief="Write add(a, b).")
+    runs = wait_for_runs(client, task["id"], 2)
+    by_agent = {r["agent_id"]: r["output_message_id"] for r in runs}
+    handed = client.post(
+        f"/api/v1/messages/{by_agent[coder.id]}/handoffs",
+        json={"agent_id": tester.id, "instruction": "Test this."},
+    )
+    assert handed.status_code == 201, handed.text
+    wait_for_runs(client, task["id"], 3)
+    tests_id = handed.json()["runs"][0]["output_message_id"]
+    return task, by_agent[coder.id], by_agent[explorer.id], tests_id
+
+
+def test_a_testers_tests_run_against_the_answer_a_person_picks(client, team, model_server, checker):
+    task, buggy_id, good_id, tests_id = two_answers(client, team, model_server)
+    wait_until(lambda: checks_of(task["id"]), 30, "the automatic check")
+    (automatic,) = checks_of(task["id"])
+    assert wait_check(client, automatic.id)["status"] == "failed"  # against Coder's answer
+
+    response = client.post(f"/api/v1/messages/{tests_id}/checks",
+                           json={"code_message_id": good_id})  # fmt: skip
+
+    assert response.status_code == 201, response.text
+    check = wait_check(client, response.json()["id"])
+    assert (check["code_message_id"], check["test_message_id"]) == (good_id, tests_id)
+    assert (check["status"], check["tests_passed"], check["tests_failed"]) == ("passed", 2, 0)
+    node = message(check["message_id"])
+    assert node.parent_id == tests_id and node.kind == "check"
+    listed = client.get(f"/api/v1/tasks/{task['id']}").json()["messages"]
+    assert {m["id"]: m["kind"] for m in listed}[check["message_id"]] == "check"
+    exported = client.get(f"/api/v1/tasks/{task['id']}/export?format=markdown")
+    assert f"### Check result · message {check['message_id']}" in exported.text
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "detail"),
+    [
+        ({"code_message_id": "tests", "test_message_id": "good"}, 400, "not both"),
+        ({"code_message_id": "tests"}, 400, "another answer's code"),
+        ({"code_message_id": 999_999}, 404, "No such code answer"),
+    ],
+)
+def test_bad_picks_of_the_code_to_test_are_refused_and_change_nothing(
+    client, team, model_server, no_checker, body, status, detail
+):
+    task, buggy_id, good_id, tests_id = two_answers(client, team, model_server)
+    ids = {"tests": tests_id, "good": good_id}
+    before = len(checks_of(task["id"]))
+
+    response = client.post(
+        f"/api/v1/messages/{tests_id}/checks",
+        json={k: ids.get(v, v) for k, v in body.items()},
+    )
+
+    assert response.status_code == status, response.text
+    assert detail in response.json()["detail"]
+    assert len(checks_of(task["id"])) == before

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from app.db import get_engine, session_scope
-from app.engine import pipelines, runner, sweeper
+from app.engine import delivery, pipelines, runner, sweeper
 from app.engine import runs as operations
 from app.models import Message, Run, RunStatus, Task
 from app.models.common import utcnow
@@ -175,7 +175,7 @@ def test_a_delivery_finding_a_live_lease_comes_back_when_it_lapses(session, setu
     (run,) = runs_of(task.id)
     start(run.id, "w1")
     with session_scope() as db:
-        held = runner.held_for(session=db, run_id=run.id)
+        held = delivery.held_for(db, Run, run.id)
     assert held is not None and 0 < held <= LEASE.total_seconds()
     with session_scope() as db:  # the heartbeat renews it; another worker cannot take it
         assert runner.renew(session=db, run_id=run.id, worker="w1", lease=LEASE)
@@ -183,7 +183,7 @@ def test_a_delivery_finding_a_live_lease_comes_back_when_it_lapses(session, setu
         assert runner.claim(session=db, run_id=run.id, worker="w2", lease=LEASE) is None
     runner.fail(run_id=run.id, reason="done", client=None, worker="w1")
     with session_scope() as db:  # finished: nothing to come back for
-        assert runner.held_for(session=db, run_id=run.id) is None
+        assert delivery.held_for(db, Run, run.id) is None
 
 
 def test_a_run_whose_holder_died_on_this_machine_is_taken_over_without_waiting(session, setup):

@@ -8,8 +8,9 @@
                 └─ the check: files written into /work, rlimits set, ``command`` executed
 
 and returns a :class:`SandboxResult` whose ``status`` is ``ok``, ``nonzero``, ``timeout``,
-``killed`` or ``unavailable``. Nothing runs without the sandbox: when bwrap is missing or cannot
-create namespaces the answer is ``unavailable`` and nothing ran. The sandbox sees /usr, the
+``killed``, ``unavailable``, or ``cancelled`` (its ``watch`` said stop: killed like a timeout).
+Nothing runs without the sandbox: when bwrap is missing or cannot create namespaces the answer
+is ``unavailable`` and nothing ran. The sandbox sees /usr, the
 /bin-style links, the loader cache and the runtime's prefixes, all read-only; /proc of its own
 pid namespace; a minimal /dev; and three tmpfs of ``scratch_mb`` each: /work (the working
 folder), /tmp and /dev/shm. Its network namespace has only a loopback of its own.
@@ -52,7 +53,7 @@ import subprocess
 import sys
 import time
 import venv
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path, PurePosixPath
@@ -71,7 +72,10 @@ __all__ = [
     "sandbox_problem",
 ]
 
-Status = Literal["ok", "nonzero", "timeout", "killed", "unavailable"]
+Status = Literal["ok", "nonzero", "timeout", "killed", "unavailable", "cancelled"]
+# Called every ``watch_every`` seconds while a check runs, with its output so far (stdout, then
+# stderr); answering True stops the whole sandbox at once (the check is then ``cancelled``).
+Watch = Callable[[str], bool]
 
 SANDBOX_UID = 65534  # "nobody": the uid a root worker runs bwrap as
 WORKDIR = "/work"
@@ -259,12 +263,15 @@ def run_in_sandbox(
     runtime: Path | None = None,
     bwrap: str | None = None,
     collect: Sequence[str] = (),
+    watch: Watch | None = None,
+    watch_every: float = 0.5,
 ) -> SandboxResult:
     """Write ``files`` into a fresh sandbox's /work, run ``command`` there, return what happened.
 
     ``runtime`` is the python the sandbox runs (``prepare_runtime``'s answer; default: this
     interpreter's environment), and a first word ``python`` in ``command`` means it. ``collect``
-    names files to bring back from /work after the command ends.
+    names files to bring back from /work after the command ends. ``watch`` (see :data:`Watch`)
+    sees the output while it runs and may stop it.
     """
     python = (runtime or Path(sys.executable)).absolute()
     if command and command[0] == "python":
@@ -279,7 +286,10 @@ def run_in_sandbox(
         mounts = _runtime_mounts(python)
     except RuntimeError as error:
         return _unavailable(str(error), started)
-    return _run(binary=binary, python=python, mounts=mounts, spec=spec, limits=limits)
+    return _run(
+        binary=binary, python=python, mounts=mounts, spec=spec, limits=limits,
+        watcher=_Watcher(watch, watch_every) if watch is not None else None,
+    )  # fmt: skip
 
 
 def prepare_runtime(target: Path) -> Path:
@@ -479,6 +489,7 @@ def _run(
     mounts: tuple[str, ...],
     spec: dict[str, object],
     limits: SandboxLimits,
+    watcher: _Watcher | None = None,
 ) -> SandboxResult:
     """Start bwrap with the spec on its stdin, then supervise it."""
     started = time.monotonic()
@@ -513,7 +524,10 @@ def _run(
         for fd in (spec_fd, report_w, info_w):
             os.close(fd)
     with process:
-        return _supervise(process, report_r=report_r, info_r=info_r, limits=limits, started=started)
+        return _supervise(
+            process, report_r=report_r, info_r=info_r, limits=limits, started=started,
+            watcher=watcher,
+        )  # fmt: skip
 
 
 def _bwrap_argv(
@@ -555,8 +569,10 @@ def _supervise(
     info_r: int,
     limits: SandboxLimits,
     started: float,
+    watcher: _Watcher | None = None,
 ) -> SandboxResult:
-    """Read everything the sandbox says, kill it if it runs too long, and judge it."""
+    """Read everything the sandbox says, kill it if it runs too long or its watcher says
+    stop, and judge it."""
     assert process.stdout is not None and process.stderr is not None
     stdout = _Capture(limits.output_bytes)
     stderr = _Capture(limits.output_bytes)
@@ -568,15 +584,24 @@ def _supervise(
         deadline = started + limits.wall_seconds
         # Every process of the sandbox holds the report pipe (bwrap's pid 1 does until it is
         # gone), so the end of all streams means the sandbox is empty.
-        timed_out = not _pump(captures, deadline) or not _wait(process, deadline)
-        if timed_out:
+        if watcher is not None:
+            watcher.output = lambda: stdout.text() + stderr.text()
+        try:
+            ended = _pump(captures, deadline, watcher)
+        except BaseException:  # the watch failed, or the worker's time limit interrupted it
             _kill(process, info)
-            _pump(captures, time.monotonic() + _KILL_GRACE_S)
+            raise
+        stopped = ended == "stopped"
+        timed_out = ended == "timeout" or (ended == "ended" and not _wait(process, deadline))
+        if timed_out or stopped:
+            _kill(process, info)
+            _pump(captures, time.monotonic() + _KILL_GRACE_S)  # no watcher: what is left
         process.wait()
     finally:
         os.close(report_r)
         os.close(info_r)
     return _judge(
+        stopped=stopped,
         timed_out=timed_out,
         report=bytes(report.kept),
         stdout=stdout,
@@ -586,22 +611,49 @@ def _supervise(
     )
 
 
-def _pump(captures: Mapping[int, _Capture], deadline: float) -> bool:
-    """Read every stream into its capture until all have ended (True) or time is up (False)."""
+class _Watcher:
+    """A :data:`Watch` called at most every ``every`` seconds with the output so far."""
+
+    def __init__(self, watch: Watch, every: float) -> None:
+        self.watch = watch
+        self.every = every
+        self.due = time.monotonic() + every
+        self.output: Callable[[], str] = str
+
+    def wait_s(self) -> float:
+        return max(self.due - time.monotonic(), 0.0)
+
+    def stop_now(self) -> bool:
+        """Ask the watch when it is due; True when it says stop."""
+        if time.monotonic() < self.due:
+            return False
+        self.due = time.monotonic() + self.every
+        return self.watch(self.output())
+
+
+def _pump(
+    captures: Mapping[int, _Capture], deadline: float, watcher: _Watcher | None = None
+) -> Literal["ended", "timeout", "stopped"]:
+    """Read every stream into its capture until all have ended, time is up, or the watcher
+    says stop."""
     with selectors.DefaultSelector() as selector:
         for fd in captures:
             selector.register(fd, selectors.EVENT_READ)
         while selector.get_map():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return False
+                return "timeout"
+            if watcher is not None:
+                if watcher.stop_now():
+                    return "stopped"
+                remaining = min(remaining, watcher.wait_s())
             for key, _ in selector.select(remaining):
                 chunk = os.read(key.fd, _READ_CHUNK)
                 if chunk:
                     captures[key.fd].add(chunk)
                 else:
                     selector.unregister(key.fd)
-    return True
+    return "ended"
 
 
 def _wait(process: subprocess.Popen[bytes], deadline: float) -> bool:
@@ -651,6 +703,7 @@ def _memfd(data: bytes) -> int:
 
 def _judge(
     *,
+    stopped: bool = False,
     timed_out: bool,
     report: bytes,
     stdout: _Capture,
@@ -676,6 +729,8 @@ def _judge(
             files=files or {},
         )
 
+    if stopped:
+        return result("cancelled", None, "The check was cancelled; its sandbox was stopped.")
     if timed_out:
         wall = f"{limits.wall_seconds:g}"
         return result("timeout", None, f"The check ran past its {wall} s limit and was stopped.")

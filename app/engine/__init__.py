@@ -7,6 +7,8 @@ Modules:
   runner        claim, lease, stream from the model, finish — executed by a worker
   sweeper       finds runs a crash or a broker outage left behind
   dispatch      the one module that talks to Celery: sends run ids by task name, after commit
+  delivery      the contract's SQL shared by runs and checks: update only what this worker holds,
+                leases, who died, what the sweepers send again, cancel, sent-at bookkeeping
   live          Redis streams that carry tokens and activity to browsers
   starting      model servers that are starting (what each is doing): their runs wait
   checks        checks: an answer's code (and a Tester's tests) run once in the sandbox, on the

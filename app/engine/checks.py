@@ -1,11 +1,17 @@
 """Checks on a worker: an answer's code (and another answer's tests) run once in the sandbox.
 
-The delivery contract of the run engine holds here too (see ``app.engine``): a check is created
-in SQL with its summary message, sent to the ``checks`` queue only after commit, *claimed* by a
-conditional UPDATE (queued, or running under a lease that ran out) before it runs, and finished
-by a conditional UPDATE guarded by who holds the claim — so a redelivered or duplicate message
-records one result at most. A check whose worker died ``MAX_ATTEMPTS`` times ends ``error``.
-Cancelling a running check ends it at once; its worker's result is then discarded.
+The delivery contract of the run engine holds here too, in the same SQL (``app.engine.delivery``):
+a check is created in SQL with its summary message, sent to the ``checks`` queue only after
+commit (``dispatched_at``), *claimed* by a conditional UPDATE (queued, or running under a lease
+that ran out, or held by a worker process known dead) before it runs, and finished by a
+conditional UPDATE guarded by who holds the claim — so a redelivered or duplicate message records
+one result at most. The sweeper sends again a check whose message never reached the broker or
+was lost. A check whose worker died ``MAX_ATTEMPTS`` times ends ``error``.
+
+Cancelling ends a check at once (unlike a run's, its partial work is worth nothing): its status
+in SQL is the durable flag. The worker watches it while the sandbox runs — every
+``WATCH_EVERY_S``, with the output so far, which it publishes for the live card — and kills the
+sandbox's whole process tree when the check is no longer its own.
 
 Nothing runs outside the sandbox: where it cannot start the check ends ``unavailable`` with the
 reason and how to enable it.
@@ -25,11 +31,14 @@ from app.checks.pytest_report import REPORT_FILE, read_report
 from app.checks.sandbox import SandboxLimits, SandboxResult, prepare_runtime, run_in_sandbox
 from app.config import Settings
 from app.db import session_scope
+from app.engine import delivery
+from app.engine.delivery import holder_is_gone, holder_of, is_held, lapsed, update_held
 from app.models import (
     CHECK_ACTIVE,
     Check,
     CheckStatus,
     Message,
+    MessageKind,
     MessageRole,
     Pipeline,
     Run,
@@ -38,12 +47,12 @@ from app.models import (
     User,
 )
 from app.models.common import utcnow
-from app.services import Conflict, NotFound, ServiceError
-from app.services.workspaces import record_event
+from app.services import NotFound, ServiceError
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
+WATCH_EVERY_S = 0.5  # how often a running check publishes its output and looks for a cancel
 LEASE_MARGIN_S = 10.0  # beyond the wall-clock limit: starting the sandbox, reading its report
 MAX_OUTPUT_CHARS = 4_000  # the tail of the output kept with a check
 MAX_SUMMARY_FAILURES = 5
@@ -147,6 +156,10 @@ def create_check(
         if test_message_id is not None
         else None
     )
+    if tests is not None and tests.id == code.id:
+        raise ServiceError("Run an answer's tests against another answer's code.")
+    if tests is not None and not has_tests(tests.content):
+        raise ServiceError("The test answer holds no tests (a Python block with def test_…).")
     files = files_from_answers(code.content, tests.content if tests else None)
     try:
         run_command_for(files)
@@ -157,6 +170,7 @@ def create_check(
         task_id=task.id,  # type: ignore[arg-type]
         parent_id=under.id,
         role=MessageRole.user,
+        kind=MessageKind.check,
         content="Checks: not finished yet.",
     )
     session.add(node)
@@ -173,30 +187,50 @@ def create_check(
     )
     session.add(check)
     session.flush()
-    record_event(
-        session=session, workspace_id=task.workspace_id, actor=author, verb="queued",
-        subject_type="check", subject_id=check.id, data={"task_id": task.id},
-    )  # fmt: skip
+    delivery.record(session, task_id=check.task_id, actor=author, verb="queued",
+                    subject_type="check", subject_id=check.id)  # fmt: skip
     return check
 
 
 def cancel_check(*, session: Session, check: Check, actor: User) -> Check:
-    """End a queued or running check cancelled now; a running one's result is then discarded."""
-    if check.status not in CHECK_ACTIVE:
-        raise Conflict(f"The check is {check.status} already.")
-    check.status = CheckStatus.cancelled
-    check.reason = "Cancelled."
-    check.finished_at = utcnow()
-    check.lease_until = None
-    session.add(check)
+    """End a queued or running check cancelled now. A running one's worker sees it within
+    ``WATCH_EVERY_S``, kills its sandbox and discards its result."""
+    ended = {"status": CheckStatus.cancelled, "reason": "Cancelled.", "finished_at": utcnow(),
+             "lease_until": None}  # fmt: skip
+    delivery.cancel(session, Check, check.id, noun="check", queued=ended, running=ended)  # type: ignore[arg-type]
+    check = session.get(Check, check.id, populate_existing=True) or check
     _write_summary(session, check)
-    task = session.get(Task, check.task_id)
-    assert task is not None
-    record_event(
-        session=session, workspace_id=task.workspace_id, actor=actor, verb="cancelled",
-        subject_type="check", subject_id=check.id, data={"task_id": task.id},
-    )  # fmt: skip
+    delivery.record(session, task_id=check.task_id, actor=actor, verb="cancelled",
+                    subject_type="check", subject_id=check.id)  # fmt: skip
     return check
+
+
+def code_answers(*, session: Session, task_id: int, tests: Message) -> list[Message]:
+    """The finished answers of the task that hold code a test answer can be run against: every
+    one but the tests themselves, oldest first."""
+    answers = session.exec(
+        select(Message)
+        .join(Run, col(Run.output_message_id) == col(Message.id))
+        .where(
+            Message.task_id == task_id,
+            Message.role == MessageRole.assistant,
+            Message.id != tests.id,
+            Run.status == RunStatus.succeeded,
+        )
+        .order_by(col(Message.id))
+    ).all()
+    return [answer for answer in answers if has_code(answer.content)]
+
+
+def handed_answer(*, session: Session, message: Message) -> Message | None:
+    """The answer this one was handed (the answer above its instruction), if it was."""
+    instruction = session.get(Message, message.parent_id) if message.parent_id else None
+    handed = (
+        session.get(Message, instruction.parent_id)
+        if instruction is not None and instruction.parent_id
+        else None
+    )
+    return handed if handed is not None and handed.role == MessageRole.assistant else None
 
 
 def auto_check(*, run_id: int) -> list[int]:
@@ -207,13 +241,8 @@ def auto_check(*, run_id: int) -> list[int]:
         if run is None or run.status != RunStatus.succeeded or run.output_message_id is None:
             return []
         answer = session.get(Message, run.output_message_id)
-        instruction = session.get(Message, run.input_message_id)
-        handed = (
-            session.get(Message, instruction.parent_id)
-            if instruction is not None and instruction.parent_id
-            else None
-        )
-        if answer is None or handed is None or handed.role != MessageRole.assistant:
+        handed = handed_answer(session=session, message=answer) if answer else None
+        if answer is None or handed is None:
             return []
         if not has_tests(answer.content) or not has_code(handed.content):
             return []
@@ -235,9 +264,12 @@ def auto_check(*, run_id: int) -> list[int]:
 # --- carrying one out on a worker --------------------------------------------------------------
 
 
-def claim(*, session: Session, check_id: int, worker: str, lease: timedelta) -> int | None:
+def claim(
+    *, session: Session, check_id: int, worker: str, lease: timedelta, dead: str | None = None
+) -> int | None:
     """Take the check for this worker (running, one more attempt); the attempts before this
-    one, or None when it is not ours to run."""
+    one, or None when it is not ours to run. ``dead`` names a holder known to be dead
+    (``holder_is_gone``), whose lease need not be waited for."""
     now = utcnow()
     attempts = session.execute(
         sa.update(Check)
@@ -245,7 +277,11 @@ def claim(*, session: Session, check_id: int, worker: str, lease: timedelta) -> 
             col(Check.id) == check_id,
             sa.or_(
                 col(Check.status) == CheckStatus.queued,
-                sa.and_(col(Check.status) == CheckStatus.running, col(Check.lease_until) < now),
+                sa.and_(col(Check.status) == CheckStatus.running, lapsed(Check, now)),
+                sa.and_(
+                    col(Check.status) == CheckStatus.running,
+                    col(Check.claimed_by) == dead if dead is not None else sa.false(),
+                ),
             ),
         )
         .values(
@@ -276,19 +312,25 @@ class Verdict:
     reason: str | None = None
 
 
+def output_tail(output: str, truncated: bool = False) -> tuple[str, bool]:
+    """The tail of a check's output that is kept, and whether some was cut."""
+    cut = truncated or len(output) > MAX_OUTPUT_CHARS
+    tail = output[-MAX_OUTPUT_CHARS:]
+    return (CUT_MARK + tail if cut else tail), cut
+
+
 def judge(result: SandboxResult, *, tests: bool) -> Verdict:
     """Turn what the sandbox saw into a verdict."""
     output = result.stdout + (("\n" + result.stderr) if result.stderr else "")
-    cut = result.truncated or len(output) > MAX_OUTPUT_CHARS
-    tail = output[-MAX_OUTPUT_CHARS:]
-    if cut:
-        tail = CUT_MARK + tail
+    tail, cut = output_tail(output, result.truncated)
     common = {
         "exit_code": result.exit_code, "output": tail, "output_truncated": cut,
         "duration_s": round(result.duration_s, 3),
     }  # fmt: skip
     if result.status == "unavailable":
         return Verdict(CheckStatus.unavailable, reason=result.reason, **common)  # type: ignore[arg-type]
+    if result.status == "cancelled":
+        return Verdict(CheckStatus.cancelled, reason=result.reason, **common)  # type: ignore[arg-type]
     if result.status in ("timeout", "killed"):
         return Verdict(CheckStatus.error, reason=result.reason, **common)  # type: ignore[arg-type]
     if not tests:
@@ -312,40 +354,29 @@ def judge(result: SandboxResult, *, tests: bool) -> Verdict:
 
 def finish(*, session: Session, check_id: int, worker: str, verdict: Verdict) -> bool:
     """Write the verdict, only while this worker holds the claim. Idempotent."""
-    written = session.execute(  # type: ignore[attr-defined]
-        sa.update(Check)
-        .where(
-            col(Check.id) == check_id,
-            col(Check.claimed_by) == worker,
-            col(Check.status) == CheckStatus.running,
-        )
-        .values(
-            status=verdict.status,
-            exit_code=verdict.exit_code,
-            tests_passed=verdict.tests_passed,
-            tests_failed=verdict.tests_failed,
-            tests_errors=verdict.tests_errors,
-            failures=list(verdict.failures),
-            output=verdict.output,
-            output_truncated=verdict.output_truncated,
-            duration_s=verdict.duration_s,
-            reason=verdict.reason,
-            finished_at=utcnow(),
-            lease_until=None,
-        )
-    ).rowcount
+    written = update_held(
+        session, Check, check_id, worker=worker, statuses=(CheckStatus.running,),
+        status=verdict.status,
+        exit_code=verdict.exit_code,
+        tests_passed=verdict.tests_passed,
+        tests_failed=verdict.tests_failed,
+        tests_errors=verdict.tests_errors,
+        failures=list(verdict.failures),
+        output=verdict.output,
+        output_truncated=verdict.output_truncated,
+        duration_s=verdict.duration_s,
+        reason=verdict.reason,
+        finished_at=utcnow(),
+        lease_until=None,
+    )  # fmt: skip
     if not written:
         return False
     check = session.get(Check, check_id)
     assert check is not None
     session.refresh(check)
     _write_summary(session, check)
-    task = session.get(Task, check.task_id)
-    assert task is not None
-    record_event(
-        session=session, workspace_id=task.workspace_id, actor=None, verb=str(verdict.status),
-        subject_type="check", subject_id=check_id, data={"task_id": task.id},
-    )  # fmt: skip
+    delivery.record(session, task_id=check.task_id, actor=None, verb=str(verdict.status),
+                    subject_type="check", subject_id=check_id)  # fmt: skip
     return True
 
 
@@ -370,11 +401,56 @@ def _write_summary(session: Session, check: Check) -> None:
         )
 
 
+class Watch:
+    """While the sandbox runs: publish the output so far (the check's card shows it live) and
+    say stop once the check is no longer this worker's — cancelled, or taken over."""
+
+    def __init__(self, check_id: int, worker: str) -> None:
+        self.check_id = check_id
+        self.worker = worker
+        self.published = ""
+
+    def __call__(self, output: str) -> bool:
+        tail, cut = output_tail(output)
+        running = (CheckStatus.running,)
+        try:
+            with session_scope() as session:
+                if tail != self.published:
+                    ours = update_held(
+                        session, Check, self.check_id, worker=self.worker, statuses=running,
+                        output=tail, output_truncated=cut,
+                    )  # fmt: skip
+                    self.published = tail
+                else:
+                    ours = is_held(session, Check, self.check_id, worker=self.worker,
+                                   statuses=running)  # fmt: skip
+        except sa.exc.SQLAlchemyError:
+            log.warning("check %s: could not look at its state; it goes on", self.check_id)
+            return False
+        if not ours:
+            log.info("check %s: cancelled (or taken over); stopping its sandbox", self.check_id)
+        return not ours
+
+
+def _claim(check_id: int, worker: str, settings: Settings) -> int | None:
+    """This delivery's claim: the attempts before it, or None when the check is not ours."""
+    lease = check_lease(settings)
+    with session_scope() as session:
+        before = claim(session=session, check_id=check_id, worker=worker, lease=lease)
+        if before is not None:
+            return before
+        # A redelivery after its worker process died (reject on worker lost): take it at once.
+        holder = holder_of(session, Check, check_id)
+        if holder != worker and holder_is_gone(holder):
+            log.warning("check %s: its worker %s died; taking it over", check_id, holder)
+            return claim(session=session, check_id=check_id, worker=worker, lease=lease,
+                         dead=holder)  # fmt: skip
+    return None
+
+
 def execute_check(*, check_id: int, worker: str, settings: Settings) -> bool:
     """Carry out one delivery of a check; True when this delivery recorded its result."""
-    with session_scope() as session:
-        before = claim(session=session, check_id=check_id, worker=worker,
-                       lease=check_lease(settings))  # fmt: skip
+    before = _claim(check_id, worker, settings)
     if before is None:
         log.info("check %s: not claimable (finished, cancelled, or held)", check_id)
         return False
@@ -400,7 +476,8 @@ def execute_check(*, check_id: int, worker: str, settings: Settings) -> bool:
         runtime = prepare_runtime(settings.data_path / "check-runtime")
         result = run_in_sandbox(
             files=files, command=command, limits=limits_from(settings), runtime=runtime,
-            bwrap=settings.bwrap, collect=[REPORT_FILE],
+            bwrap=settings.bwrap, collect=[REPORT_FILE], watch=Watch(check_id, worker),
+            watch_every=WATCH_EVERY_S,
         )  # fmt: skip
         verdict = judge(result, tests=command[1:3] == ["-m", "pytest"])
     with session_scope() as session:
@@ -413,14 +490,10 @@ def execute_check(*, check_id: int, worker: str, settings: Settings) -> bool:
 def sweep_checks(*, settings: Settings) -> list[int]:
     """Checks a dead worker or a lost message left behind: the ids to send again."""
     now = utcnow()
-    lost = now - timedelta(seconds=settings.broker_visibility_timeout)
     with session_scope() as session:
         stale = session.exec(
             select(Check.id, Check.status, Check.attempts).where(
-                sa.or_(
-                    sa.and_(col(Check.status) == CheckStatus.queued, col(Check.queued_at) < lost),
-                    sa.and_(col(Check.status) == CheckStatus.running, col(Check.lease_until) < now),
-                )
+                delivery.needs_sending(Check, now, settings.broker_visibility_timeout)
             )
         ).all()
     resend: list[int] = []

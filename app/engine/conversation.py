@@ -11,6 +11,11 @@ prompt format:
   worked examples, then the branch as alternating ``User:`` / ``Assistant:`` turns, ending in
   ``Assistant:``; generation stops at the next turn marker.
 
+A check's result (a message of kind ``check``: what happened when the code ran) is told to the
+agent as a user turn — chat templates know only user and assistant turns, and many refuse two
+user turns in a row — joined to the user turn next to it (the instruction that follows it in a
+pipeline, "Fix the code."), so turns still alternate in either format.
+
 Either rendering is the same bytes every time for the same path (no timestamps, names or ids at
 the front), so a fork or a rerun shares its prefix with the runs before it and hits the server's
 prompt cache.
@@ -22,7 +27,7 @@ from dataclasses import dataclass
 
 from sqlmodel import Session
 
-from app.models import Agent, Message
+from app.models import Agent, Message, MessageKind, MessageRole
 from app.services import NotFound
 
 # Tokens held back from the context for the chat template's markers around each message.
@@ -92,7 +97,7 @@ def render_context(
 ) -> Context:
     """System prompt plus the path; oldest messages dropped until it fits the model."""
     system = [{"role": "system", "content": agent.role_prompt}] if agent.role_prompt else []
-    turns = [{"role": message.role, "content": message.content} for message in path]
+    turns = path_turns(path)
     if context_length is None:
         return Context(system + turns, trimmed=False)
     budget = context_length - reply_tokens - sum(estimate_tokens(m["content"]) for m in system)
@@ -107,13 +112,28 @@ def render_transcript(
     header = "\n\n".join(
         part.strip() for part in (agent.role_prompt, agent.examples or DEFAULT_EXAMPLES) if part
     )
-    turns = [{"role": message.role, "content": message.content} for message in path]
+    turns = path_turns(path)
     kept = turns
     if context_length is not None:
         kept = _newest_that_fit(turns, context_length - reply_tokens - estimate_tokens(header))
     body = "".join(_turn(turn) for turn in kept)
     prompt = f"{header}\n\n{body}{ASSISTANT_MARKER}" if header else f"{body}{ASSISTANT_MARKER}"
     return Transcript(prompt, TRANSCRIPT_STOP, trimmed=len(kept) < len(turns))
+
+
+def path_turns(path: list[Message]) -> list[dict[str, str]]:
+    """The path as turns; a check's result joins the user turn next to it (see above)."""
+    turns: list[dict[str, str]] = []
+    after_check = False
+    for message in path:
+        is_check = message.kind == MessageKind.check
+        role = MessageRole.user.value if is_check else message.role
+        if turns and role == turns[-1]["role"] == MessageRole.user and (is_check or after_check):
+            turns[-1] = {"role": role, "content": f"{turns[-1]['content']}\n\n{message.content}"}
+        else:
+            turns.append({"role": role, "content": message.content})
+        after_check = is_check
+    return turns
 
 
 def _turn(turn: dict[str, str]) -> str:

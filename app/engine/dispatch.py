@@ -16,10 +16,10 @@ from kombu.exceptions import KombuError
 from sqlmodel import Session, col, select
 
 from app.config import get_settings
-from app.db import get_engine, session_scope
+from app.db import get_engine
 from app.engine import live
-from app.models import Model, Run, RunStatus, Task
-from app.models.common import utcnow
+from app.engine.delivery import mark_dispatched
+from app.models import Check, Model, Run, RunStatus, Task
 from app.redis_conn import celery_broker_url, get_redis
 
 log = logging.getLogger(__name__)
@@ -90,11 +90,7 @@ def dispatch(run_ids: list[int]) -> bool:
             log.warning("could not queue run %s (the sweeper will retry): %s", run_id, exc)
             continue
         sent.append(run_id)
-    if sent:
-        with session_scope() as session:
-            for run in session.exec(select(Run).where(col(Run.id).in_(sent))).all():
-                run.dispatched_at = utcnow()
-                session.add(run)
+    mark_dispatched(Run, sent)
     return len(sent) == len(rows)
 
 
@@ -124,11 +120,13 @@ def dispatch_checks(check_ids: list[int]) -> bool:
     """Queue committed checks on the checks queue; False when the broker is unreachable (they
     stay queued in SQL and the checks sweeper sends them later)."""
     app = producer()
-    sent = True
+    sent: list[int] = []
     for check_id in check_ids:
         try:
             app.send_task(RUN_CHECK, args=[check_id], queue=CHECKS_QUEUE)
         except (KombuError, redis.RedisError, OSError) as exc:
             log.warning("could not queue check %s (the sweeper will retry): %s", check_id, exc)
-            sent = False
-    return sent
+            continue
+        sent.append(check_id)
+    mark_dispatched(Check, sent)
+    return len(sent) == len(check_ids)

@@ -13,6 +13,7 @@ step is handed the check's summary (``advance_after_check``), so the fixer sees 
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -20,11 +21,25 @@ from sqlmodel import Session, col, select
 
 from app.db import session_scope
 from app.engine.runs import Started, hand_off, rerun
-from app.models import Agent, Check, CheckStatus, Message, Pipeline, Run, RunStatus, Task, User
+from app.models import (
+    CHECK_ACTIVE,
+    Agent,
+    Check,
+    CheckStatus,
+    Message,
+    Pipeline,
+    Run,
+    RunStatus,
+    Task,
+    User,
+)
+from app.models.common import utcnow
 from app.services import Conflict, NotFound, ServiceError
 from app.services.workspaces import record_event
 
 MAX_STEPS = 6
+# A page follows a pipeline's next step for this long after the step before it ended.
+FOLLOW_WINDOW = timedelta(minutes=2)
 
 
 def create_pipeline(
@@ -211,3 +226,39 @@ def _hand_on(
         session.add(created)
     session.flush()
     return [r.id for r in started.runs if r.id is not None]
+
+
+def continues_after(*, session: Session, message: Message) -> bool:
+    """Whether a pipeline's next step is still to come right under ``message`` (a page showing
+    it then looks for that step): a pipeline step's finished answer that is handed on, or a
+    pipeline check's summary — a running check, or a finished one that does not stop it."""
+    now = utcnow()
+    check = session.exec(select(Check).where(Check.message_id == message.id)).first()
+    if check is not None:
+        pipeline = session.get(Pipeline, check.pipeline_id) if check.pipeline_id else None
+        if pipeline is None:
+            return False
+        if check.status in CHECK_ACTIVE:
+            return True
+        if check.status not in (CheckStatus.passed, CheckStatus.failed, CheckStatus.error):
+            return False
+        if check.status == CheckStatus.passed and pipeline.stop_when_checks_pass:
+            return False
+        if check.finished_at is None or now - check.finished_at > FOLLOW_WINDOW:
+            return False
+        return next_step(pipeline, check.pipeline_round or 0, check.pipeline_step or 0) is not None
+    run = session.exec(select(Run).where(Run.output_message_id == message.id)).first()
+    if run is None or run.pipeline_id is None or run.status != RunStatus.succeeded:
+        return False
+    pipeline = session.get(Pipeline, run.pipeline_id)
+    if pipeline is None or run.finished_at is None or now - run.finished_at > FOLLOW_WINDOW:
+        return False
+    stop = pipeline.stop_word
+    if stop and message.content.lstrip().lower().startswith(stop.lower()):
+        return False
+    if (
+        pipeline.run_checks
+        and session.exec(select(Check.id).where(Check.test_message_id == message.id)).first()
+    ):
+        return False  # its check is shown under it, and that check carries the pipeline on
+    return next_step(pipeline, run.pipeline_round or 0, run.pipeline_step or 0) is not None

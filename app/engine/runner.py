@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import socket
 import threading
 import time
 from collections.abc import Generator
@@ -38,6 +36,15 @@ from app.config import Settings
 from app.db import session_scope
 from app.engine import live
 from app.engine.conversation import message_path, render_context, render_transcript
+from app.engine.delivery import (
+    Held,
+    held_for,
+    holder_is_gone,
+    holder_of,
+    is_held,
+    lapsed,
+    update_held,
+)
 from app.engine.loop_guard import LoopGuard
 from app.engine.starting import starting_note
 from app.llm import Finish, ModelError, TextDelta, Timeouts, stream_chat, stream_completion
@@ -50,6 +57,7 @@ log = logging.getLogger(__name__)
 runs_log = logging.getLogger("switchboard.runs")
 
 MAX_ATTEMPTS = 3
+_ACTIVE = (RunStatus.queued, RunStatus.running)
 FLUSH_INTERVAL_S = 0.05
 # A run waits this long with its worker process for a free slot of its model server, then goes
 # back to its queue (freeing the process for other endpoints' runs).
@@ -68,13 +76,7 @@ class CannotRun(Exception):
     """The run's agent, model or server is gone; the message says which."""
 
 
-class Held(Exception):
-    """Another worker holds the run under a lease that has not lapsed: come back after
-    ``seconds`` (if that worker died, the run is free by then)."""
-
-    def __init__(self, run_id: int, seconds: float) -> None:
-        super().__init__(f"run {run_id}: held by another worker for {seconds:.1f}s more")
-        self.seconds = seconds
+__all__ = ["Held", "holder_is_gone"]  # raised and used here, defined in app.engine.delivery
 
 
 @dataclass(frozen=True)
@@ -136,12 +138,12 @@ def claim(
                     sa.or_(
                         col(Run.claimed_by).is_(None),  # free (a lease is then the sweeper's)
                         col(Run.lease_until).is_(None),
-                        col(Run.lease_until) < now,
+                        lapsed(Run, now),
                     ),
                 ),
                 sa.and_(
                     col(Run.status) == RunStatus.running,
-                    col(Run.lease_until) < now,
+                    lapsed(Run, now),
                     col(Run.cancel_requested_at).is_(None),  # end_cancelled_orphan's
                 ),
                 taken_from_the_dead,
@@ -178,54 +180,10 @@ def end_cancelled_orphan(*, session: Session, run_id: int) -> bool:
     return True
 
 
-def holder_is_gone(holder: str | None) -> bool:
-    """Whether the worker process named ``holder`` ("node@host:pid") is known to be dead: it
-    ran on this machine (container) and no process has its pid. A killed pool process's run
-    is then taken over at once by its redelivered message, not after its lease; anything
-    less certain (another machine, a pid alive) waits for the lease."""
-    if not holder:
-        return False
-    node, _, pid = holder.rpartition(":")
-    if not pid.isdigit() or node.rpartition("@")[2] != socket.gethostname():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except OSError:
-        return False
-    return False
-
-
-def holder_of(*, session: Session, run_id: int) -> str | None:
-    return session.exec(select(Run.claimed_by).where(Run.id == run_id)).first()
-
-
-def held_for(*, session: Session, run_id: int) -> float | None:
-    """Seconds until another worker's lease on this unfinished run lapses; None when the run
-    is finished or free (nothing to wait for)."""
-    row = session.exec(
-        select(Run.status, Run.lease_until, Run.claimed_by).where(Run.id == run_id)
-    ).first()
-    if row is None or row[0] not in (RunStatus.queued, RunStatus.running):
-        return None
-    if row[1] is None or row[2] is None:
-        return None
-    return max((row[1] - utcnow()).total_seconds(), 0.0)
-
-
 def renew(*, session: Session, run_id: int, worker: str, lease: timedelta) -> bool:
     """Extend this worker's claim on an unfinished run; False when it is no longer ours."""
-    return bool(
-        session.execute(  # type: ignore[attr-defined]
-            sa.update(Run)
-            .where(
-                col(Run.id) == run_id,
-                col(Run.claimed_by) == worker,
-                col(Run.status).in_([RunStatus.queued, RunStatus.running]),
-            )
-            .values(lease_until=utcnow() + lease)
-        ).rowcount
+    return update_held(
+        session, Run, run_id, worker=worker, statuses=_ACTIVE, lease_until=utcnow() + lease
     )
 
 
@@ -239,34 +197,19 @@ def cancel_recorded(*, run_id: int) -> bool:
 def begin(*, session: Session, run_id: int, worker: str) -> bool:
     """Start the claimed run (it holds a slot now): running, one more attempt. False when it
     was cancelled while it waited."""
-    now = utcnow()
-    return bool(
-        session.execute(  # type: ignore[attr-defined]
-            sa.update(Run)
-            .where(
-                col(Run.id) == run_id,
-                col(Run.claimed_by) == worker,
-                col(Run.status) == RunStatus.queued,
-            )
-            .values(
-                status=RunStatus.running,
-                cancel_requested_at=None,  # a request for an earlier attempt (then retried)
-                attempts=Run.attempts + 1,  # type: ignore[operator]
-                started_at=sa.func.coalesce(Run.started_at, now),
-            )
-        ).rowcount
-    )
+    return update_held(
+        session, Run, run_id, worker=worker, statuses=(RunStatus.queued,),
+        status=RunStatus.running,
+        cancel_requested_at=None,  # a request for an earlier attempt (then retried)
+        attempts=Run.attempts + 1,  # type: ignore[operator]
+        started_at=sa.func.coalesce(Run.started_at, utcnow()),
+    )  # fmt: skip
 
 
 def still_claimed(*, run_id: int, worker: str) -> bool:
     """Whether the run still waits with this worker (not cancelled meanwhile)."""
     with session_scope() as session:
-        found = session.exec(
-            select(Run.id).where(
-                Run.id == run_id, Run.claimed_by == worker, Run.status == RunStatus.queued
-            )
-        ).first()
-    return found is not None
+        return is_held(session, Run, run_id, worker=worker, statuses=(RunStatus.queued,))
 
 
 def prepare(*, session: Session, run_id: int, attempt: int) -> Job:
@@ -575,25 +518,18 @@ def _model_stream(
 
 def record_outcome(*, session: Session, job: Job, worker: str, outcome: Outcome) -> bool:
     """Write the answer and figures, only while this worker holds the claim. Idempotent."""
-    written = session.execute(  # type: ignore[attr-defined]
-        sa.update(Run)
-        .where(
-            col(Run.id) == job.run_id,
-            col(Run.claimed_by) == worker,
-            col(Run.status) == RunStatus.running,
-        )
-        .values(
-            status=outcome.status,
-            error=outcome.error,
-            first_token_at=outcome.first_token_at,
-            finished_at=outcome.finished_at or utcnow(),
-            prompt_tokens=outcome.prompt_tokens,
-            completion_tokens=outcome.completion_tokens,
-            tokens_per_second=outcome.tokens_per_second,
-            context_trimmed=job.trimmed,
-            lease_until=None,
-        )
-    ).rowcount
+    written = update_held(
+        session, Run, job.run_id, worker=worker, statuses=(RunStatus.running,),
+        status=outcome.status,
+        error=outcome.error,
+        first_token_at=outcome.first_token_at,
+        finished_at=outcome.finished_at or utcnow(),
+        prompt_tokens=outcome.prompt_tokens,
+        completion_tokens=outcome.completion_tokens,
+        tokens_per_second=outcome.tokens_per_second,
+        context_trimmed=job.trimmed,
+        lease_until=None,
+    )  # fmt: skip
     if not written:
         return False
     session.execute(
@@ -673,15 +609,10 @@ def release_claim(*, run_id: int, worker: str, lease: timedelta) -> None:
     that lease lapses."""
     now = utcnow()
     with session_scope() as session:
-        session.execute(
-            sa.update(Run)
-            .where(
-                col(Run.id) == run_id,
-                col(Run.claimed_by) == worker,
-                col(Run.status) == RunStatus.queued,
-            )
-            .values(claimed_by=None, lease_until=now + lease, dispatched_at=now)
-        )
+        update_held(
+            session, Run, run_id, worker=worker, statuses=(RunStatus.queued,),
+            claimed_by=None, lease_until=now + lease, dispatched_at=now,
+        )  # fmt: skip
 
 
 def _failure(
@@ -714,17 +645,17 @@ def execute_run(
         attempts = claim(session=session, run_id=run_id, worker=worker, lease=lease)
         held = None
         if attempts is None and not end_cancelled_orphan(session=session, run_id=run_id):
-            holder = holder_of(session=session, run_id=run_id)
+            holder = holder_of(session, Run, run_id)
             if holder_is_gone(holder) and holder != worker:
                 log.warning("run %s: its worker %s died; taking it over", run_id, holder)
                 attempts = claim(
                     session=session, run_id=run_id, worker=worker, lease=lease, dead=holder
                 )
             if attempts is None:
-                held = held_for(session=session, run_id=run_id)
+                held = held_for(session, Run, run_id)
     if attempts is None:
         if held is not None:
-            raise Held(run_id, held + 1)
+            raise Held(f"run {run_id}", held + 1)
         log.info("run %s: not claimable (finished or cancelled)", run_id)
         return
     if attempts >= MAX_ATTEMPTS:  # each of them began and none finished: its worker died

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlmodel import Session, col, func, select
 
+from app.engine import delivery
 from app.models import (
     CHECK_ACTIVE,
     Agent,
@@ -330,33 +331,16 @@ def cancel(*, session: Session, run: Run, actor: User) -> Run:
     Both are conditional UPDATEs, so a worker's ``begin`` racing this cannot be overwritten:
     a run that began meanwhile gets the durable request its worker looks for instead."""
     now = utcnow()
-    cancelled = session.execute(  # type: ignore[attr-defined]
-        sa.update(Run)
-        .where(col(Run.id) == run.id, col(Run.status) == RunStatus.queued)
-        .values(
-            status=RunStatus.cancelled,
-            finished_at=now,
-            error="Cancelled before it started.",
-            lease_until=None,
-        )
-    ).rowcount
-    if not cancelled:
-        requested = session.execute(  # type: ignore[attr-defined]
-            sa.update(Run)
-            .where(col(Run.id) == run.id, col(Run.status) == RunStatus.running)
-            .values(cancel_requested_at=sa.func.coalesce(Run.cancel_requested_at, now))
-        ).rowcount
-        if not requested:
-            now_status = session.exec(select(Run.status).where(Run.id == run.id)).one()
-            raise Conflict(f"The run is {now_status} already.")
+    delivery.cancel(
+        session, Run, run.id, noun="run",  # type: ignore[arg-type]
+        queued={"status": RunStatus.cancelled, "finished_at": now,
+                "error": "Cancelled before it started.", "lease_until": None},
+        running={"cancel_requested_at": sa.func.coalesce(Run.cancel_requested_at, now)},
+    )  # fmt: skip
     # The caller's object (the same one, when it was read in this session) shows the outcome.
     run = session.get(Run, run.id, populate_existing=True) or run
-    task = session.get(Task, run.task_id)
-    assert task is not None
-    record_event(
-        session=session, workspace_id=task.workspace_id, actor=actor, verb="cancelled",
-        subject_type="run", subject_id=run.id, data={"task_id": task.id},
-    )  # fmt: skip
+    delivery.record(session, task_id=run.task_id, actor=actor, verb="cancelled",
+                    subject_type="run", subject_id=run.id)  # fmt: skip
     return run
 
 

@@ -5,13 +5,13 @@ failed when they cannot go on. Runs at worker start and every 15 s (the one Cele
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
 import sqlalchemy as sa
 from sqlmodel import col, select
 
 from app.config import Settings
 from app.db import session_scope
+from app.engine.delivery import lapsed, needs_sending
 from app.engine.runner import MAX_ATTEMPTS, end_cancelled_orphan, fail
 from app.models import Run, RunStatus
 from app.models.common import utcnow
@@ -19,37 +19,14 @@ from app.redis_conn import get_redis
 
 log = logging.getLogger(__name__)
 
-UNSENT_GRACE = timedelta(seconds=5)
-
 
 def sweep(*, settings: Settings) -> list[int]:
     """Decide what must be sent again; returns those run ids (the caller dispatches them)."""
     now = utcnow()
-    lost_message = now - timedelta(seconds=settings.broker_visibility_timeout)
     with session_scope() as session:
         stale = session.exec(
             select(Run.id, Run.status, Run.attempts).where(
-                sa.or_(
-                    # never reached the broker (it was down when the run was created)
-                    sa.and_(
-                        col(Run.status) == RunStatus.queued,
-                        col(Run.dispatched_at).is_(None),
-                        col(Run.queued_at) < now - UNSENT_GRACE,
-                    ),
-                    # sent so long ago that Redis would have redelivered it, and no worker
-                    # holds it: the message is gone
-                    sa.and_(
-                        col(Run.status) == RunStatus.queued,
-                        col(Run.dispatched_at) < lost_message,
-                        sa.or_(col(Run.lease_until).is_(None), col(Run.lease_until) < now),
-                    ),
-                    # its worker died (running, or waiting for a slot) and its lease ran out:
-                    # the worker renews it every few seconds while it lives
-                    sa.and_(
-                        col(Run.status).in_([RunStatus.queued, RunStatus.running]),
-                        col(Run.lease_until) < now,
-                    ),
-                )
+                needs_sending(Run, now, settings.broker_visibility_timeout)
             )
         ).all()
     resend: list[int] = []
@@ -76,7 +53,7 @@ def sweep(*, settings: Settings) -> list[int]:
                 .where(
                     col(Run.id).in_(resend),
                     col(Run.status) == RunStatus.running,
-                    col(Run.lease_until) < now,
+                    lapsed(Run, now),
                 )
                 .values(status=RunStatus.queued, claimed_by=None, lease_until=None)
             )

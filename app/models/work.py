@@ -44,6 +44,15 @@ class MessageRole(StrEnum):
     assistant = "assistant"
 
 
+class MessageKind(StrEnum):
+    """What a message is beyond its role. A check's summary has the role ``user`` (it is what
+    the next agent is told; chat templates know only user and assistant turns) and the kind
+    ``check``: pages show it as a check, and the prompt formats render it as a check result
+    (``app.engine.conversation``)."""
+
+    check = "check"
+
+
 class Message(SQLModel, table=True):
     """A node of a task's message tree; a branch is the path from the root to a leaf."""
 
@@ -61,6 +70,8 @@ class Message(SQLModel, table=True):
     agent_id: int | None = Field(default=None, foreign_key="agent.id", ondelete="SET NULL")
     # Set on an edited copy of a user message: the sibling it was edited from.
     edited_from_id: int | None = Field(default=None, foreign_key="message.id", ondelete="SET NULL")
+    # None for what a person or an agent wrote; MessageKind.check for a check's summary.
+    kind: str | None = Field(default=None, sa_type=sa.String(16))
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
@@ -161,9 +172,12 @@ class Check(SQLModel, table=True):
     """An answer's code (and optionally another answer's tests) run once in the sandbox.
 
     Its summary is a message of the tree (``message_id``) under the answer that was checked, so
-    the next agent on that branch sees what failed. That message has the role ``user``: it is
-    what the agent is told, and a new role would mean rebuilding the message table on SQLite
-    (whose DROP TABLE cascades into every run).
+    the next agent on that branch sees what failed. That message has the role ``user`` (what
+    the agent is told) and the kind ``check``: a new role would mean rebuilding the message
+    table on SQLite (whose DROP TABLE cascades into every run); a new column does not.
+
+    Delivery is the runs' (``app.engine.delivery``): ``dispatched_at`` is when its Celery
+    message was sent, ``claimed_by``/``lease_until`` who runs it until when.
     """
 
     __tablename__ = "code_check"  # "check" is an SQL keyword
@@ -200,6 +214,7 @@ class Check(SQLModel, table=True):
     queued_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    dispatched_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     claimed_by: str | None = Field(default=None, sa_type=sa.String(200))
     lease_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
@@ -228,6 +243,7 @@ class MessagePublic(SQLModel):
     agent_id: int | None
     author_user_id: int | None
     edited_from_id: int | None
+    kind: str | None = None
     created_at: datetime
 
 
@@ -300,9 +316,11 @@ class PipelinePublic(SQLModel):
 
 
 class CheckCreate(SQLModel):
-    """Run an answer's code; with ``test_message_id``, that answer's tests against it."""
+    """Run an answer's code; with ``test_message_id``, that answer's tests against it; with
+    ``code_message_id``, this answer's tests against that answer's code (one of the two)."""
 
     test_message_id: int | None = None
+    code_message_id: int | None = None
 
 
 class CheckPublic(SQLModel):

@@ -17,12 +17,14 @@ from app.engine import checks as check_operations
 from app.engine import live
 from app.engine import runs as operations
 from app.engine.dispatch import announce_cancel, dispatch, dispatch_checks, dispatch_retry
+from app.engine.pipelines import continues_after
 from app.engine.runs import ACTIVE_STATUSES, Started, queue_position
 from app.engine.starting import waiting_notes
 from app.models import (
     CHECK_ACTIVE,
     Check,
     Message,
+    MessageRole,
     Pipeline,
     Role,
     Run,
@@ -141,6 +143,7 @@ def task_context(
             .order_by(col(Pipeline.name))
         ).all(),
         "check_slot": _awaiting_check(session, shown),
+        "follow": _following(session, shown.leaf),
         "checks": {
             check.message_id: check
             for check in session.exec(
@@ -148,6 +151,14 @@ def task_context(
             ).all()
         },
     }
+
+
+def _following(session: Session, message: Message | None) -> int | None:
+    """``message``'s id when a pipeline's next step is to come under it (the page then looks
+    for that step, and shows it once it exists)."""
+    if message is None or not continues_after(session=session, message=message):
+        return None
+    return message.id
 
 
 def _awaiting_check(session: Session, shown: Any) -> int | None:
@@ -296,6 +307,10 @@ def message_actions(
         run=context["branch"].runs.get(message_id),
         runnable=check_operations.has_code(message.content),
     )
+    if message.role == MessageRole.assistant and check_operations.has_tests(message.content):
+        handed = check_operations.handed_answer(session=session, message=message)
+        answers = check_operations.code_answers(session=session, task_id=task.id, tests=message)  # type: ignore[arg-type]
+        context.update(code_answers=answers, handed_id=handed.id if handed else None)
     return templates.TemplateResponse(request, "_actions.html", context)
 
 
@@ -316,13 +331,62 @@ def run_check_page(
     return RedirectResponse(f"/t/{task.id}?at={check.message_id}", status_code=303)
 
 
+@router.post("/m/{message_id}/test-against")
+def test_against_page(
+    request: Request,
+    message_id: int,
+    session: SessionDep,
+    user: CurrentUser,
+    code_message_id: Annotated[str, Form()] = "",
+) -> Response:
+    """Run a Tester's answer's tests against the code of the answer the person picked; the
+    check's card appears under the tests."""
+    _, task = message_for(session=session, message_id=message_id, user=user, min_role=Role.editor)
+    try:
+        code_id = form_id(code_message_id, "Pick an answer with code from the list.")
+        check = check_operations.create_check(
+            session=session, task=task, author=user, code_message_id=code_id,
+            test_message_id=message_id,
+        )  # fmt: skip
+    except ServiceError as exc:
+        return _refused(session, request, task, user, exc, message_id)
+    session.commit()
+    dispatch_checks([check.id])  # type: ignore[list-item]
+    return RedirectResponse(f"/t/{task.id}?at={check.message_id}", status_code=303)
+
+
+@router.get("/m/{message_id}/follow")
+def follow_pipeline(
+    request: Request, message_id: int, session: SessionDep, user: CurrentUser
+) -> Response:
+    """Under the last step a page shows of a pipeline that goes on: once the next step exists,
+    the page goes to it (a new page, so its live stream includes the new run); until then the
+    slot again; nothing once the pipeline stopped here."""
+    message, task = message_for(
+        session=session, message_id=message_id, user=user, min_role=Role.viewer
+    )
+    child = session.exec(
+        select(Message.id)
+        .where(Message.parent_id == message_id)
+        .order_by(col(Message.id).desc())
+        .limit(1)
+    ).first()
+    if child is not None:
+        return Response(headers={"HX-Redirect": f"/t/{task.id}?at={child}&started=1"})
+    context = {"follow": _following(session, message), "message": message}
+    return templates.TemplateResponse(request, "_follow.html", context)
+
+
 @router.get("/checks/{check_id}/card")
 def check_card(request: Request, check_id: int, session: SessionDep, user: CurrentUser) -> Response:
     """A check's card as it is now: the fragment a running card polls to replace itself."""
     check, task = check_for(session=session, check_id=check_id, user=user, min_role=Role.viewer)
     role = require_role(session=session, workspace_id=task.workspace_id, user=user,
                         min_role=Role.viewer)  # fmt: skip
-    context = {"check": check, "can_edit": role.allows(Role.editor)}
+    node = session.get(Message, check.message_id) if check.message_id else None
+    context = {
+        "check": check, "can_edit": role.allows(Role.editor), "follow": _following(session, node),
+    }  # fmt: skip
     return templates.TemplateResponse(request, "_check.html", context)
 
 
@@ -496,6 +560,7 @@ def _card(user: User, run_id: int) -> str:
             and check_operations.has_tests(message.content)
         ):
             context["check_slot"] = message.id  # its check appears under it when it is made
+        context["follow"] = _following(session, message)
         return templates.get_template("_message.html").render(context)
 
 

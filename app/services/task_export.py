@@ -49,8 +49,8 @@ def task_record(*, session: Session, task: Task) -> dict[str, object]:
         },
         "messages": [
             {
-                "id": m.id, "parent_id": m.parent_id, "role": m.role, "content": m.content,
-                "agent": agents.get(m.agent_id) if m.agent_id else None,
+                "id": m.id, "parent_id": m.parent_id, "role": m.role, "kind": m.kind,
+                "content": m.content, "agent": agents.get(m.agent_id) if m.agent_id else None,
                 "created_at": m.created_at.isoformat(),
             }
             for m in messages
@@ -108,7 +108,9 @@ def task_markdown(record: dict) -> str:
     for number, path in enumerate(_branches(record["messages"]), start=1):
         lines += [f"## Branch {number}", ""]
         for message in path:
-            if message["role"] == "user":
+            if message.get("kind") == "check":
+                speaker = "Check result"
+            elif message["role"] == "user":
                 speaker = "You"
             else:
                 run = runs.get(message["id"])

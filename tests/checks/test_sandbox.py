@@ -266,6 +266,44 @@ def test_background_process_does_not_outlive_the_check(runtime: Path, marker: st
     assert processes_with(marker) == []
 
 
+def test_a_watch_that_says_stop_kills_the_whole_running_sandbox(runtime: Path, marker: str) -> None:
+    """Cancel: an endless loop with a child of its own; once the loop says it runs (the
+    barrier), the watch says stop, and the sandbox ends at once, every process of it gone — not
+    at its wall-clock limit, which would have ended it ``timeout``."""
+    seen: list[str] = []
+
+    def watch(output: str) -> bool:
+        seen.append(output)
+        if "looping" not in output:
+            return False
+        assert len(processes_with(marker)) == 2  # the loop and its child both run
+        return True
+
+    result = run_in_sandbox(
+        files={
+            "main.py": textwrap.dedent(f"""
+            import os, subprocess, sys
+            loop = "import time\\nwhile True: time.sleep(0.05)"
+            subprocess.Popen([sys.executable, "-c", loop, "{marker}"])
+            said = "print('looping', flush=True)\\n"
+            os.execv(sys.executable, [sys.executable, "-c", said + loop, "{marker}"])
+            """)
+        },
+        command=["python", "main.py"],
+        limits=QUICK,
+        runtime=runtime,
+        watch=watch,
+        watch_every=0.05,
+    )
+
+    assert result.status == "cancelled", result
+    assert result.reason == "The check was cancelled; its sandbox was stopped."
+    assert result.stdout == "looping\n" and result.exit_code is None
+    assert seen[-1].startswith("looping")
+    assert processes_with(marker) == []
+    assert_host_healthy()
+
+
 def start_worker(runtime: Path, marker: str) -> subprocess.Popen[str]:
     """A process that runs one sleeping check (2 s wall limit) and prints its status."""
     code = (

@@ -5,6 +5,7 @@ from fastapi import APIRouter, status
 from app.engine import checks as operations
 from app.engine.dispatch import dispatch_checks
 from app.models import CheckCreate, CheckPublic, Role
+from app.services import ServiceError
 from app.services.access import check_for, message_for
 from app.web.deps import CurrentUser, SessionDep
 
@@ -19,12 +20,18 @@ router = APIRouter(tags=["checks"])
 def create_check(
     message_id: int, session: SessionDep, user: CurrentUser, body: CheckCreate | None = None
 ) -> CheckPublic:
-    """Run an answer's code in the sandbox; with ``test_message_id``, that answer's tests."""
+    """Run an answer's code in the sandbox; with ``test_message_id``, that answer's tests
+    against it; with ``code_message_id``, this answer's tests against that answer's code."""
     _, task = message_for(session=session, message_id=message_id, user=user, min_role=Role.editor)
+    body = body or CheckCreate()
+    if body.test_message_id is not None and body.code_message_id is not None:
+        raise ServiceError("Give test_message_id or code_message_id, not both.")
+    code_id, test_id = message_id, body.test_message_id
+    if body.code_message_id is not None:
+        code_id, test_id = body.code_message_id, message_id
     check = operations.create_check(
-        session=session, task=task, author=user, code_message_id=message_id,
-        test_message_id=body.test_message_id if body else None,
-    )  # fmt: skip
+        session=session, task=task, author=user, code_message_id=code_id, test_message_id=test_id
+    )
     session.commit()
     dispatch_checks([check.id])  # type: ignore[list-item]
     return CheckPublic.model_validate(check)
