@@ -103,3 +103,19 @@ def test_a_step_that_ended_as_the_pipeline_was_stopped_is_not_handed_on(
     with session_scope() as db:
         assert len(db.exec(select(Run).where(Run.task_id == task.id)).all()) == 1
     assert _page(client, task.id).find(id="pipeline-state").text == "stopped"
+
+
+def test_the_follow_stream_refuses_forged_cursors_and_ends_with_the_pipeline(
+    client, queued_pipeline
+):
+    task, pipeline, question = queued_pipeline
+    live = f"/t/{task.id}/live?runs=&follow={question.id}"
+    forged = client.get(live, headers={"Last-Event-ID": "r424242=1-0"})
+    assert forged.status_code == 404  # a run of no such task is not followed
+    assert client.post(f"/t/{task.id}/pipeline/stop").status_code == 200
+    # A malformed mark and an absurd run id are ignored; the stream says where the pipeline
+    # stands, then ends (nothing runs any more).
+    odd = client.get(live, headers={"Last-Event-ID": "l=5-0;r99999999999999999999=1-0"})
+    assert odd.status_code == 200
+    assert "event: pipeline" in odd.text and 'id="pipeline-state">stopped' in odd.text
+    assert "event: live-end" in odd.text

@@ -583,7 +583,7 @@ async def task_live(
                         position.follow(new_run)
                         streaming.add(new_run)
                         yield ServerSentEvent(html, event="pipeline-step", id=position.cursor())
-                if event.type in ("run", "tick"):
+                if event.type == "tick" or event.data.get("task_id") == task_id:
                     async for update in panel():
                         yield update
                 continue

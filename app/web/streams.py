@@ -217,8 +217,14 @@ class Tail:
         found: dict[str, str] = {}
         for part in (value or "").split(";"):
             name, _, entry = part.partition("=")
+            if name == "l":  # a message id
+                if entry.isdigit() and len(entry) <= 15:
+                    found[name] = entry
+                continue
+            if name[:1] == "r" and len(name) > 16:
+                continue  # no such run id
             parsed = live.parse_stream_id(entry)
-            if parsed and (name in ("w", "l") or (name[:1] == "r" and name[1:].isdigit())):
+            if parsed and (name == "w" or (name[:1] == "r" and name[1:].isdigit())):
                 found[name] = parsed
         return found
 
