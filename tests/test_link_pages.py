@@ -82,6 +82,10 @@ def test_a_share_link_survives_a_reload_is_listed_on_its_task_and_revoked_there(
         sign_in(other, session, owner)
         assert soup(other.get(f"/t/{task.id}")).find(id=f"task-share-link-{link_id}")
 
+    # A task one cannot see is refused before anything changes.
+    refused = client.post(f"/links/{link_id}/revoke", data={"back_to_task": 10**9})
+    assert refused.status_code == 404
+    assert soup(client.get(f"/t/{task.id}")).find(id=f"task-share-link-{link_id}")
     revoked = client.post(f"/links/{link_id}/revoke", data={"back_to_task": task.id},
                           follow_redirects=False)  # fmt: skip
     assert revoked.status_code == 303

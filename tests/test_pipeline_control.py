@@ -119,3 +119,17 @@ def test_the_follow_stream_refuses_forged_cursors_and_ends_with_the_pipeline(
     assert odd.status_code == 200
     assert "event: pipeline" in odd.text and 'id="pipeline-state">stopped' in odd.text
     assert "event: live-end" in odd.text
+
+
+def test_start_waits_until_a_stopped_step_has_ended(client, queued_pipeline):
+    task, pipeline, question = queued_pipeline
+    with session_scope() as db:
+        (run,) = db.exec(select(Run).where(Run.task_id == task.id)).all()
+        db.execute(sa.update(Run).where(col(Run.id) == run.id).values(status=RunStatus.running))
+    assert client.post(f"/t/{task.id}/pipeline/stop").status_code == 200
+    page = _page(client, task.id)
+    assert page.find(id="pipeline-state").text == "stopping…"
+    assert page.find(id="pipeline-start").has_attr("disabled")
+    again = client.post(f"/t/{task.id}/pipeline",
+                        data={"pipeline_id": pipeline.id, "message_id": question.id})  # fmt: skip
+    assert again.status_code == 409 and "is stopping" in again.text

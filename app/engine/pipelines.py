@@ -9,6 +9,10 @@ With ``run_checks``, a step whose answer holds tests is checked against the answ
 handed (``app.engine.checks.auto_check``); the pipeline then waits for the check, and the next
 step is handed the check's summary (``advance_after_check``), so the fixer sees what failed.
 ``stop_when_checks_pass`` ends the pipeline at the first check that passes.
+
+One pipeline runs on a task at a time (``progress`` says where it stands); ``stop_pipeline``
+cancels its active step and check and records the stop in the activity log, which ``advance``
+honours, so a step that ends as it is stopped is not handed on.
 """
 
 from __future__ import annotations
@@ -102,6 +106,8 @@ def start_pipeline(
     if pipeline.workspace_id != task.workspace_id:
         raise NotFound("No such pipeline in this workspace.")
     now = progress(session=session, task=task)
+    if now is not None and now.stopping:
+        raise Conflict(f"The pipeline {now.pipeline.name!r} is stopping; start again once it has.")
     if now is not None and now.running:
         raise Conflict(
             f"The pipeline {now.pipeline.name!r} is running on this task; stop it first."

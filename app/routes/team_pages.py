@@ -125,13 +125,15 @@ def revoke_link_page(
     back_to_task: Annotated[int | None, Form()] = None,
 ) -> Response:  # fmt: skip
     """Owners revoke any link of their workspace; others the read-only links they made."""
+    back = None
+    if back_to_task is not None:  # checked first: a bad one changes nothing
+        back = task_for(session=session, task_id=back_to_task, user=user, min_role=Role.viewer)
     link = sharing.revoke_link(session=session, link_id=link_id, actor=user)
     session.commit()
     workspace = session.get(Workspace, link.workspace_id)
     assert workspace is not None
-    if back_to_task is not None:
-        task = task_for(session=session, task_id=back_to_task, user=user, min_role=Role.viewer)
-        return RedirectResponse(f"/t/{task.id}#share", status_code=303)
+    if back is not None:
+        return RedirectResponse(f"/t/{back.id}#share", status_code=303)
     if link.kind == ShareLinkKind.invite or back_to_members:
         return RedirectResponse(f"/w/{workspace.slug}/members", status_code=303)
     target = f"/t/{link.task_id}" if link.task_id else f"/c/{link.comparison_id}"

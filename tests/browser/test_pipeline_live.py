@@ -86,6 +86,9 @@ def test_a_pipeline_runs_live_on_its_task_page_and_stops(open_page, session, mod
             select(Run).where(Run.task_id == task.id, Run.agent_id == tester.id)
         ).one()
     expect(page.locator(f"#run-{tester_run.id}-cancelled")).to_be_visible(timeout=20_000)
+    page.set_viewport_size({"width": 390, "height": 844})
+    expect(page.locator("#pipeline-panel")).to_be_visible()
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
     with Session(get_engine()) as db:
         assert db.get(Run, tester_run.id).status == RunStatus.cancelled
         progress = pipelines.progress(session=db, task=task)
