@@ -233,7 +233,8 @@ def test_a_viewer_reads_what_the_workspace_shows(client, session, method, path):
     admin_only = admin_only or path == "/metrics"
     owner_only = path in ("/api/v1/workspaces/{slug}/invites",
                           "/api/v1/workspaces/{slug}/share-links")  # fmt: skip
-    expected = 404 if admin_only or owner_only else 200
+    maker_only = path == "/links/{link_id}/new"  # a new link's page: only its maker's
+    expected = 404 if admin_only or owner_only or maker_only else 200
     assert response.status_code == expected, (response.status_code, response.text[:300])
 
 

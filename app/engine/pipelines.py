@@ -9,10 +9,15 @@ With ``run_checks``, a step whose answer holds tests is checked against the answ
 handed (``app.engine.checks.auto_check``); the pipeline then waits for the check, and the next
 step is handed the check's summary (``advance_after_check``), so the fixer sees what failed.
 ``stop_when_checks_pass`` ends the pipeline at the first check that passes.
+
+One pipeline runs on a task at a time (``progress`` says where it stands); ``stop_pipeline``
+cancels its active step and check and records the stop in the activity log, which ``advance``
+honours, so a step that ends as it is stopped is not handed on.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -20,12 +25,14 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, col, select
 
 from app.db import session_scope
-from app.engine.runs import Started, hand_off, rerun
+from app.engine.checks import cancel_check
+from app.engine.runs import ACTIVE_STATUSES, Started, cancel, hand_off, rerun
 from app.models import (
     CHECK_ACTIVE,
     Agent,
     Check,
     CheckStatus,
+    Event,
     Message,
     Pipeline,
     Run,
@@ -40,6 +47,9 @@ from app.services.workspaces import record_event
 MAX_STEPS = 6
 # A page follows a pipeline's next step for this long after the step before it ended.
 FOLLOW_WINDOW = timedelta(minutes=2)
+# After a step ends, the worker hands on to the next one within moments; a pipeline counts as
+# running across that gap for this long (so a lost hand-on does not look like a run for ever).
+HAND_ON_GRACE = timedelta(seconds=30)
 
 
 def create_pipeline(
@@ -97,6 +107,13 @@ def start_pipeline(
     """Run the first step on ``message_id`` (a question, or an answer to hand on)."""
     if pipeline.workspace_id != task.workspace_id:
         raise NotFound("No such pipeline in this workspace.")
+    now = progress(session=session, task=task)
+    if now is not None and now.stopping:
+        raise Conflict(f"The pipeline {now.pipeline.name!r} is stopping; start again once it has.")
+    if now is not None and now.running:
+        raise Conflict(
+            f"The pipeline {now.pipeline.name!r} is running on this task; stop it first."
+        )
     first = pipeline.steps[0]
     message = session.get(Message, message_id)
     if message is None or message.task_id != task.id:
@@ -205,7 +222,7 @@ def _hand_on(
     after_run_id: int | None,
 ) -> list[int]:
     following = next_step(pipeline, round_ or 0, step or 0)
-    if following is None:
+    if following is None or stopped(session=session, task=task, pipeline_id=pipeline.id):
         return []
     # Idempotent under redelivery: a message is handed on at most once.
     if session.exec(
@@ -262,3 +279,123 @@ def continues_after(*, session: Session, message: Message) -> bool:
     ):
         return False  # its check is shown under it, and that check carries the pipeline on
     return next_step(pipeline, run.pipeline_round or 0, run.pipeline_step or 0) is not None
+
+
+def stopped(*, session: Session, task: Task, pipeline_id: int | None) -> bool:
+    """Whether the pipeline was stopped on this task since it was last started (its
+    activity log says so: durable, and no schema of its own)."""
+    events = session.exec(
+        select(Event)
+        .where(
+            Event.workspace_id == task.workspace_id,
+            Event.subject_type == "pipeline",
+            Event.subject_id == pipeline_id,
+            col(Event.verb).in_(("started", "stopped")),
+        )
+        .order_by(col(Event.id).desc())
+        .limit(500)
+    ).all()
+    latest = next((e for e in events if (e.data or {}).get("task_id") == task.id), None)
+    return latest is not None and latest.verb == "stopped"
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where the newest pipeline of a task stands: its newest step and whether it goes on."""
+
+    pipeline: Pipeline
+    run: Run
+    agent_name: str
+    running: bool
+    stopped: bool
+
+    @property
+    def stopping(self) -> bool:
+        """Stopped, and its step not ended yet (a running step stops at its next token)."""
+        return self.stopped and self.run.status in ACTIVE_STATUSES
+
+    @property
+    def live(self) -> bool:
+        return self.running or self.stopping
+
+    @property
+    def round(self) -> int:
+        return max(self.run.pipeline_round or 0, 1)
+
+    @property
+    def step(self) -> int:
+        return (self.run.pipeline_step or 0) + 1
+
+
+def progress(*, session: Session, task: Task) -> Progress | None:
+    """The task's newest pipeline step and whether the pipeline is running (a step or its
+    check is active, or one just ended and the next is due), or None when none ever ran."""
+    run = session.exec(
+        select(Run)
+        .where(Run.task_id == task.id, col(Run.pipeline_id).is_not(None))
+        .order_by(col(Run.id).desc())
+        .limit(1)
+    ).first()
+    pipeline = session.get(Pipeline, run.pipeline_id) if run and run.pipeline_id else None
+    if run is None or pipeline is None:
+        return None
+    agent = session.get(Agent, run.agent_id) if run.agent_id else None
+    halted = stopped(session=session, task=task, pipeline_id=pipeline.id)
+    running = not halted and (run.status in ACTIVE_STATUSES or _goes_on(session, pipeline, run))
+    return Progress(pipeline, run, agent.name if agent else "a deleted agent", running, halted)
+
+
+def _goes_on(session: Session, pipeline: Pipeline, run: Run) -> bool:
+    """After a step that ended: whether its check runs or the next step is about to start."""
+    if run.status != RunStatus.succeeded or run.output_message_id is None:
+        return False
+    if next_step(pipeline, run.pipeline_round or 0, run.pipeline_step or 0) is None:
+        return False
+    answer = session.get(Message, run.output_message_id)
+    stop = pipeline.stop_word
+    if answer is None or (stop and answer.content.lstrip().lower().startswith(stop.lower())):
+        return False
+    check = session.exec(
+        select(Check).where(Check.test_message_id == answer.id, Check.pipeline_id == pipeline.id)
+    ).first()
+    ended = run.finished_at
+    if check is not None:
+        if check.status in CHECK_ACTIVE:
+            return True
+        if check.status == CheckStatus.passed and pipeline.stop_when_checks_pass:
+            return False
+        ended = check.finished_at
+    return ended is not None and utcnow() - ended < HAND_ON_GRACE
+
+
+def stop_pipeline(*, session: Session, task: Task, actor: User) -> list[Run]:
+    """Stop the task's running pipeline: nothing more is handed on, and its active steps and
+    checks are cancelled. The cancelled runs (the caller announces them once committed)."""
+    now = progress(session=session, task=task)
+    if now is None or not now.running:
+        raise Conflict("No pipeline is running on this task.")
+    record_event(
+        session=session, workspace_id=task.workspace_id, actor=actor, verb="stopped",
+        subject_type="pipeline", subject_id=now.pipeline.id, data={"task_id": task.id},
+    )  # fmt: skip
+    cancelled = []
+    for run in session.exec(
+        select(Run).where(
+            Run.task_id == task.id,
+            Run.pipeline_id == now.pipeline.id,
+            col(Run.status).in_(ACTIVE_STATUSES),
+        )
+    ).all():
+        try:
+            cancelled.append(cancel(session=session, run=run, actor=actor))
+        except Conflict:
+            continue  # it ended meanwhile
+    for check in session.exec(
+        select(Check).where(
+            Check.task_id == task.id,
+            Check.pipeline_id == now.pipeline.id,
+            col(Check.status).in_(CHECK_ACTIVE),
+        )
+    ).all():
+        cancel_check(session=session, check=check, actor=actor)
+    return cancelled

@@ -92,10 +92,11 @@ def start_comparison(
     question_id: Annotated[int, Form()],
     blind: Annotated[bool, Form()] = False,
 ) -> Response:
-    """Compare the answers of one question (by default: the answers of a fan-out)."""
+    """Compare the answers of one question (by default: the answers of a fan-out); the same
+    answers compared again open the comparison made before, with its votes."""
     task = task_for(session=session, task_id=task_id, user=user, min_role=Role.viewer)
     answers = [m.id for m in answers_to(session=session, message_id=question_id) if m.id][:4]
-    comparison = service.create_comparison(
+    comparison = service.compare_once(
         session=session, task=task, author=user, message_ids=answers, blind=blind
     )
     session.commit()

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Form, Request
 from sqlmodel import Session, col, select
 from starlette.responses import RedirectResponse, Response
 
-from app.engine.dispatch import dispatch
-from app.engine.pipelines import create_pipeline, start_pipeline
+from app.engine.dispatch import announce_cancel, dispatch
+from app.engine.pipelines import create_pipeline, start_pipeline, stop_pipeline
 from app.models import Pipeline, Role
 from app.services import ServiceError
 from app.services.access import pipeline_for, task_for
@@ -100,3 +100,15 @@ def start_pipeline_page(
     dispatch([run.id for run in started.runs if run.id is not None])
     target = started.runs[-1].output_message_id if started.runs else message_id
     return RedirectResponse(f"/t/{task.id}?at={target}", status_code=303)
+
+
+@router.post("/t/{task_id}/pipeline/stop")
+def stop_pipeline_page(task_id: int, session: SessionDep, user: CurrentUser) -> Response:
+    """Stop the task's running pipeline and its current step."""
+    task = task_for(session=session, task_id=task_id, user=user, min_role=Role.editor)
+    cancelled = stop_pipeline(session=session, task=task, actor=user)
+    session.commit()
+    for run in cancelled:
+        announce_cancel(run)
+    at = cancelled[-1].output_message_id if cancelled else None
+    return RedirectResponse(f"/t/{task.id}" + (f"?at={at}" if at else ""), status_code=303)

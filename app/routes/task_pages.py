@@ -15,6 +15,7 @@ from starlette.responses import RedirectResponse, Response
 from app.db import get_engine
 from app.engine import checks as check_operations
 from app.engine import live
+from app.engine import pipelines as pipeline_engine
 from app.engine import runs as operations
 from app.engine.dispatch import announce_cancel, dispatch, dispatch_checks, dispatch_retry
 from app.engine.pipelines import continues_after
@@ -35,19 +36,22 @@ from app.models import (
 )
 from app.models.common import utcnow
 from app.redis_conn import get_redis
-from app.services import NotFound, ServiceError
+from app.services import NotFound, ServiceError, sharing
 from app.services.access import check_for, message_for, require_role, run_for, task_for
-from app.services.agents import agents_of
-from app.services.comparisons import battle
+from app.services.agents import agents_of, named_in
+from app.services.comparisons import battle, comparisons_of
 from app.services.threads import answers_to, branch, tree
 from app.web.deps import CurrentUser, SessionDep
 from app.web.forms import form_id, form_ids
+from app.web.pipeline_live import panel_html, step_html, steps_since
 from app.web.streams import (
+    MAX_RUNS,
     LiveEvent,
     StreamUser,
     Tail,
     Viewer,
     event_stream,
+    feed_position,
     live_url,
     run_ids_param,
     state_fragment,
@@ -115,6 +119,11 @@ def task_context(
     leaf_run = shown.runs.get(shown.leaf.id or 0) if shown.leaf is not None else None
     waiting = leaf_run if leaf_run is not None and leaf_run.status in ACTIVE_STATUSES else None
     waiting_agent = next((a.name for a in agents if waiting and a.id == waiting.agent_id), None)
+    # A running pipeline: the page follows it (new steps appended below the newest message).
+    pipeline_progress = pipeline_engine.progress(session=session, task=task)
+    page_live_url = live_url(f"/t/{task.id}/live", live_runs)
+    if pipeline_progress and pipeline_progress.live and shown.leaf is not None:
+        page_live_url = f"{page_live_url or f'/t/{task.id}/live?runs='}&follow={shown.leaf.id}"
     return {
         "task": task,
         "workspace": session.get(Workspace, task.workspace_id),
@@ -125,13 +134,18 @@ def task_context(
         "waiting_agent": waiting_agent or "The agent",
         "branch": shown,
         "stalled": stalled,
-        "live_url": live_url(f"/t/{task.id}/live", live_runs),
+        "live_url": page_live_url,
+        "pipeline_progress": pipeline_progress,
+        "share_links": sharing.active_links_of_task(session=session, task=task, user=user),
+        "comparisons": comparisons_of(session=session, task=task),
         "fanout": fanout,
         "fanout_positions": {
             m.id: queue_position(session=session, run=run) for m, run in fanout if run
         },
         "agents": agents,
         "agents_by_id": {a.id: a for a in agents},
+        # The first question: its picker ticks the agents the brief names (and the assignee).
+        "preticked": named_in(task.brief, agents) if not shown.messages else [],
         "can_edit": role.allows(Role.editor),
         "positions": positions,
         "compare_question": compare_question,
@@ -564,14 +578,15 @@ def _card(user: User, run_id: int) -> str:
         return templates.get_template("_message.html").render(context)
 
 
-def _runs_of_task(user: User, task_id: int, run_ids: list[int]) -> None:
-    """404 unless every run belongs to the task and the user may see it."""
+def _runs_of_task(user: User, task_id: int, run_ids: list[int]) -> int:
+    """404 unless every run belongs to the task and the user may see it; the workspace id."""
     with Session(get_engine()) as session:
-        task_for(session=session, task_id=task_id, user=user, min_role=Role.viewer)
+        task = task_for(session=session, task_id=task_id, user=user, min_role=Role.viewer)
         for run_id in run_ids:
             run, _ = run_for(session=session, run_id=run_id, user=user, min_role=Role.viewer)
             if run.task_id != task_id:
                 raise NotFound("No such run in this task.")
+        return task.workspace_id
 
 
 @router.get("/t/{task_id}/live")
@@ -580,26 +595,79 @@ async def task_live(
     request: Request,
     user: StreamUser,
     runs: str = "",
+    follow: int | None = None,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> EventSourceResponse:
     """The live runs a task page shows, multiplexed: ``run-{id}-text`` (the whole text so far),
     ``-token`` (escaped text to append), ``-state``, ``-done`` (the finished card), and
-    ``-composer`` after it (the composer's Send, for a page whose composer waited for that run)."""
+    ``-composer`` after it (the composer's Send, for a page whose composer waited for that run).
+
+    ``follow`` (the newest message the page shows): a running pipeline too — each new step's
+    cards (``pipeline-step``, appended; their runs then stream like the others) and the
+    pipeline's panel (``pipeline``) as it goes on, until it ends."""
     try:
         run_ids = run_ids_param(runs)
     except ValueError:
         raise ServiceError("List at most 50 run ids, separated by commas.") from None
-    await run_in_threadpool(_runs_of_task, user, task_id, run_ids)  # 404 before streaming
     resumed = Tail.parse(last_event_id)
-    position = Tail(positions=dict(resumed))
+    # Runs a pipeline added after the page loaded are in the cursor, not in its address.
+    if follow is not None:
+        run_ids += [int(name[1:]) for name in resumed if name[:1] == "r"]
+        run_ids = list(dict.fromkeys(run_ids))[:MAX_RUNS]
+    workspace_id = await run_in_threadpool(_runs_of_task, user, task_id, run_ids)  # 404 first
+    position = Tail(positions=dict(resumed), ticks=follow is not None)
     viewer = Viewer(request, user)
     starts = {run_id: resumed.get(f"r{run_id}") for run_id in run_ids}
     ready_composer = templates.get_template("_composer_actions.html").render(
         task={"id": task_id}, waiting=None
     )
+    feed = None
+    if follow is not None:  # from where the feed stands now: earlier steps come from SQL
+        feed = (workspace_id, resumed.get("w") or await feed_position(workspace_id))
+    leaf = int(resumed.get("l", follow or 0))
+    shown_panel = ""
+
+    async def panel() -> AsyncIterator[ServerSentEvent]:
+        """The pipeline's panel when it changed; the stream ends with the pipeline."""
+        nonlocal shown_panel
+        html, now = await run_in_threadpool(panel_html, user, task_id, leaf)
+        if html != shown_panel:
+            shown_panel = html
+            yield ServerSentEvent(html, event="pipeline", id=position.cursor())
+        if (now is None or not now.live) and not streaming:
+            position.finished = True
+
+    streaming = set(run_ids)  # the runs not ended yet
 
     async def events() -> AsyncIterator[ServerSentEvent]:
-        async for event in tail(viewer, runs=starts, tail_state=position):
+        nonlocal leaf
+        if follow is not None and "w" not in resumed:
+            caught_up = await run_in_threadpool(steps_since, user, task_id, leaf)
+            for run_id, html, newest in caught_up:
+                leaf = newest
+                position.positions["l"] = str(leaf)
+                position.follow(run_id)
+                streaming.add(run_id)
+                yield ServerSentEvent(html, event="pipeline-step", id=position.cursor())
+        async for event in tail(viewer, runs=starts, feed=feed, tail_state=position):
+            if event.run_id is None:  # the workspace feed, or a pause to look again
+                new_run = event.data.get("id") if event.type == "run" else None
+                if (
+                    isinstance(new_run, int)
+                    and event.data.get("task_id") == task_id
+                    and event.data.get("status") == "queued"
+                ):
+                    step = await run_in_threadpool(step_html, user, task_id, leaf, new_run)
+                    if step is not None:
+                        html, leaf = step
+                        position.positions["l"] = str(leaf)
+                        position.follow(new_run)
+                        streaming.add(new_run)
+                        yield ServerSentEvent(html, event="pipeline-step", id=position.cursor())
+                if event.type == "tick" or event.data.get("task_id") == task_id:
+                    async for update in panel():
+                        yield update
+                continue
             name, html = await run_in_threadpool(_run_fragment, user, event)
             yield ServerSentEvent(html, event=name, id=position.cursor())
             if event.run_id is not None and event.type in live.TERMINAL_TYPES:
@@ -607,6 +675,10 @@ async def task_live(
                 yield ServerSentEvent(
                     ready_composer, event=f"run-{event.run_id}-composer", id=position.cursor()
                 )
+            if follow is not None and event.type in ("done", "error"):
+                streaming.discard(event.run_id)
+                async for update in panel():
+                    yield update
 
     return event_stream(events(), page=True)
 

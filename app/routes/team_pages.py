@@ -14,6 +14,7 @@ from app.models import (
     Comparison,
     Role,
     RunStatus,
+    ShareLink,
     ShareLinkKind,
     Task,
     User,
@@ -37,6 +38,7 @@ from app.web.deps import (
     SignInRequired,
     ViewableWorkspace,
 )
+from app.web.new_links import recall, remember
 from app.web.sessions import signed_in_redirect
 from app.web.templating import render
 
@@ -70,9 +72,23 @@ def _members_page(request: Request, session: Session, access: Access,
 
 @router.get("/w/{slug}/members")
 def members_page(
-    request: Request, session: SessionDep, user: CurrentUser, access: ViewableWorkspace
+    request: Request,
+    session: SessionDep,
+    user: CurrentUser,
+    access: ViewableWorkspace,
+    new: int | None = None,
 ) -> Response:
-    return _members_page(request, session, access)
+    """``new``: the invite just made, its address shown while the browser that made it holds
+    it (a reload shows it again)."""
+    extra: dict[str, Any] = {}
+    link = session.get(ShareLink, new) if new is not None else None
+    if link is not None and link.workspace_id == access.workspace.id:
+        token = recall(request, link) if link.created_by_id == user.id else None
+        if token:
+            extra["new_link"] = public_url(request, f"/join/{token}")
+        else:
+            extra["new_link_gone"] = True
+    return _members_page(request, session, access, **extra)
 
 
 @router.post("/w/{slug}/invites")
@@ -95,20 +111,29 @@ def create_invite_page(
         session.rollback()
         return _members_page(request, session, access, 400, error=exc.message)
     session.commit()
-    new_link = public_url(request, f"/join/{issued.token}")
-    return _members_page(request, session, access, new_link=new_link)
+    assert issued.link.id is not None
+    members = f"/w/{workspace.slug}/members"
+    response = RedirectResponse(f"{members}?new={issued.link.id}", status_code=303)
+    remember(response, request, issued.link.id, issued.token, members)
+    return response
 
 
 @router.post("/links/{link_id}/revoke")
 def revoke_link_page(
     request: Request, link_id: int, session: SessionDep, user: CurrentUser,
     back_to_members: Annotated[bool, Form()] = False,
+    back_to_task: Annotated[int | None, Form()] = None,
 ) -> Response:  # fmt: skip
     """Owners revoke any link of their workspace; others the read-only links they made."""
+    back = None
+    if back_to_task is not None:  # checked first: a bad one changes nothing
+        back = task_for(session=session, task_id=back_to_task, user=user, min_role=Role.viewer)
     link = sharing.revoke_link(session=session, link_id=link_id, actor=user)
     session.commit()
     workspace = session.get(Workspace, link.workspace_id)
     assert workspace is not None
+    if back is not None:
+        return RedirectResponse(f"/t/{back.id}#share", status_code=303)
     if link.kind == ShareLinkKind.invite or back_to_members:
         return RedirectResponse(f"/w/{workspace.slug}/members", status_code=303)
     target = f"/t/{link.task_id}" if link.task_id else f"/c/{link.comparison_id}"
@@ -228,8 +253,33 @@ def join_with_new_account(
 # --- read-only share links -----------------------------------------------------------------
 
 
-def _share_result(request: Request, issued: sharing.IssuedLink) -> dict[str, Any]:
-    return {"share_url": public_url(request, f"/s/{issued.token}"), "share_link": issued.link}
+def _shown_once(request: Request, issued: sharing.IssuedLink) -> Response:
+    """Post/redirect/get: the new link's page, which a reload shows again."""
+    assert issued.link.id is not None
+    page = f"/links/{issued.link.id}/new"
+    response = RedirectResponse(page, status_code=303)
+    remember(response, request, issued.link.id, issued.token, page)
+    return response
+
+
+@router.get("/links/{link_id}/new")
+def new_link_page(
+    request: Request, link_id: int, session: SessionDep, user: CurrentUser
+) -> Response:
+    """A read-only link just made, to copy (only its maker sees this page)."""
+    link = session.get(ShareLink, link_id)
+    if link is None or link.created_by_id != user.id or link.kind == ShareLinkKind.invite:
+        raise NotFound("No such link.")
+    if link.comparison_id is not None:
+        _, task = comparison_for(session=session, comparison_id=link.comparison_id, user=user,
+                                 min_role=Role.viewer)  # fmt: skip
+    else:
+        task = task_for(session=session, task_id=link.task_id or 0, user=user,
+                        min_role=Role.viewer)  # fmt: skip
+    token = recall(request, link)
+    share_url = public_url(request, f"/s/{token}") if token else None
+    context = {"share_url": share_url, "share_link": link, "task": task}
+    return render(request, "share_created.html", context)
 
 
 @router.post("/t/{task_id}/share")
@@ -245,7 +295,7 @@ def share_task_page(
     issued = sharing.create_read_only_link(session=session, author=user, task=task,
                                            allow_anonymous=allow_anonymous)  # fmt: skip
     session.commit()
-    return render(request, "share_created.html", {**_share_result(request, issued), "task": task})
+    return _shown_once(request, issued)
 
 
 @router.post("/c/{comparison_id}/share")
@@ -256,13 +306,13 @@ def share_comparison_page(
     user: CurrentUser,
     allow_anonymous: Annotated[bool, Form()] = False,
 ) -> Response:
-    comparison, task = comparison_for(
+    comparison, _ = comparison_for(
         session=session, comparison_id=comparison_id, user=user, min_role=Role.viewer
     )
     issued = sharing.create_read_only_link(session=session, author=user, comparison=comparison,
                                            allow_anonymous=allow_anonymous)  # fmt: skip
     session.commit()
-    return render(request, "share_created.html", {**_share_result(request, issued), "task": task})
+    return _shown_once(request, issued)
 
 
 def _shared_context(

@@ -6,6 +6,7 @@ page turns form strings into those schemas with ``agent_fields``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import TypeVar
 
@@ -104,3 +105,13 @@ def delete_agent(*, session: Session, agent: Agent, actor: User) -> None:
     )  # fmt: skip
     session.delete(agent)
     session.flush()
+
+
+def named_in(text: str, agents: list[Agent]) -> list[int]:
+    """The agents whose names appear in ``text`` as whole words ("Fan it out to Coder and
+    Explorer" names Coder and Explorer)."""
+    return [
+        agent.id
+        for agent in agents
+        if agent.id is not None and re.search(rf"(?<!\w){re.escape(agent.name)}(?!\w)", text)
+    ]

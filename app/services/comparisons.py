@@ -63,6 +63,73 @@ def create_comparison(
     return comparison
 
 
+def existing_comparison(
+    *, session: Session, task: Task, message_ids: list[int], blind: bool
+) -> Comparison | None:
+    """The task's comparison of exactly these branches (blind or not, as asked), if any."""
+    wanted = set(message_ids)
+    candidates = session.exec(
+        select(ComparisonBranch.comparison_id)
+        .join(Comparison, col(Comparison.id) == col(ComparisonBranch.comparison_id))
+        .where(
+            Comparison.task_id == task.id,
+            Comparison.blind == blind,
+            col(ComparisonBranch.message_id).in_(wanted),
+        )
+        .distinct()
+    ).all()
+    for comparison_id in sorted(candidates):
+        comparison = session.get(Comparison, comparison_id)
+        if comparison and set(branch_ids(session=session, comparison=comparison)) == wanted:
+            return comparison
+    return None
+
+
+def compare_once(
+    *, session: Session, task: Task, author: User, message_ids: list[int], blind: bool = False
+) -> Comparison:
+    """The comparison of these branches: the one made already (its votes with it), or a new
+    one."""
+    found = existing_comparison(session=session, task=task, message_ids=message_ids, blind=blind)
+    return found or create_comparison(
+        session=session, task=task, author=author, message_ids=message_ids, blind=blind
+    )
+
+
+@dataclass(frozen=True)
+class PastComparison:
+    """A comparison of a task, for its page: how many branches, and the votes cast."""
+
+    comparison: Comparison
+    branches: int
+    votes: list[str]
+
+
+def comparisons_of(*, session: Session, task: Task) -> list[PastComparison]:
+    """The task's comparisons, newest first, each with its votes in words ("A is better",
+    "C is best")."""
+    found = []
+    for comparison in session.exec(
+        select(Comparison).where(Comparison.task_id == task.id).order_by(col(Comparison.id).desc())
+    ).all():
+        branches = branch_ids(session=session, comparison=comparison)
+        letters = {message_id: "ABCD"[i] for i, message_id in enumerate(branches)}
+        votes = [
+            _vote_words(vote, letters) for vote in votes_of(session=session, comparison=comparison)
+        ]
+        found.append(PastComparison(comparison, len(branches), votes))
+    return found
+
+
+VOTE_WORDS = {"a": "A is better", "b": "B is better", "tie": "a tie", "both_bad": "both are bad"}
+
+
+def _vote_words(vote: Vote, letters: dict[int, str]) -> str:
+    if vote.outcome == VoteOutcome.best:
+        return f"{letters.get(vote.winner_message_id or 0, '?')} is best"
+    return VOTE_WORDS.get(vote.outcome, vote.outcome)
+
+
 @dataclass
 class Battle:
     """A message sent to two contestants drawn at random, and its blind comparison."""

@@ -100,10 +100,11 @@ Assistant: 1. A set of seen items: one pass, but uses extra memory.
 DEMO_TASK_TITLE = "Write a function that reverses the words in a sentence"
 DEMO_TASK_BRIEF = (
     "Python, no imports. Keep punctuation attached to its word. "
-    "Fan it out to Coder and Explorer, then hand the best answer to Tester."
+    "Fan it out to Coder and Explorer, compare them, then hand the best answer on to be tested."
 )
 # The first task starts at once, fanned out to these two, so a newcomer lands on live answers
-# side by side.
+# side by side. The brief names them (and no other agent): the task page's picker ticks the
+# agents a brief names while the brief waits to be sent.
 DEMO_FANOUT = ("Coder", "Explorer")
 DEMO_QUESTION = (
     "Write a Python function that reverses the words in a sentence, keeping punctuation "

@@ -246,6 +246,33 @@ def active_read_only_links(
     return [(link, user) for link, user in rows]
 
 
+def active_links_of_task(
+    *, session: Session, task: Task, user: User
+) -> list[tuple[ShareLink, User | None]]:
+    """The read-only links to a task and to its comparisons that still work and that ``user``
+    may revoke (an owner: all of them; anyone else: their own), newest first, with who made
+    each."""
+    role = require_role(session=session, workspace_id=task.workspace_id, user=user,
+                        min_role=Role.viewer)  # fmt: skip
+    comparisons = select(Comparison.id).where(Comparison.task_id == task.id)
+    query = (
+        select(ShareLink, User)
+        .join(User, col(User.id) == col(ShareLink.created_by_id), isouter=True)
+        .where(
+            sa.or_(
+                col(ShareLink.task_id) == task.id,
+                col(ShareLink.comparison_id).in_(comparisons),
+            ),
+            col(ShareLink.revoked_at).is_(None),
+            sa.or_(col(ShareLink.expires_at).is_(None), col(ShareLink.expires_at) > utcnow()),
+        )
+        .order_by(col(ShareLink.id).desc())
+    )
+    if role != Role.owner:
+        query = query.where(ShareLink.created_by_id == user.id)
+    return [(link, maker) for link, maker in session.exec(query).all()]
+
+
 def joined_through(*, session: Session, link: ShareLink) -> list[User]:
     return list(
         session.exec(

@@ -198,12 +198,20 @@ async def _open_run(
 
 @dataclass
 class Tail:
-    """The positions of a multiplexed stream: Redis key → last entry id seen."""
+    """The positions of a multiplexed stream: Redis key → last entry id seen (``l``: a page's
+    own mark, e.g. the newest message it shows). Its consumer may ask ``tail`` to follow more
+    runs (``follow``), to say when it checks access (``ticks``), or to end (``finished``)."""
 
     positions: dict[str, str] = field(default_factory=dict)
+    pending: list[int] = field(default_factory=list)
+    ticks: bool = False
+    finished: bool = False
 
     def cursor(self) -> str:
         return ";".join(f"{name}={entry}" for name, entry in self.positions.items())
+
+    def follow(self, run_id: int) -> None:
+        self.pending.append(run_id)
 
     @staticmethod
     def parse(value: str | None) -> dict[str, str]:
@@ -211,6 +219,12 @@ class Tail:
         found: dict[str, str] = {}
         for part in (value or "").split(";"):
             name, _, entry = part.partition("=")
+            if name == "l":  # a message id
+                if entry.isdigit() and len(entry) <= 15:
+                    found[name] = entry
+                continue
+            if name[:1] == "r" and len(name) > 16:
+                continue  # no such run id
             parsed = live.parse_stream_id(entry)
             if parsed and (name == "w" or (name[:1] == "r" and name[1:].isdigit())):
                 found[name] = parsed
@@ -233,19 +247,24 @@ async def tail(
     client = stream_client()
     sources: dict[str, int | None] = {}  # Redis key → run id (None: the feed)
     active: dict[str, str] = {}
+
+    async def opened(run_id: int, last: str | None) -> list[LiveEvent]:
+        snapshot = await run_in_threadpool(run_snapshot, viewer.user, run_id)
+        viewer.workspace_ids.add(snapshot.workspace_id)
+        first, position = await _open_run(client, run_id, snapshot, last, whole_text)
+        key = live.run_stream(run_id)
+        sources[key] = run_id
+        for event in first:
+            if event.entry_id:
+                tail_state.positions[f"r{run_id}"] = event.entry_id
+        if position is not None:
+            active[key] = position
+        return first
+
     try:
         for run_id, last in (runs or {}).items():
-            snapshot = await run_in_threadpool(run_snapshot, viewer.user, run_id)
-            viewer.workspace_ids.add(snapshot.workspace_id)
-            first, position = await _open_run(client, run_id, snapshot, last, whole_text)
-            key = live.run_stream(run_id)
-            sources[key] = run_id
-            for event in first:
-                if event.entry_id:
-                    tail_state.positions[f"r{run_id}"] = event.entry_id
+            for event in await opened(run_id, last):
                 yield event
-            if position is not None:
-                active[key] = position
         if feed is not None:
             workspace_id, last = feed
             viewer.workspace_ids.add(workspace_id)
@@ -256,7 +275,12 @@ async def tail(
             sources[key] = None
             active[key] = last
         next_check = time.monotonic() + RECHECK_S
-        while active:
+        while active and not tail_state.finished:
+            while tail_state.pending:
+                run_id = tail_state.pending.pop(0)
+                if live.run_stream(run_id) not in sources:
+                    for event in await opened(run_id, None):
+                        yield event
             streams: Any = dict(active)
             found: Any = await client.xread(streams, block=int(RECHECK_S * 1000), count=200)
             for key, items in found or []:
@@ -274,6 +298,8 @@ async def tail(
             next_check = time.monotonic() + RECHECK_S
             if not await run_in_threadpool(viewer.still_allowed):
                 return
+            if tail_state.ticks:
+                yield LiveEvent(None, None, "tick", {})
             for key in list(active):
                 quiet = sources[key]
                 if quiet is None or await client.exists(key):
@@ -285,6 +311,16 @@ async def tail(
                         yield event
     finally:
         await client.aclose()
+
+
+async def feed_position(workspace_id: int) -> str:
+    """The id of the newest entry of a workspace's feed now (to follow it from here on)."""
+    client = stream_client()
+    try:
+        newest: Any = await client.xrevrange(live.workspace_stream(workspace_id), count=1)
+    finally:
+        await client.aclose()
+    return str(newest[0][0]) if newest else "0-0"
 
 
 def run_ids_param(value: str) -> list[int]:
