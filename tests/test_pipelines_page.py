@@ -43,7 +43,7 @@ def test_a_pipeline_without_steps_is_refused(client, session, team):
     assert response.status_code == 400
     assert (
         "between 1 and 6 steps"
-        in BeautifulSoup(response.text, "html.parser").find(id="page-error").text
+        in BeautifulSoup(response.text, "html.parser").find(id="pipeline-error").text
     )
 
 

@@ -61,6 +61,9 @@ class Message(SQLModel, table=True):
     agent_id: int | None = Field(default=None, foreign_key="agent.id", ondelete="SET NULL")
     # Set on an edited copy of a user message: the sibling it was edited from.
     edited_from_id: int | None = Field(default=None, foreign_key="message.id", ondelete="SET NULL")
+    # An instruction that handed the answer above it on to an agent (by a person or a pipeline
+    # step), not an ordinary reply: the page labels it "Hand-off from <agent>".
+    handoff: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
@@ -228,6 +231,7 @@ class MessagePublic(SQLModel):
     agent_id: int | None
     author_user_id: int | None
     edited_from_id: int | None
+    handoff: bool = False
     created_at: datetime
 
 

@@ -65,7 +65,7 @@ def test_two_coders_answers_tested_and_compared(open_page, session, model_server
     for run, verdict in zip(coders, ("✗ 1/2", "✓ 2/2"), strict=True):
         page.goto(f"/t/{task_id}?at={run.output_message_id}")
         card = page.locator(f"#message-{run.output_message_id}")
-        card.locator("summary").click()
+        card.locator(f"#message-{run.output_message_id}-handoff > summary").click()
         card.locator("select[name=agent_id]").last.select_option(label="Tester")
         card.locator("input[name=instruction]").fill("Test this.")
         card.locator("button:has-text('Hand off')").click()
