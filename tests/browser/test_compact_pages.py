@@ -161,8 +161,8 @@ def test_agents_are_listed_compactly_with_distinct_colours_and_a_confirmed_save(
 def test_pipelines_are_edited_started_and_deleted_from_their_list(open_page, session, model_server):
     user, workspace, (coder, tester) = _team(session, model_server)
     task, _ = create_task(session=session, workspace=workspace, author=user, title="Parse dates",
-                          brief="Split 2026-11-30.")  # fmt: skip
-    session.commit()
+                          brief="Split 2026-11-30.", agent_ids=[coder.id])  # fmt: skip
+    session.commit()  # its question, answered by nobody yet (no worker): the newest branch
     page = open_page(user)
     page.goto(f"/w/{workspace.slug}/pipelines")
     expect(page.locator("#new-pipeline .step-row")).to_have_count(6)  # as many as the server allows
@@ -222,7 +222,10 @@ def test_the_board_moves_cards_live_by_drag_and_drop_and_flags_a_failed_run(
     # Another tab drags the card to Done: it moves there, and on the watching board live.
     mover = watcher.context.new_page()
     mover.goto(f"/w/{workspace.slug}")
-    mover.locator(f"#task-{task.id}").drag_to(mover.locator("#column-done"))
+    # Grabbed by its edge (its title is a link, its select a control of its own).
+    mover.locator(f"#task-{task.id}").drag_to(
+        mover.locator("#column-done"), source_position={"x": 4, "y": 4}
+    )
     expect(mover.locator(f"#column-done #task-{task.id}")).to_be_visible()
     expect(watcher.locator(f"#column-done #task-{task.id}")).to_be_visible()
     expect(watcher.locator(f"#column-backlog #task-{task.id}")).to_have_count(0)

@@ -78,6 +78,7 @@ def test_every_form_answers_bad_input_where_it_was_sent(open_page, session, worl
 
     # The board: a task with no title (the brief kept), a rename to nothing.
     page.goto(f"/w/{slug}")
+    page.click("#new-task > summary")
     page.fill("#task-title", "  ")
     page.fill("#task-brief", "Keep this brief.")
     page.click("#task-create")

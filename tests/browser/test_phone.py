@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from app.models import Role
 from app.services.comparisons import create_comparison
 from app.services.tasks import create_task
-from tests.factories import make_agent, make_model, make_user, make_workspace
+from tests.factories import add_member, make_agent, make_model, make_user, make_workspace
 
 
 def test_no_page_scrolls_sideways_on_a_phone(open_page, session, model_server):
@@ -33,3 +34,36 @@ def test_no_page_scrolls_sideways_on_a_phone(open_page, session, model_server):
     page.goto("/")
     page.click("#current-user")
     page.wait_for_url("**/account")
+
+
+# The middle of an element is really it: not cut off by a parent that scrolls or clips, nor
+# covered by anything.
+WHOLLY_SHOWN = """(element) => {
+  const box = element.getBoundingClientRect();
+  if (box.left < 0 || box.right > window.innerWidth) return false;
+  for (let parent = element.parentElement; parent; parent = parent.parentElement) {
+    const frame = parent.getBoundingClientRect();
+    const clips = getComputedStyle(parent).overflowX !== "visible";
+    if (clips && (box.left < frame.left - 1 || box.right > frame.right + 1)) return false;
+  }
+  const hit = document.elementFromPoint(box.left + box.width / 2, box.top + box.height / 2);
+  return hit === element || element.contains(hit);
+}"""
+
+
+def test_remove_is_not_cut_off_on_the_members_page_of_a_phone(open_page, session):
+    owner = make_user(session)
+    workspace = make_workspace(session, owner=owner)
+    for n in range(2):
+        person = make_user(session, email=f"firstnamelastname{n}@example.com")
+        add_member(session, workspace=workspace, user=person, role=Role.editor)
+    page = open_page(owner)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"/w/{workspace.slug}/members")
+    removes = page.locator("#member-list button:has-text('Remove')")
+    assert removes.count() == 2
+    for index in range(2):
+        button = removes.nth(index)
+        button.scroll_into_view_if_needed()
+        assert button.evaluate(WHOLLY_SHOWN), button.inner_text()
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
