@@ -32,7 +32,10 @@ def test_a_person_runs_the_whole_flow(open_page, session, model_server, worker):
     page.click("#create-workspace button[type=submit]")
     expect(page.locator("h1")).to_have_text("Parser rewrite")
     page.click("text=Agents")
+    expect(page.locator("h1")).to_have_text("Agents")
     for starter in ("Coder", "Tester"):
+        if page.locator("#new-agent[open]").count() == 0:  # open while there is no agent
+            page.click("#new-agent > summary")
         page.select_option("#starter", starter)
         page.click("#new-agent button:has-text('Use')")
         expect(page.locator("#new-agent-name")).to_have_value(starter)
