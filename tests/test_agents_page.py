@@ -118,3 +118,17 @@ def test_worked_examples_and_the_loop_guard_checkbox(client, session):
     client.post(f"/agents/{agent.id}", data={"name": "Coder"})  # a client without the box
     session.refresh(agent)
     assert agent.loop_guard is False and agent.examples == ""
+
+
+def test_new_agents_take_the_next_unused_colour(client, session):
+    from app.services.agents import PALETTE
+
+    _, workspace, _ = setup(client, session)
+    for name in ("A", "B", "C"):
+        client.post(f"/w/{workspace.slug}/agents", data={"name": name})
+    client.post(f"/api/v1/workspaces/{workspace.slug}/agents", json={"name": "D"})
+    colours = [a.colour for a in session.exec(select(Agent).order_by(Agent.id)).all()]
+    assert colours == list(PALETTE[:4])
+    page = soup(client.get(f"/w/{workspace.slug}/agents"))
+    ticked = page.select_one("#new-agent-colour input:checked")
+    assert ticked["value"] == PALETTE[4]
