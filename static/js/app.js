@@ -190,7 +190,7 @@ document.addEventListener("htmx:afterSettle", (event) => {
   for (let details = form.closest("details"); details; details = details.parentElement.closest("details")) details.open = true;
   let message = form.querySelector(".error[role=alert]");
   if (!message) {
-    message = document.getElementById("page-error");
+    message = document.getElementById("page-error") || document.querySelector(".error[role=alert]");
     if (!message) return;
     message.classList.remove("panel");
     const submit = form.querySelector("button[type=submit], button:not([type])");

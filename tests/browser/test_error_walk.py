@@ -9,7 +9,9 @@ from playwright.sync_api import Locator, Page, expect
 from sqlmodel import select
 
 from app.engine import runs as operations
-from app.models import Agent, Message, Run, RunStatus
+from app.engine.pipelines import create_pipeline
+from app.models import Agent, Message, Role, Run, RunStatus
+from app.services.sharing import create_invite
 from app.services.tasks import create_task
 from tests.factories import make_agent, make_model, make_user, make_workspace
 
@@ -50,8 +52,6 @@ def world(session, model_server):
     answer.content = "def add(a, b):\n    return a + b"
     session.add(answer)
     empty, _ = create_task(session=session, workspace=workspace, author=user, title="Empty")
-    from app.engine.pipelines import create_pipeline
-
     pipeline = create_pipeline(
         session=session, workspace_id=workspace.id, author=user, name="Solo",
         steps=[{"agent_id": coder.id, "instruction": ""}],
@@ -64,7 +64,9 @@ def world(session, model_server):
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_every_form_answers_bad_input_where_it_was_sent(open_page, session, world, size):
+def test_every_form_answers_bad_input_where_it_was_sent(
+    open_page, live_server, session, world, size
+):
     user, workspace = world["user"], world["workspace"]
     slug, task = workspace.slug, world["task"]
     page = open_page(user)
@@ -200,5 +202,21 @@ def test_every_form_answers_bad_input_where_it_was_sent(open_page, session, worl
     answered(page, page.locator("#add-endpoint"))
     expect(page.locator("#endpoint-name")).to_have_value("Broken box")
 
+    # Joining by an invite with an address that has an account already (the name kept).
+    invite = create_invite(session=session, workspace=workspace, owner=user, role=Role.viewer)
+    session.commit()
+    stranger = page.context.browser.new_context(base_url=live_server, viewport=SIZES[size])
+    try:
+        guest = stranger.new_page()
+        guest.goto(f"/join/{invite.token}")
+        guest.fill("#signup-email", user.email)
+        guest.fill("#signup-name", "Someone else")
+        guest.fill("#signup-password", "a long enough password")
+        guest.click("#signup-button")
+        answered(guest, guest.locator("#signup-form"), "already exists")
+        expect(guest.locator("#signup-name")).to_have_value("Someone else")
+    finally:
+        stranger.close()
+
     # Nothing the walk sent was saved.
-    assert session.exec(select(Run)).all().__len__() == 1
+    assert len(session.exec(select(Run)).all()) == 1
