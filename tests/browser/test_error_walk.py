@@ -123,15 +123,15 @@ def test_every_form_answers_bad_input_where_it_was_sent(
 
     page.click(f"#message-{answer}-rerun > summary")
     rerun = form_for(page, f"/m/{answer}/rerun")
-    rerun.locator("select").select_option(label="Idle")
+    rerun.locator("select").select_option(label="Idle (no model)")
     rerun.locator("button[type=submit]").click()
     rerun = form_for(page, f"/m/{answer}/rerun")
     answered(page, rerun, "Idle has no model")
-    expect(rerun.locator("select option:checked")).to_have_text("Idle")
+    expect(rerun.locator("select option:checked")).to_have_text("Idle (no model)")
 
     page.click(f"#message-{answer}-handoff > summary")
     handoff = form_for(page, f"/m/{answer}/handoff")
-    handoff.locator("select").select_option(label="Idle")
+    handoff.locator("select").select_option(label="Idle (no model)")
     handoff.locator("input[name=instruction]").fill("Test this.")
     handoff.locator("button[type=submit]").click()
     handoff = form_for(page, f"/m/{answer}/handoff")
