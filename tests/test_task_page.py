@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from bs4 import BeautifulSoup
 
 from tests.engine_helpers import CHAT, start_task, wait_for_runs
@@ -175,3 +177,27 @@ def test_a_brief_without_agents_waits_in_the_composer(client, session, team):
     response = client.post(f"/w/{workspace.slug}/tasks", data=brief)
     html = BeautifulSoup(response.text, "html.parser")
     assert html.find(id="composer-text").text == "Split 2026-11-28 into parts."
+
+
+def test_a_hand_off_is_labelled_on_the_task_page_and_its_shared_view(client, session, team):
+    workspace, (coder, tester, *_) = team
+    task = start_task(client, workspace, [coder])
+    wait_for_runs(client, task["id"], 1)
+    answer_id = task["started"]["runs"][0]["output_message_id"]
+    body = {"agent_id": tester.id, "instruction": "Test this."}
+    handed = client.post(f"/api/v1/messages/{answer_id}/handoffs", json=body).json()
+    instruction = handed["message"]["id"]
+    wait_for_runs(client, task["id"], 2)
+    html = page(client, f"/t/{task['id']}")
+    assert html.find(id=f"message-{instruction}-handoff").text == "Hand-off from Coder"
+    question = task["started"]["message"]["id"]
+    assert html.find(id=f"message-{question}-handoff") is None  # an ordinary question
+    shared = client.post(f"/t/{task['id']}/share", data={"allow_anonymous": "true"})
+    link = BeautifulSoup(shared.text, "html.parser").find(id="share-url")["value"]
+    view = page(client, urlsplit(link).path)
+    assert view.find(id=f"shared-message-{instruction}").find(class_="handoff-title").text == (
+        "Hand-off from Coder"
+    )
+    # The tree marks the branch on screen.
+    tree = page(client, f"/t/{task['id']}/tree?at={answer_id}", **{"HX-Request": "true"})
+    assert "tree-current" in tree.find(id=f"tree-{answer_id}")["class"]
