@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from playwright.sync_api import expect
+
+from app.engine.pipelines import create_pipeline
 from app.models import Role
 from app.services.comparisons import create_comparison
 from app.services.tasks import create_task
@@ -18,6 +21,9 @@ def test_no_page_scrolls_sideways_on_a_phone(open_page, session, model_server):
                                 title="A task", agent_ids=[a.id for a in agents])  # fmt: skip
     answers = [run.output_message_id for run in started.runs]
     comparison = create_comparison(session=session, task=task, author=user, message_ids=answers)
+    create_pipeline(session=session, workspace_id=workspace.id, author=user, name="Write, test",
+                    steps=[{"agent_id": agents[0].id}, {"agent_id": agents[1].id,
+                                                         "instruction": "Test this."}])  # fmt: skip
     session.commit()
     page = open_page(user)
     page.set_viewport_size({"width": 390, "height": 844})
@@ -27,6 +33,10 @@ def test_no_page_scrolls_sideways_on_a_phone(open_page, session, model_server):
     pages += [f"/t/{task.id}", f"/c/{comparison.id}", "/account", "/admin/endpoints"]
     for path in pages:
         page.goto(path)
+        # Every form that opens on demand, open (the compact actions, agents' and pipelines'
+        # edit forms, the board's new task), and whatever they load, loaded.
+        page.evaluate("() => document.querySelectorAll('details').forEach(d => { d.open = true; })")
+        expect(page.locator("[data-load]")).to_have_count(0)
         width = page.evaluate("() => document.documentElement.scrollWidth")
         if width > 390:
             wide[path] = width
