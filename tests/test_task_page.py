@@ -201,3 +201,8 @@ def test_a_hand_off_is_labelled_on_the_task_page_and_its_shared_view(client, ses
     # The tree marks the branch on screen.
     tree = page(client, f"/t/{task['id']}/tree?at={answer_id}", **{"HX-Request": "true"})
     assert "tree-current" in tree.find(id=f"tree-{answer_id}")["class"]
+    assert tree.find(id=f"tree-{instruction}").find("a").text.split() == [
+        "Hand-off:",
+        "Test",
+        "this.",
+    ]
