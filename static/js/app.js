@@ -147,13 +147,10 @@ document.addEventListener("drop", (event) => {
 // or keep what was typed in it, this does: the same form (same action, same place among forms
 // with that action) gets back what was typed (never a password), its <details> open, and the
 // page's message moves into it, scrolled into view.
-let lastSubmitted = null;
+// What a form sent travels with its own request (polls and loads run meanwhile).
 document.addEventListener("htmx:beforeRequest", (event) => {
   const form = event.detail.elt instanceof HTMLFormElement ? event.detail.elt : null;
-  if (!form || (form.getAttribute("method") || "get").toLowerCase() !== "post") {
-    lastSubmitted = null;
-    return;
-  }
+  if (!form || !event.detail.xhr || (form.getAttribute("method") || "get").toLowerCase() !== "post") return;
   const action = form.getAttribute("action");
   const twins = [...document.querySelectorAll("form[action]")].filter((f) => f.getAttribute("action") === action);
   const typed = [];
@@ -162,7 +159,7 @@ document.addEventListener("htmx:beforeRequest", (event) => {
     if ((field.type === "checkbox" || field.type === "radio") && !field.checked) continue;
     typed.push([field.name, field.value, field.type]);
   }
-  lastSubmitted = { action, index: twins.indexOf(form), typed };
+  event.detail.xhr.switchboardSubmitted = { action, index: twins.indexOf(form), typed };
 });
 function restoreForm(form, typed) {
   const seen = new Map();
@@ -179,10 +176,10 @@ function restoreForm(form, typed) {
   }
 }
 document.addEventListener("htmx:afterSettle", (event) => {
-  const submitted = lastSubmitted;
-  const status = event.detail.xhr ? event.detail.xhr.status : 0;
-  if (!submitted || status < 400 || status >= 500) return;
-  lastSubmitted = null;
+  const xhr = event.detail.xhr;
+  const submitted = xhr ? xhr.switchboardSubmitted : null;
+  if (!submitted || xhr.status < 400 || xhr.status >= 500) return;
+  xhr.switchboardSubmitted = null; // once: afterSettle may fire on more than one element
   const twins = [...document.querySelectorAll("form[action]")].filter((f) => f.getAttribute("action") === submitted.action);
   const form = twins[submitted.index] || twins[0];
   if (!form) return;
