@@ -315,7 +315,6 @@ def message_actions(
     context.update(
         message=message,
         run=context["branch"].runs.get(message_id),
-        runnable=check_operations.has_code(message.content),
         form=form,
     )
     return templates.TemplateResponse(request, "_actions.html", context)
