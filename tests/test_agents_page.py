@@ -57,7 +57,7 @@ def test_mistakes_get_a_message_and_change_nothing(client, session):
     ):
         response = client.post(f"/w/{workspace.slug}/agents", data=data)
         assert response.status_code == 400
-        assert message in soup(response).find(id="page-error").text
+        assert message in soup(response).find(id="new-agent-error").text
     client.post(f"/w/{workspace.slug}/agents", data={"name": "A"})
     duplicate = client.post(f"/w/{workspace.slug}/agents", data={"name": "A"})
     assert duplicate.status_code == 409
@@ -82,7 +82,7 @@ def test_the_page_and_the_api_apply_the_same_field_rules(client, session):
     _, workspace, model = setup(client, session)
     page = client.post(f"/w/{workspace.slug}/agents", data={"name": "A", "colour": "#12345z"})
     assert page.status_code == 400
-    assert "Pick a colour." in soup(page).find(id="page-error").text
+    assert "Pick a colour." in soup(page).find(id="new-agent-error").text
     api = client.post(f"/api/v1/workspaces/{workspace.slug}/agents",
                       json={"name": "B", "colour": "#12345z"})  # fmt: skip
     assert api.status_code == 422
@@ -118,3 +118,17 @@ def test_worked_examples_and_the_loop_guard_checkbox(client, session):
     client.post(f"/agents/{agent.id}", data={"name": "Coder"})  # a client without the box
     session.refresh(agent)
     assert agent.loop_guard is False and agent.examples == ""
+
+
+def test_new_agents_take_the_next_unused_colour(client, session):
+    from app.services.agents import PALETTE
+
+    _, workspace, _ = setup(client, session)
+    for name in ("A", "B", "C"):
+        client.post(f"/w/{workspace.slug}/agents", data={"name": name})
+    client.post(f"/api/v1/workspaces/{workspace.slug}/agents", json={"name": "D"})
+    colours = [a.colour for a in session.exec(select(Agent).order_by(Agent.id)).all()]
+    assert colours == list(PALETTE[:4])
+    page = soup(client.get(f"/w/{workspace.slug}/agents"))
+    ticked = page.select_one("#new-agent-colour input:checked")
+    assert ticked["value"] == PALETTE[4]

@@ -75,6 +75,8 @@ def bodies(ids: dict[str, object]) -> dict[tuple[str, str], dict[str, object]]:
         ("POST", "/c/{comparison_id}/vote"): {"outcome": "a"},
         ("POST", "/c/{comparison_id}/continue"): {"message_id": answer},
         ("POST", "/w/{slug}/pipelines"): {"name": "p", "step_agent": [str(agent)]},
+        ("POST", "/pipelines/{pipeline_id}"): {"name": "p2", "step_agent": [str(agent)]},
+        ("POST", "/pipelines/{pipeline_id}/start"): {"task_id": str(ids.get("task_id", 1))},
         ("POST", "/t/{task_id}/pipeline"): {"pipeline_id": ids["pipeline_id"],
                                              "message_id": message},
         ("POST", "/w/{slug}/invites"): {"role": "viewer"},

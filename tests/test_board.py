@@ -83,3 +83,21 @@ def test_owners_rename_a_workspace_and_the_slug_stays(client, session, team):
                           follow_redirects=True)  # fmt: skip
     assert renamed.url.path == f"/w/{workspace.slug}" and "New name" in renamed.text
     assert client.post(f"/w/{workspace.slug}/rename", data={"name": " "}).status_code == 400
+
+
+def test_a_card_flags_its_failed_run_until_a_newer_run(client, session, team, model_server):
+    from tests.engine_helpers import CHAT, by_system_prompt, start_task
+    from tests.scripted_server import Reply
+
+    workspace, (coder, *_) = team
+    model_server.on(CHAT, Reply(500, {"error": {"message": "model crashed"}}))
+    task = start_task(client, workspace, [coder])
+    wait_for_runs(client, task["id"], 1)
+    board = soup(client.get(f"/w/{workspace.slug}"))
+    assert board.find(id=f"task-{task['id']}-failed") is not None
+    model_server.on(CHAT, by_system_prompt)
+    answer_id = task["started"]["runs"][0]["output_message_id"]
+    client.post(f"/m/{answer_id}/rerun", data={"agent_id": str(coder.id)})
+    wait_for_runs(client, task["id"], 2)
+    board = soup(client.get(f"/w/{workspace.slug}"))
+    assert board.find(id=f"task-{task['id']}-failed") is None

@@ -343,8 +343,9 @@ def test_bad_check_requests_get_a_clear_answer_and_change_nothing(
 
 def test_run_button_and_check_card_on_the_task_page(client, team, model_server, checker):
     task, answer_id = coder_answer(client, team, model_server)
-    actions = client.get(f"/m/{answer_id}/actions")
-    assert f'action="/m/{answer_id}/checks"' in actions.text
+    # "Run check" sits in the answer's row of compact actions.
+    page = client.get(f"/t/{task['id']}?at={answer_id}")
+    assert f'action="/m/{answer_id}/checks"' in page.text
 
     response = client.post(f"/m/{answer_id}/checks", follow_redirects=False)
 

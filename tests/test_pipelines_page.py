@@ -43,7 +43,7 @@ def test_a_pipeline_without_steps_is_refused(client, session, team):
     assert response.status_code == 400
     assert (
         "between 1 and 6 steps"
-        in BeautifulSoup(response.text, "html.parser").find(id="page-error").text
+        in BeautifulSoup(response.text, "html.parser").find(id="pipeline-error").text
     )
 
 
@@ -65,3 +65,39 @@ def test_a_pipeline_with_a_check_step_from_the_page(client, session, team):
     assert "runs checks" in listed.text and "stops when the checks pass" in listed.text
     page = BeautifulSoup(client.get(f"/w/{workspace.slug}/pipelines").text, "html.parser")
     assert page.find(id="pipeline-run-checks") and page.find(id="pipeline-stop-when-green")
+
+
+def test_a_saved_pipeline_is_edited_started_from_the_list_and_deleted(client, session, team):
+    workspace, (coder, tester, *_) = team
+    client.post(f"/w/{workspace.slug}/pipelines",
+                data={"name": "Solo", "step_agent": [str(coder.id)]})  # fmt: skip
+    pipeline = session.exec(select(Pipeline)).one()
+    pair = [str(coder.id), str(tester.id)]
+    refused = client.post(f"/pipelines/{pipeline.id}", data={"name": "Pair", "step_agent": pair})
+    assert refused.status_code == 400
+    page = BeautifulSoup(refused.text, "html.parser")
+    assert "Step 2" in page.find(id=f"pipeline-{pipeline.id}-error").text
+    assert page.find(id=f"pipeline-{pipeline.id}-name")["value"] == "Pair"  # kept
+    session.refresh(pipeline)
+    assert pipeline.name == "Solo"
+    saved = client.post(
+        f"/pipelines/{pipeline.id}",
+        data={"name": "Pair", "step_agent": [str(coder.id), str(tester.id)],
+              "step_instruction": ["", "Test this."]},
+        follow_redirects=False,
+    )  # fmt: skip
+    assert saved.status_code == 303 and saved.headers["location"].endswith(f"?saved={pipeline.id}")
+    session.refresh(pipeline)
+    assert (pipeline.name, len(pipeline.steps)) == ("Pair", 2)
+
+    task = start_task(client, workspace, [coder])
+    wait_for_runs(client, task["id"], 1)
+    started = client.post(f"/pipelines/{pipeline.id}/start", data={"task_id": str(task["id"])},
+                          follow_redirects=False)  # fmt: skip
+    assert started.status_code == 303 and f"/t/{task['id']}?at=" in started.headers["location"]
+    runs = wait_for_runs(client, task["id"], 3)
+    assert [r["pipeline_step"] for r in runs if r["pipeline_id"]] == [0, 1]
+
+    deleted = client.post(f"/pipelines/{pipeline.id}/delete", follow_redirects=False)
+    assert deleted.status_code == 303
+    assert session.exec(select(Pipeline)).all() == []

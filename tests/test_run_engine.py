@@ -127,6 +127,7 @@ def test_hand_off_puts_the_instruction_and_the_answer_on_one_branch(client, sess
     )
     assert handed.status_code == 201
     assert handed.json()["message"]["parent_id"] == answer_id
+    assert handed.json()["message"]["handoff"] is True  # the page labels it a hand-off
     wait_for_runs(client, task["id"], 2)
     last = chat_bodies(model_server)[-1]["messages"]
     assert [(m["role"], m["content"]) for m in last] == [

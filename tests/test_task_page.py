@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from urllib.parse import urlsplit
 
 from bs4 import BeautifulSoup
 
@@ -218,3 +219,32 @@ def test_the_composer_waits_for_a_streaming_answer_and_offers_send_again_when_it
     html = page(client, f"/t/{task['id']}")
     assert not html.find(id="composer-send").has_attr("disabled")
     assert html.find(id="composer-waiting") is None
+
+
+def test_a_hand_off_is_labelled_on_the_task_page_and_its_shared_view(client, session, team):
+    workspace, (coder, tester, *_) = team
+    task = start_task(client, workspace, [coder])
+    wait_for_runs(client, task["id"], 1)
+    answer_id = task["started"]["runs"][0]["output_message_id"]
+    body = {"agent_id": tester.id, "instruction": "Test this."}
+    handed = client.post(f"/api/v1/messages/{answer_id}/handoffs", json=body).json()
+    instruction = handed["message"]["id"]
+    wait_for_runs(client, task["id"], 2)
+    html = page(client, f"/t/{task['id']}")
+    assert html.find(id=f"message-{instruction}-handoff").text == "Hand-off from Coder"
+    question = task["started"]["message"]["id"]
+    assert html.find(id=f"message-{question}-handoff") is None  # an ordinary question
+    shared = client.post(f"/t/{task['id']}/share", data={"allow_anonymous": "true"})
+    link = BeautifulSoup(shared.text, "html.parser").find(id="share-url")["value"]
+    view = page(client, urlsplit(link).path)
+    assert view.find(id=f"shared-message-{instruction}").find(class_="handoff-title").text == (
+        "Hand-off from Coder"
+    )
+    # The tree marks the branch on screen.
+    tree = page(client, f"/t/{task['id']}/tree?at={answer_id}", **{"HX-Request": "true"})
+    assert "tree-current" in tree.find(id=f"tree-{answer_id}")["class"]
+    assert tree.find(id=f"tree-{instruction}").find("a").text.split() == [
+        "Hand-off:",
+        "Test",
+        "this.",
+    ]

@@ -65,6 +65,60 @@ def create_pipeline(
     stop_when_checks_pass: bool = False,
 ) -> Pipeline:
     """Save a pipeline; steps are ``{"agent_id": …, "instruction": …}``, in order."""
+    pipeline = Pipeline(workspace_id=workspace_id, name="", created_by_id=author.id)
+    _apply(
+        session, pipeline, name=name, steps=steps, max_rounds=max_rounds, stop_word=stop_word,
+        run_checks=run_checks, stop_when_checks_pass=stop_when_checks_pass,
+    )  # fmt: skip
+    session.add(pipeline)
+    session.flush()
+    return pipeline
+
+
+def update_pipeline(
+    *,
+    session: Session,
+    pipeline: Pipeline,
+    name: str,
+    steps: list[dict[str, Any]],
+    max_rounds: int = 1,
+    stop_word: str | None = None,
+    run_checks: bool = False,
+    stop_when_checks_pass: bool = False,
+) -> Pipeline:
+    """Change a saved pipeline as a whole; runs already started keep going with its new steps."""
+    _apply(
+        session, pipeline, name=name, steps=steps, max_rounds=max_rounds, stop_word=stop_word,
+        run_checks=run_checks, stop_when_checks_pass=stop_when_checks_pass,
+    )  # fmt: skip
+    session.add(pipeline)
+    session.flush()
+    return pipeline
+
+
+def delete_pipeline(*, session: Session, pipeline: Pipeline, actor: User) -> None:
+    """Delete a pipeline; its runs stay (a step that finishes later starts no next one)."""
+    record_event(
+        session=session, workspace_id=pipeline.workspace_id, actor=actor, verb="deleted",
+        subject_type="pipeline", subject_id=pipeline.id, data={"name": pipeline.name},
+    )  # fmt: skip
+    session.delete(pipeline)
+    session.flush()
+
+
+def _apply(
+    session: Session,
+    pipeline: Pipeline,
+    *,
+    name: str,
+    steps: list[dict[str, Any]],
+    max_rounds: int,
+    stop_word: str | None,
+    run_checks: bool,
+    stop_when_checks_pass: bool,
+) -> None:
+    """Check a pipeline's fields and set them; ServiceError for the first mistake."""
+    workspace_id = pipeline.workspace_id
     name = name.strip()
     if not name:
         raise ServiceError("Give the pipeline a name.")
@@ -82,23 +136,19 @@ def create_pipeline(
         if number > 1 and not instruction:
             raise ServiceError(f"Step {number}: say what {agent.name} should do with the answer.")
         clean_steps.append({"agent_id": agent.id, "instruction": instruction})
-    if session.exec(
-        select(Pipeline.id).where(Pipeline.workspace_id == workspace_id, Pipeline.name == name)
-    ).first():
-        raise Conflict(f"A pipeline named {name!r} exists already.")
-    pipeline = Pipeline(
-        workspace_id=workspace_id,
-        name=name,
-        steps=clean_steps,
-        max_rounds=max_rounds,
-        stop_word=(stop_word or "").strip() or None,
-        run_checks=run_checks or stop_when_checks_pass,
-        stop_when_checks_pass=stop_when_checks_pass,
-        created_by_id=author.id,
+    same_name = select(Pipeline.id).where(
+        Pipeline.workspace_id == workspace_id, Pipeline.name == name
     )
-    session.add(pipeline)
-    session.flush()
-    return pipeline
+    if pipeline.id is not None:
+        same_name = same_name.where(col(Pipeline.id) != pipeline.id)
+    if session.exec(same_name).first():
+        raise Conflict(f"A pipeline named {name!r} exists already.")
+    pipeline.name = name
+    pipeline.steps = clean_steps
+    pipeline.max_rounds = max_rounds
+    pipeline.stop_word = (stop_word or "").strip() or None
+    pipeline.run_checks = run_checks or stop_when_checks_pass
+    pipeline.stop_when_checks_pass = stop_when_checks_pass
 
 
 def start_pipeline(

@@ -308,6 +308,8 @@ def hand_off(
         session, task, parent=answer, role=MessageRole.user,
         content=_clean_content(instruction), author=author,
     )  # fmt: skip
+    instruction_message.handoff = True
+    session.add(instruction_message)
     runs = _start_runs(
         session, task, question=instruction_message, agents=agents, author=author,
         pipeline=pipeline, pipeline_round=pipeline_round, pipeline_step=pipeline_step,

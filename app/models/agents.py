@@ -47,7 +47,7 @@ class AgentCreate(SQLModel):
     model_id: int | None = None
     temperature: float = Field(default=0.7, ge=0, le=2)
     max_tokens: int = Field(default=512, ge=1, le=32_768)
-    colour: Colour = "#4f6bed"
+    colour: Colour | None = None  # None: the next colour of the palette no agent wears yet
     examples: str = Field(default="", max_length=20_000)
     loop_guard: bool = True
 

@@ -72,6 +72,9 @@ class Message(SQLModel, table=True):
     edited_from_id: int | None = Field(default=None, foreign_key="message.id", ondelete="SET NULL")
     # None for what a person or an agent wrote; MessageKind.check for a check's summary.
     kind: str | None = Field(default=None, sa_type=sa.String(16))
+    # An instruction that handed the answer above it on to an agent (by a person or a pipeline
+    # step), not an ordinary reply: the page labels it "Hand-off from <agent>".
+    handoff: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
@@ -244,6 +247,7 @@ class MessagePublic(SQLModel):
     author_user_id: int | None
     edited_from_id: int | None
     kind: str | None = None
+    handoff: bool = False
     created_at: datetime
 
 

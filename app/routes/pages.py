@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+import redis
 from fastapi import APIRouter, Form, Header, Request
 from sqlmodel import Session
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -12,12 +14,15 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
 from app.db import get_engine
+from app.engine import live
 from app.engine.dispatch import dispatch
 from app.engine.live import parse_stream_id
-from app.models import Role, TaskStatus, Workspace
+from app.models import Role, Run, Task, TaskStatus, User, Workspace
 from app.models.common import utcnow
-from app.services import ServiceError, board
-from app.services.access import task_for
+from app.redis_conn import get_redis
+from app.services import NotFound, ServiceError, board
+from app.services.access import require_role, task_for
+from app.services.agents import agents_of
 from app.services.checks import best_checks
 from app.services.demo import create_demo_workspace
 from app.services.tasks import create_task, update_task
@@ -35,7 +40,14 @@ from app.web.deps import (
     ViewableWorkspace,
 )
 from app.web.forms import form_id, form_ids
-from app.web.streams import StreamUser, Viewer, event_stream, tail, viewable_workspace_id
+from app.web.streams import (
+    LiveEvent,
+    StreamUser,
+    Viewer,
+    event_stream,
+    tail,
+    viewable_workspace_id,
+)
 from app.web.templating import render, templates, wants_fragment
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
@@ -96,6 +108,7 @@ def _board_context(session: Session, access: Access) -> dict[str, Any]:
         "statuses": list(TaskStatus),
         "has_tasks": any(c.total for c in cols),
         "active": board.active_runs(session=session, task_ids=shown),
+        "failed": board.failed_tasks(session=session, task_ids=shown),
         "best_checks": best_checks(session=session, task_ids=shown),
         "agents": agents,
         "agents_by_id": {row.agent.id: row.agent for row in agents},
@@ -132,6 +145,7 @@ def column_page(
     context.update(
         column=column,
         active=board.active_runs(session=session, task_ids=ids),
+        failed=board.failed_tasks(session=session, task_ids=ids),
         best_checks=best_checks(session=session, task_ids=ids),
     )
     return render(request, "workspace.html", context, block="column_items")
@@ -202,6 +216,9 @@ def move_task_page(
     session.commit()
     workspace = session.get(Workspace, task.workspace_id)
     assert workspace is not None
+    # Every board open on this workspace moves the card too (best effort: the move is saved).
+    with contextlib.suppress(redis.RedisError):
+        live.append_workspace(get_redis(), workspace.id, "task", {"task_id": task.id})  # type: ignore[arg-type]
     return RedirectResponse(f"/w/{workspace.slug}", status_code=303)
 
 
@@ -219,6 +236,36 @@ def _activity_line(workspace_id: int, data: dict[str, Any]) -> str:
         return templates.get_template("_activity.html").render(line=line) if line else ""
 
 
+def _card(user: User, workspace_id: int, event: LiveEvent) -> str:
+    """The card of the task an event is about, as it is now (for this viewer's role), or ""."""
+    with Session(get_engine()) as session:
+        task_id = event.data.get("task_id")
+        if task_id is None and event.type == "run":
+            run = session.get(Run, int(event.data.get("id") or 0))
+            task_id = run.task_id if run else None
+        task = session.get(Task, int(task_id)) if task_id else None
+        if task is None or task.workspace_id != workspace_id:
+            return ""  # gone, or another workspace's: a board never shows it
+        try:
+            role = require_role(session=session, workspace_id=workspace_id, user=user,
+                                min_role=Role.viewer)  # fmt: skip
+        except NotFound:
+            return ""  # no longer a member: the stream ends at its next check
+        ids = [task.id] if task.id is not None else []
+        context = {
+            "task": task,
+            "agents_by_id": {
+                a.id: a for a in agents_of(session=session, workspace_id=workspace_id)
+            },
+            "active": board.active_runs(session=session, task_ids=ids),
+            "failed": board.failed_tasks(session=session, task_ids=ids),
+            "best_checks": best_checks(session=session, task_ids=ids),
+            "can_edit": role.allows(Role.editor),
+            "statuses": list(TaskStatus),
+        }
+        return templates.get_template("_task_card.html").render(**context)
+
+
 @router.get("/w/{slug}/live")
 async def workspace_live(
     slug: str,
@@ -226,16 +273,22 @@ async def workspace_live(
     user: StreamUser,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> EventSourceResponse:
-    """The board's activity feed, one line per run state change, from now on (or after
-    ``Last-Event-ID``), for as long as the viewer stays signed in and a member."""
+    """The board's live stream, from now on (or after ``Last-Event-ID``), for as long as the
+    viewer stays signed in and a member: an ``activity`` line per run state change, and the
+    ``card`` of each task whose run or column changed."""
     workspace_id = await run_in_threadpool(viewable_workspace_id, user, slug)
     viewer = Viewer(request, user)
     feed = (workspace_id, parse_stream_id(last_event_id))
 
     async def events() -> AsyncIterator[ServerSentEvent]:
         async for event in tail(viewer, feed=feed):
-            line = await run_in_threadpool(_activity_line, workspace_id, event.data)
-            if line:
-                yield ServerSentEvent(line, event="activity", id=event.entry_id)
+            if event.type == "run":
+                line = await run_in_threadpool(_activity_line, workspace_id, event.data)
+                if line:
+                    yield ServerSentEvent(line, event="activity", id=event.entry_id)
+            if event.type in ("run", "task"):
+                card = await run_in_threadpool(_card, user, workspace_id, event)
+                if card:
+                    yield ServerSentEvent(card, event="card", id=event.entry_id)
 
     return event_stream(events(), page=True)

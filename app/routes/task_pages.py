@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -40,6 +41,7 @@ from app.services import NotFound, ServiceError, sharing
 from app.services.access import check_for, message_for, require_role, run_for, task_for
 from app.services.agents import agents_of, named_in
 from app.services.comparisons import battle, comparisons_of
+from app.services.labels import message_labels, tree_marks
 from app.services.threads import answers_to, branch, tree
 from app.web.deps import CurrentUser, SessionDep
 from app.web.forms import form_id, form_ids
@@ -115,6 +117,8 @@ def task_context(
         if run.status == RunStatus.queued and positions.get(message_id) in (None, 1)
         and now - run.queued_at > STALLED_AFTER
     }  # fmt: skip
+    agents_by_id = {a.id: a for a in agents}
+    on_screen = shown.messages[max(end - WINDOW, 0) : end] + [m for m, _ in fanout]
     # The composer replies under the leaf: not while the leaf's answer is still being written.
     leaf_run = shown.runs.get(shown.leaf.id or 0) if shown.leaf is not None else None
     waiting = leaf_run if leaf_run is not None and leaf_run.status in ACTIVE_STATUSES else None
@@ -127,6 +131,8 @@ def task_context(
     return {
         "task": task,
         "workspace": session.get(Workspace, task.workspace_id),
+        "labels": message_labels(session=session, messages=on_screen, agents_by_id=agents_by_id),
+        "action_error": None,
         "starting_notes": waiting_notes(
             session, get_redis(), [run for run in shown_runs if run is not None]
         ),
@@ -143,7 +149,7 @@ def task_context(
             m.id: queue_position(session=session, run=run) for m, run in fanout if run
         },
         "agents": agents,
-        "agents_by_id": {a.id: a for a in agents},
+        "agents_by_id": agents_by_id,
         # The first question: its picker ticks the agents the brief names (and the assignee).
         "preticked": named_in(task.brief, agents) if not shown.messages else [],
         "can_edit": role.allows(Role.editor),
@@ -219,15 +225,30 @@ def _after(session: Session, task: Task, started: Started) -> Response:
     return RedirectResponse(f"/t/{task.id}?at={target}&started=1", status_code=303)
 
 
+@dataclass(frozen=True)
+class ActionError:
+    """A message's action refused: which form (fork, edit, rerun, handoff, check), why, and
+    what was typed in it; the page shows that form open under its message."""
+
+    message_id: int
+    form: str
+    message: str
+    typed: dict[str, Any]
+
+
 def _refused(
     session: Session, request: Request, task: Task, user: User, error: ServiceError,
-    at: int | None, draft: str | None = None,
+    at: int | None, draft: str | None = None, action: tuple[str, dict[str, Any]] | None = None,
 ) -> Response:  # fmt: skip
     """The task page again with the reason shown: next to the composer (and what was typed in
-    it) when the composer was sent, at the top otherwise."""
+    it) when the composer was sent, next to a message's action (open, as it was filled in) when
+    one was sent, at the top otherwise."""
     session.rollback()
     context = task_context(session, task, user, at)
-    if draft is None:
+    if action is not None and at is not None:
+        form, typed = action
+        context["action_error"] = ActionError(at, form, error.message, typed)
+    elif draft is None:
         context["error"] = error.message
     else:
         context.update(composer_error=error.message, draft=draft)
@@ -286,32 +307,44 @@ MessageOperation = Callable[[Session, Task], Started]
 
 
 def _message_operation(
-    request: Request, session: Session, user: User, message_id: int, operation: MessageOperation
-) -> Response:
+    request: Request, session: Session, user: User, message_id: int, operation: MessageOperation,
+    form: str, typed: dict[str, Any],
+) -> Response:  # fmt: skip
+    """Run an action on a message; refused, the page shows its form again with ``typed``."""
     _, task = message_for(session=session, message_id=message_id, user=user, min_role=Role.editor)
     try:
         started = operation(session, task)
     except ServiceError as exc:
-        return _refused(session, request, task, user, exc, message_id)
+        return _refused(session, request, task, user, exc, message_id, action=(form, typed))
     return _after(session, task, started)
 
 
 @router.get("/t/{task_id}/tree")
 def tree_fragment(
-    request: Request, task_id: int, session: SessionDep, user: CurrentUser
+    request: Request, task_id: int, session: SessionDep, user: CurrentUser, at: int | None = None
 ) -> Response:
     """All branches of the task as a compact tree (loaded when the tree view opens)."""
     task = task_for(session=session, task_id=task_id, user=user, min_role=Role.viewer)
     agents = {a.id: a for a in agents_of(session=session, workspace_id=task.workspace_id)}
-    context = {"task": task, "roots": tree(session=session, task=task), "agents_by_id": agents}
+    try:
+        current = [m.id for m in branch(session=session, task=task, at=at).messages if m.id]
+    except NotFound:
+        current = []
+    context = {"task": task, "roots": tree(session=session, task=task), "agents_by_id": agents,
+               "marks": tree_marks(session=session, task=task, current=current)}  # fmt: skip
     return templates.TemplateResponse(request, "_tree.html", context)
 
 
 @router.get("/m/{message_id}/actions")
 def message_actions(
-    request: Request, message_id: int, session: SessionDep, user: CurrentUser
+    request: Request,
+    message_id: int,
+    session: SessionDep,
+    user: CurrentUser,
+    form: Annotated[str, Query(pattern=r"^(fork|edit|rerun|handoff|test-against)?$")] = "",
 ) -> Response:
-    """The forms of one message (fork, edit, rerun, hand off), loaded when its menu opens."""
+    """A form of one message (fork, edit, rerun, hand off; all of them without ``form``),
+    loaded when its action is opened."""
     message, task = message_for(
         session=session, message_id=message_id, user=user, min_role=Role.editor
     )
@@ -319,7 +352,7 @@ def message_actions(
     context.update(
         message=message,
         run=context["branch"].runs.get(message_id),
-        runnable=check_operations.has_code(message.content),
+        form=form,
     )
     if message.role == MessageRole.assistant and check_operations.has_tests(message.content):
         handed = check_operations.handed_answer(session=session, message=message)
@@ -339,7 +372,7 @@ def run_check_page(
             session=session, task=task, author=user, code_message_id=message_id
         )
     except ServiceError as exc:
-        return _refused(session, request, task, user, exc, message_id)
+        return _refused(session, request, task, user, exc, message_id, action=("check", {}))
     session.commit()
     dispatch_checks([check.id])  # type: ignore[list-item]
     return RedirectResponse(f"/t/{task.id}?at={check.message_id}", status_code=303)
@@ -463,7 +496,8 @@ def fork_page(
             agent_ids=_agent_ids(agent_ids or []) or None,
         )  # fmt: skip
 
-    return _message_operation(request, session, user, message_id, ask_under)
+    typed = {"content": content, "agent_ids": agent_ids or []}
+    return _message_operation(request, session, user, message_id, ask_under, "fork", typed)
 
 
 @router.post("/m/{message_id}/edit")
@@ -481,7 +515,8 @@ def edit_page(
             agent_ids=_agent_ids(agent_ids or []) or None,
         )  # fmt: skip
 
-    return _message_operation(request, session, user, message_id, fork)
+    typed = {"content": content, "agent_ids": agent_ids or []}
+    return _message_operation(request, session, user, message_id, fork, "edit", typed)
 
 
 @router.post("/m/{message_id}/rerun")
@@ -497,7 +532,8 @@ def rerun_page(
             session=session, task=task, author=user, message_id=message_id, agent_id=agent_id
         )
 
-    return _message_operation(request, session, user, message_id, rerun)
+    typed = {"agent_id": agent_id}
+    return _message_operation(request, session, user, message_id, rerun, "rerun", typed)
 
 
 @router.post("/m/{message_id}/handoff")
@@ -515,7 +551,8 @@ def handoff_page(
             instruction=instruction,
         )  # fmt: skip
 
-    return _message_operation(request, session, user, message_id, hand_off)
+    typed = {"agent_id": agent_id, "instruction": instruction}
+    return _message_operation(request, session, user, message_id, hand_off, "handoff", typed)
 
 
 @router.post("/t/{task_id}/assignee")

@@ -26,6 +26,7 @@ from app.services.access import comparison_for, task_for
 from app.services.accounts import create_user
 from app.services.agents import agents_of
 from app.services.comparisons import branch_ids, columns_of
+from app.services.labels import message_labels
 from app.services.threads import branch
 from app.services.workspaces import delete_workspace
 from app.web.deps import (
@@ -338,6 +339,8 @@ def _shared_context(
     else:
         shown = branch(session=session, task=task, at=at)
         context["branch"] = shown
+        context["labels"] = message_labels(session=session, messages=shown.messages,
+                                           agents_by_id=agents)  # fmt: skip
         context["active"] = any(
             r.status in (RunStatus.queued, RunStatus.running) for r in shown.runs.values()
         )

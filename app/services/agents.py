@@ -30,6 +30,33 @@ FIELD_MESSAGES = {
 }
 
 
+# Distinct at a glance (and on a white or dark page); a new agent takes the first one unused.
+PALETTE = (
+    "#4f6bed",
+    "#e8590c",
+    "#2f9e44",
+    "#c2255c",
+    "#0c8599",
+    "#7048e8",
+    "#e67700",
+    "#1971c2",
+    "#a61e4d",
+    "#5c940d",
+)
+
+
+def next_colour(*, session: Session, workspace_id: int) -> str:
+    """The first palette colour no agent of the workspace wears (cycling once all are used)."""
+    used = [
+        c.lower()
+        for c in session.exec(select(Agent.colour).where(Agent.workspace_id == workspace_id))
+    ]
+    for colour in PALETTE:
+        if colour not in used:
+            return colour
+    return PALETTE[len(used) % len(PALETTE)]
+
+
 def agents_of(*, session: Session, workspace_id: int) -> list[Agent]:
     """The workspace's agents, by name."""
     return list(
@@ -72,7 +99,10 @@ def create_agent(*, session: Session, workspace_id: int, actor: User, fields: Ag
     """A new agent."""
     name = _check_name(session, workspace_id, fields.name, None)
     _check_model(session, fields.model_id)
-    agent = Agent(workspace_id=workspace_id, **{**fields.model_dump(), "name": name})
+    colour = fields.colour or next_colour(session=session, workspace_id=workspace_id)
+    agent = Agent(
+        workspace_id=workspace_id, **{**fields.model_dump(), "name": name, "colour": colour}
+    )
     session.add(agent)
     session.flush()
     record_event(

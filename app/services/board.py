@@ -68,6 +68,20 @@ def active_runs(*, session: Session, task_ids: list[int]) -> dict[int, int]:
     return {task_id: int(count) for task_id, count in rows}
 
 
+def failed_tasks(*, session: Session, task_ids: list[int]) -> set[int]:
+    """The tasks whose newest run failed (a card flags them until a retry or a new run)."""
+    newest = (
+        select(func.max(Run.id))
+        .where(col(Run.task_id).in_(task_ids))
+        .group_by(col(Run.task_id))
+        .scalar_subquery()
+    )
+    rows = session.exec(
+        select(Run.task_id).where(col(Run.id).in_(newest), Run.status == RunStatus.failed)
+    ).all()
+    return set(rows)
+
+
 @dataclass(frozen=True)
 class AgentRow:
     agent: Agent

@@ -109,6 +109,7 @@ class TreeNode:
     agent_id: int | None
     snippet: str
     children: list[TreeNode]
+    handoff: bool = False
 
 
 def tree(*, session: Session, task: Task, snippet_chars: int = 60) -> list[TreeNode]:
@@ -120,12 +121,13 @@ def tree(*, session: Session, task: Task, snippet_chars: int = 60) -> list[TreeN
             Message.role,
             Message.agent_id,
             func.substr(Message.content, 1, snippet_chars),
+            Message.handoff,
         )
         .where(Message.task_id == task.id)
         .order_by(col(Message.id))
     ).all()
     nodes = {
-        row[0]: TreeNode(row[0], row[2], row[3], " ".join((row[4] or "").split()), [])
+        row[0]: TreeNode(row[0], row[2], row[3], " ".join((row[4] or "").split()), [], row[5])
         for row in rows
     }
     roots: list[TreeNode] = []

@@ -9,6 +9,7 @@ from jinja2_fragments.fastapi import Jinja2Blocks
 from markupsafe import Markup
 from starlette.responses import Response
 
+from app.engine.checks import has_code, has_tests
 from app.paths import TEMPLATES_DIR
 from app.web.rendering import render_markdown
 
@@ -32,6 +33,8 @@ def markdown(text: str | None) -> Markup:
 
 templates.env.filters["count"] = human_count
 templates.env.filters["markdown"] = markdown
+templates.env.filters["has_code"] = has_code  # an answer whose code can be run as a check
+templates.env.filters["has_tests"] = has_tests  # an answer whose tests can be run against code
 
 
 def wants_fragment(request: Request) -> bool:

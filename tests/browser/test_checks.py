@@ -65,7 +65,7 @@ def test_two_coders_answers_tested_and_compared(open_page, session, model_server
     for run, verdict in zip(coders, ("✗ 1/2", "✓ 2/2"), strict=True):
         page.goto(f"/t/{task_id}?at={run.output_message_id}")
         card = page.locator(f"#message-{run.output_message_id}")
-        card.locator("summary").click()
+        card.locator(f"#message-{run.output_message_id}-handoff > summary").click()
         card.locator("select[name=agent_id]").last.select_option(label="Tester")
         card.locator("input[name=instruction]").fill("Test this.")
         card.locator("button:has-text('Hand off')").click()
@@ -118,8 +118,7 @@ def test_a_testers_tests_run_against_the_answer_picked_on_the_page(
     tests = finished_answers(session, task_id, 3)[-1].output_message_id
 
     # On the Tester's answer: run its tests against the other Coder's answer, picked here.
-    tester = page.locator(f"#message-{tests}")
-    tester.locator("summary").click()
+    page.locator(f"#message-{tests}-test-against > summary").click()
     picker = page.locator(f"#test-against-{tests}")
     expect(picker.locator("option")).to_have_count(2)  # both Coders' answers, not the tests
     expect(picker).to_have_value(str(buggy))  # chosen at first: the answer it was handed

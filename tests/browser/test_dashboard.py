@@ -32,7 +32,10 @@ def test_a_person_runs_the_whole_flow(open_page, session, model_server, worker):
     page.click("#create-workspace button[type=submit]")
     expect(page.locator("h1")).to_have_text("Parser rewrite")
     page.click("text=Agents")
+    expect(page.locator("h1")).to_have_text("Agents")
     for starter in ("Coder", "Tester"):
+        if page.locator("#new-agent[open]").count() == 0:  # open while there is no agent
+            page.click("#new-agent > summary")
         page.select_option("#starter", starter)
         page.click("#new-agent button:has-text('Use')")
         expect(page.locator("#new-agent-name")).to_have_value(starter)
@@ -70,7 +73,7 @@ def test_a_person_runs_the_whole_flow(open_page, session, model_server, worker):
     # Ctrl+Enter; the new branch streams in.
     expect(page.locator("#fanout-columns > li.message-assistant")).to_have_count(2)
     answer_card = page.locator("#fanout-columns > li.message-assistant").first
-    answer_card.locator("summary").click()
+    answer_card.locator(".compact-actions summary:has-text('Reply here')").click()
     fork_box = answer_card.locator("textarea[name=content]")
     fork_box.fill("Now handle times too.")
     answer_card.locator("fieldset label:has-text('Tester') input").check()
@@ -89,7 +92,7 @@ def test_a_person_runs_the_whole_flow(open_page, session, model_server, worker):
         page.click("#reassign-form button")
     expect(page.locator("#assignee option:checked")).to_have_text("Tester")
     last = page.locator("#thread > li.message-assistant").last
-    last.locator("summary").click()
+    last.locator(".compact-actions summary:has-text('Hand off')").click()
     last.locator("select[name=agent_id]").last.select_option(label="Coder")
     last.locator("input[name=instruction]").fill("Review this.")
     last.locator("button:has-text('Hand off')").click()

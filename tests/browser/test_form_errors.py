@@ -63,5 +63,5 @@ def test_task_and_pipeline_mistakes_are_answered_where_they_were_made(
     page.goto(f"/w/{workspace.slug}/pipelines")
     page.fill("#pipeline-name", "Write, test")
     page.click("#pipeline-create")
-    expect(page.locator("#page-error")).to_be_visible()
+    expect(page.locator("#pipeline-error")).to_be_visible()
     expect(page.locator("#pipeline-name")).to_have_value("Write, test")

@@ -46,7 +46,7 @@ def test_an_owner_invites_a_viewer_who_reads_but_cannot_run(
         guest_page.click("text=Visible to the team")
         expect(guest_page.locator("#thread")).to_contain_text("Coder says hello")
         expect(guest_page.locator("#composer")).to_have_count(0)
-        expect(guest_page.locator("#thread details.actions")).to_have_count(0)
+        expect(guest_page.locator("#thread .compact-actions")).to_have_count(0)
         # The API refuses the viewer's writes, whatever the page offers.
         task_id = guest_page.url.rstrip("/").rsplit("/", 1)[-1].split("?")[0]
         refused = guest_page.request.post(
