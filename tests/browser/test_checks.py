@@ -110,7 +110,7 @@ def test_a_testers_tests_run_against_the_answer_picked_on_the_page(
     # The buggy answer handed to the Tester: its tests fail against it.
     page.goto(f"/t/{task_id}?at={buggy}")
     card = page.locator(f"#message-{buggy}")
-    card.locator("summary").click()
+    card.locator(f"#message-{buggy}-handoff > summary").click()
     card.locator("select[name=agent_id]").last.select_option(label="Tester")
     card.locator("input[name=instruction]").fill("Test this.")
     card.locator("button:has-text('Hand off')").click()
