@@ -307,3 +307,28 @@ def test_a_judgement_whose_message_was_lost_is_settled_by_the_page(
     session.expire_all()
     (vote,) = session.exec(select(Vote)).all()  # settled once, however often it is looked at
     assert vote.judge and vote.reason == "first."
+
+
+def test_a_judge_asked_again_replaces_its_vote(client, session, team, model_server):
+    verdicts = iter(["Verdict: A\nReason: first look.", "Verdict: B\nReason: second look."])
+
+    def reply(received):
+        if received.json["messages"][-1]["content"].startswith("Judge the answers"):
+            return answer(next(verdicts))
+        return by_system_prompt(received)
+
+    model_server.on(CHAT, reply)
+    _, agents = team
+    _, comparison = compared(client, team)
+    url = f"/api/v1/comparisons/{comparison}/judgements"
+    first = client.post(url, json={"agent_id": agents[2].id}).json()
+    assert wait_for_judgement(client, comparison)["status"] == "voted"
+    second = client.post(url, json={"agent_id": agents[2].id}).json()
+    assert wait_for_judgement(client, comparison)["id"] == second["id"]
+    session.expire_all()
+    (vote,) = session.exec(select(Vote)).all()  # one vote per judge, replaced
+    assert (vote.outcome, vote.reason) == ("b", "second look.")
+    page = BeautifulSoup(client.get(f"/c/{comparison}").text, "html.parser")
+    assert page.find(id=f"judgement-{second['id']}-verdict").text == "B is better"
+    assert page.find(id=f"judgement-{first['id']}-verdict") is None
+    assert "replaced" in page.find(id=f"judgement-{first['id']}").text

@@ -62,16 +62,16 @@ def _judge_context(session: Session, comparison: Comparison, context: dict[str, 
     session.commit()  # a judgement settled here is kept
     votes = {v.id: v for v in service.votes_of(session=session, comparison=comparison) if v.judge}
     names = {a.id: a.name for a in context["agents"]}
-    shown = [
-        {
+    shown, voted = [], set()
+    for j in judgements:  # newest first: a judge's newer verdict replaced its older ones
+        vote = votes.get(j.vote_id) if j.vote_id and j.vote_id not in voted else None
+        voted.add(j.vote_id)
+        shown.append({
             "judgement": j,
             "judge": names.get(j.agent_id, "A deleted agent") if j.agent_id else "A deleted agent",
-            "vote": votes.get(j.vote_id) if j.vote_id else None,
-            "label": _vote_label(votes[j.vote_id], context["columns"])
-            if j.vote_id in votes else None,
-        }
-        for j in judgements
-    ]  # fmt: skip
+            "vote": vote,
+            "label": _vote_label(vote, context["columns"]) if vote else None,
+        })  # fmt: skip
     return {
         "judgements": shown,
         "judging": any(j.status == "pending" for j in judgements),
