@@ -332,3 +332,42 @@ def test_a_judge_asked_again_replaces_its_vote(client, session, team, model_serv
     assert page.find(id=f"judgement-{second['id']}-verdict").text == "B is better"
     assert page.find(id=f"judgement-{first['id']}-verdict") is None
     assert "replaced" in page.find(id=f"judgement-{first['id']}").text
+
+
+def test_two_settlers_at_once_cast_one_vote(client, session, team, model_server):
+    """The worker's follow-up and a page settling the same judgement together: one vote, one
+    "judged" event (two real connections, started together at a barrier)."""
+    import threading
+
+    from app.engine.judging import ask_judge, settle
+    from app.models import Comparison, Event, RunStatus, User
+
+    _, agents = team
+    _, comparison_id = compared(client, team)
+    owner = session.exec(select(User)).first()
+    _, started = ask_judge(session=session, comparison=session.get(Comparison, comparison_id),
+                           agent_id=agents[2].id, author=owner)  # fmt: skip
+    (run,) = started.runs
+    run.status = RunStatus.succeeded
+    session.get(Message, run.output_message_id).content = "Verdict: B\nReason: both settle."
+    session.commit()
+    barrier, errors = threading.Barrier(2), []
+
+    def settler() -> None:
+        barrier.wait()
+        try:
+            settle(run_id=run.id)
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=settler) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    session.expire_all()
+    assert len(session.exec(select(Vote)).all()) == 1
+    judged = session.exec(select(Event).where(Event.verb == "judged")).all()
+    assert len(judged) == 1
+    assert session.exec(select(Judgement)).one().status == "voted"

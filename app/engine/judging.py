@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, col, select
 
 from app.db import session_scope
@@ -200,39 +200,57 @@ def ask_judge(
 
 
 def judgements_of(*, session: Session, comparison: Comparison) -> list[Judgement]:
-    """The judgements asked on a comparison, newest first; finished runs are settled first."""
-    found = list(
-        session.exec(
-            select(Judgement)
-            .where(Judgement.comparison_id == comparison.id)
-            .order_by(col(Judgement.id).desc())
-        ).all()
-    )
-    for judgement in found:
-        if judgement.status == JudgementStatus.pending:
-            settle_in(session, judgement)
-    return found
+    """The judgements asked on a comparison, newest first. One whose run has ended but is
+    still pending (its follow-up was lost) is settled first, in a transaction of its own — so
+    the caller's transaction is ended first; the caller must have nothing uncommitted."""
+
+    def load() -> list[Judgement]:
+        return list(
+            session.exec(
+                select(Judgement)
+                .where(Judgement.comparison_id == comparison.id)
+                .order_by(col(Judgement.id).desc())
+            ).all()
+        )
+
+    found = load()
+    pending = [j.run_id for j in found if j.status == JudgementStatus.pending]
+    ended = session.exec(
+        select(Run.id).where(col(Run.id).in_(pending), col(Run.status).not_in(ACTIVE_STATUSES))
+    ).all()
+    if not ended:
+        return found
+    session.commit()
+    for run_id in ended:
+        settle(run_id=run_id)  # type: ignore[arg-type]
+    session.expire_all()
+    return load()
 
 
 def settle(*, run_id: int) -> None:
     """After a judge's run: its vote, or why there is none (idempotent)."""
-    for attempt in (1, 2):
+    for attempt in (1, 2, 3):
         try:
             with session_scope() as session:
                 judgement = session.exec(
                     select(Judgement).where(Judgement.run_id == run_id)
                 ).first()
                 if judgement is not None:
-                    settle_in(session, judgement)
+                    _settle_in(session, judgement)
             return
         except IntegrityError:
             # The same judge's other run cast its vote on this comparison meanwhile: once more,
             # and the vote is replaced.
-            if attempt == 2:
+            if attempt == 3:
+                raise
+        except OperationalError as exc:
+            # SQLite: a write after a read whose snapshot another settler has since changed
+            # cannot wait for the lock; look again in a fresh transaction (it is settled now).
+            if "locked" not in str(exc) or attempt == 3:
                 raise
 
 
-def settle_in(session: Session, judgement: Judgement) -> None:
+def _settle_in(session: Session, judgement: Judgement) -> None:
     """Settle a pending judgement whose run has ended, in the caller's transaction."""
     run = session.get(Run, judgement.run_id)
     if run is None or run.status in ACTIVE_STATUSES:

@@ -59,7 +59,6 @@ def _judge_context(session: Session, comparison: Comparison, context: dict[str, 
     with their reasons, and the agents that can judge."""
     task = context["task"]
     judgements = judging.judgements_of(session=session, comparison=comparison)
-    session.commit()  # a judgement settled here is kept
     votes = {v.id: v for v in service.votes_of(session=session, comparison=comparison) if v.judge}
     names = {a.id: a.name for a in context["agents"]}
     shown, voted = [], set()

@@ -123,9 +123,7 @@ def list_judgements(comparison_id: int, session: SessionDep, user: CurrentUser) 
     comparison, _ = comparison_for(
         session=session, comparison_id=comparison_id, user=user, min_role=Role.viewer
     )
-    found = judging.judgements_of(session=session, comparison=comparison)
-    session.commit()
-    return found
+    return judging.judgements_of(session=session, comparison=comparison)
 
 
 @router.put("/tasks/{task_id}/main-branch", status_code=status.HTTP_204_NO_CONTENT)
