@@ -113,3 +113,20 @@ def test_a_blind_comparison_reveals_nothing_while_streaming(client, session, tea
     # Once all are done the grid comes back whole, differences marked, still blind.
     final = BeautifulSoup(events[-1].data, "html.parser")
     assert final.find(id="column-A-hidden") and final.find(id="column-B-text")
+
+
+def test_code_blocks_are_cut_out_of_the_marked_text():
+    from app.services.comparisons import diff_blocks
+
+    base = "Use this:\n```python\ndef f(x):\n    return x\n```\nDone."
+    other = "Use that:\n```python\ndef f(x):\n    return x + 1\n```\nDone here."
+    blocks = diff_blocks(word_diff(base, other))
+    assert [block.code for block in blocks] == [False, True, False]
+    texts = ["".join(p.text for p in block.pieces) for block in blocks]
+    assert "".join(texts) == other  # nothing lost or repeated
+    assert texts[1] == "```python\ndef f(x):\n    return x + 1\n```\n"
+    assert [p.text for p in blocks[1].pieces if p.changed] == ["+ 1"]
+    assert [p.text for p in blocks[0].pieces if p.changed] == ["that:"]
+    # An unclosed fence runs to the end; text with no fence is one prose block.
+    assert [b.code for b in diff_blocks(word_diff("", "a\n```\ncode"))] == [False, True]
+    assert [b.code for b in diff_blocks(word_diff("", "just words"))] == [False]

@@ -111,3 +111,52 @@ def test_every_sqlite_table_with_an_id_never_reuses_it_after_all_migrations(tmp_
     assert "run" in with_ids and "code_check" in with_ids
     plain = sorted(name for name, sql in with_ids.items() if "AUTOINCREMENT" not in sql)
     assert plain == [], plain
+
+
+def test_0011_marks_judges_votes_and_lets_them_outlive_their_agent(tmp_path):
+    """Votes a judge cast before 0011 become judge votes; afterwards a judge's vote may lose
+    its agent (deleted), a person's vote may not lose its person; and back down again."""
+    from alembic import command
+
+    from app.runtime.migrate import alembic_config
+
+    url = f"sqlite:///{tmp_path / 'votes.db'}"
+    command.upgrade(alembic_config(url), "0010")
+    engine = create_db_engine(url)
+    now = "2026-01-01 00:00:00"
+    rows = [
+        "INSERT INTO user (id, email, display_name, is_admin, is_active, created_at) "
+        f"VALUES (7, 'a@example.com', 'a', 0, 1, '{now}')",
+        "INSERT INTO workspace (id, slug, name, description, created_at) "
+        f"VALUES (1, 'w', 'W', '', '{now}')",
+        "INSERT INTO agent (id, workspace_id, name, role_prompt, temperature, max_tokens, colour, "
+        f"created_at) VALUES (9, 1, 'Judge', 'Judge.', 0, 64, '#888888', '{now}')",
+        "INSERT INTO task (id, workspace_id, title, brief, status, position, created_at, "
+        f"updated_at) VALUES (1, 1, 't', '', 'review', 1, '{now}', '{now}')",
+        f"INSERT INTO comparison (id, task_id, blind, created_at) VALUES (1, 1, 0, '{now}')",
+        "INSERT INTO vote (id, comparison_id, voter_user_id, judge_agent_id, outcome, created_at) "
+        f"VALUES (1, 1, 7, NULL, 'a', '{now}'), (2, 1, NULL, 9, 'b', '{now}')",
+    ]
+    with engine.begin() as connection:
+        for row in rows:
+            connection.execute(sa.text(row))
+    engine.dispose()
+    upgrade_to_head(url)
+    engine = create_db_engine(url)
+    try:
+        with engine.begin() as connection:
+            marks = connection.execute(sa.text("SELECT id, judge FROM vote ORDER BY id")).all()
+            assert [tuple(row) for row in marks] == [(1, 0), (2, 1)]
+            connection.execute(sa.text("DELETE FROM agent WHERE id = 9"))  # SET NULL on the vote
+        with pytest.raises(sa.exc.IntegrityError), engine.begin() as connection:
+            connection.execute(sa.text("UPDATE vote SET voter_user_id = NULL WHERE id = 1"))
+    finally:
+        engine.dispose()
+    command.downgrade(alembic_config(url), "0010")
+    engine = create_db_engine(url)
+    try:
+        with engine.begin() as connection:
+            # The judge's vote that lost its agent cannot exist before 0011: it goes.
+            assert connection.execute(sa.text("SELECT id FROM vote")).scalars().all() == [1]
+    finally:
+        engine.dispose()

@@ -22,7 +22,7 @@ def test_a_fanned_out_task_exports_every_branch_and_vote(client, session, team):
     assert {r["status"] for r in record["runs"]} == {"succeeded"}
     assert record["comparisons"][0]["votes"] == [
         {"outcome": "b", "winner_message_id": record["comparisons"][0]["message_ids"][1],
-         "by": "person"}
+         "by": "person", "reason": None}
     ]  # fmt: skip
 
     markdown = client.get(f"/api/v1/tasks/{task['id']}/export?format=markdown")

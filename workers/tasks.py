@@ -8,11 +8,12 @@ from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from app.config import get_settings
-from app.engine import checks, pipelines, runner, sweeper
+from app.engine import checks, judging, pipelines, runner, sweeper
 from app.engine.dispatch import (
     ADVANCE_PIPELINE,
     RUN_AGENT,
     RUN_CHECK,
+    SETTLE_JUDGEMENT,
     SWEEP_CHECKS,
     SWEEP_RUNS,
     dispatch,
@@ -62,6 +63,12 @@ def run_agent(self: Task, run_id: int) -> None:
 def advance_pipeline(run_id: int) -> None:
     """After a pipeline step: start the next hand-off, unless the pipeline is done."""
     dispatch(pipelines.advance(run_id=run_id))
+
+
+@celery_app.task(name=SETTLE_JUDGEMENT)
+def settle_judgement(run_id: int) -> None:
+    """After a judge's run: read its verdict and cast its vote, or record why there is none."""
+    judging.settle(run_id=run_id)
 
 
 @celery_app.task(bind=True, name=RUN_CHECK, max_retries=None)

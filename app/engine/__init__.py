@@ -13,6 +13,8 @@ Modules:
   starting      model servers that are starting (what each is doing): their runs wait
   checks        checks: an answer's code (and a Tester's tests) run once in the sandbox, on the
                 ``checks`` queue, under the same contract (claim, lease, one result, cancel)
+  judging       a judge agent's run on a comparison (blind) and the vote read from its answer,
+                settled once by the worker's follow-up or by the page
 
 Delivery contract (every module here keeps it):
   1. A run is created in SQL, in the same transaction as the message it answers; only after

@@ -19,7 +19,7 @@ from app.config import get_settings
 from app.db import get_engine
 from app.engine import live
 from app.engine.delivery import mark_dispatched
-from app.models import Check, Model, Run, RunStatus, Task
+from app.models import Check, Judgement, Model, Run, RunStatus, Task
 from app.redis_conn import celery_broker_url, get_redis
 
 log = logging.getLogger(__name__)
@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 # The names the tasks in workers/tasks.py are registered under.
 RUN_AGENT = "switchboard.run_agent"
 ADVANCE_PIPELINE = "switchboard.advance_pipeline"
+SETTLE_JUDGEMENT = "switchboard.settle_judgement"
 SWEEP_RUNS = "switchboard.sweep_runs"
 RUN_CHECK = "switchboard.run_check"
 SWEEP_CHECKS = "switchboard.sweep_checks"
@@ -64,26 +65,32 @@ def dispatch(run_ids: list[int]) -> bool:
     with Session(get_engine()) as session:
         rows = session.exec(
             select(  # type: ignore[call-overload]
-                Run.id, Model.endpoint_id, Run.pipeline_id, Task.workspace_id, Run.task_id
+                Run.id,
+                Model.endpoint_id,
+                Run.pipeline_id,
+                Task.workspace_id,
+                Run.task_id,
+                Judgement.id,
             )
             .join(Model, col(Model.id) == col(Run.model_id))
             .join(Task, col(Task.id) == col(Run.task_id))
+            .outerjoin(Judgement, col(Judgement.run_id) == col(Run.id))
             .where(col(Run.id).in_(run_ids), Run.status == RunStatus.queued)
         ).all()
     client = get_redis()
     app = producer()
     sent: list[int] = []
-    for run_id, endpoint_id, pipeline_id, workspace_id, task_id in rows:
+    for run_id, endpoint_id, pipeline_id, workspace_id, task_id, judgement_id in rows:
         with contextlib.suppress(redis.RedisError):
             live.append_run(client, run_id, "state", {"status": "queued"})
             live.append_workspace(
                 client, workspace_id, "run", {"id": run_id, "task_id": task_id, "status": "queued"}
             )
-        link = (
-            signature(ADVANCE_PIPELINE, args=[run_id], immutable=True, app=app)
-            if pipeline_id
-            else None
-        )
+        link = None
+        if pipeline_id:
+            link = signature(ADVANCE_PIPELINE, args=[run_id], immutable=True, app=app)
+        elif judgement_id:
+            link = signature(SETTLE_JUDGEMENT, args=[run_id], immutable=True, app=app)
         try:
             app.send_task(RUN_AGENT, args=[run_id], queue=endpoint_queue(endpoint_id), link=link)
         except (KombuError, redis.RedisError, OSError) as exc:

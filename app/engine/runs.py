@@ -220,6 +220,19 @@ def ask(
                                          author=author))  # fmt: skip
 
 
+def ask_apart(
+    *, session: Session, task: Task, author: User | None, content: str, agent_id: int
+) -> Started:
+    """A question in a thread of its own (a new root of the task's tree) answered by one agent:
+    its context is that question alone — for work about the task, such as judging answers."""
+    content = _clean_content(content)
+    agents = _agents(session, task, [agent_id])
+    question = _add_message(session, task, parent=None, role=MessageRole.user,
+                            content=content, author=author)  # fmt: skip
+    return Started(question, _start_runs(session, task, question=question, agents=agents,
+                                         author=author))  # fmt: skip
+
+
 def fork_with_edit(
     *,
     session: Session,

@@ -57,14 +57,14 @@ class VoteOutcome(StrEnum):
 
 
 class Vote(SQLModel, table=True):
-    """A verdict on a comparison, by a person or by a judge agent; one per person."""
+    """A verdict on a comparison, by a person or by a judge agent; one per person and one per
+    judge agent. A judge's vote stays a judge's vote when its agent is deleted."""
 
     __table_args__ = (
         sa.UniqueConstraint("comparison_id", "voter_user_id"),
+        sa.UniqueConstraint("comparison_id", "judge_agent_id"),
         choice_check("outcome", VoteOutcome, "outcome_valid"),
-        sa.CheckConstraint(
-            "voter_user_id IS NOT NULL OR judge_agent_id IS NOT NULL", name="voter_present"
-        ),
+        sa.CheckConstraint("judge OR voter_user_id IS NOT NULL", name="voter_present"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -75,6 +75,33 @@ class Vote(SQLModel, table=True):
     winner_message_id: int | None = Field(
         default=None, foreign_key="message.id", ondelete="SET NULL"
     )
+    judge: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
+    # A judge's short reason for its verdict, shown beside the vote.
+    reason: str | None = Field(default=None, sa_type=sa.Text)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class JudgementStatus(StrEnum):
+    pending = "pending"  # the judge's run is queued or running
+    voted = "voted"
+    unreadable = "unreadable"  # the judge answered, but no verdict could be read from it
+    failed = "failed"  # the judge's run failed or was cancelled
+
+
+class Judgement(SQLModel, table=True):
+    """A judge agent asked to vote on a comparison: its run, and what came of it."""
+
+    __table_args__ = (choice_check("status", JudgementStatus, "status_valid"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    comparison_id: int = Field(foreign_key="comparison.id", ondelete="CASCADE", index=True)
+    agent_id: int | None = Field(default=None, foreign_key="agent.id", ondelete="SET NULL")
+    run_id: int = Field(foreign_key="run.id", ondelete="CASCADE", unique=True)
+    status: str = Field(default=JudgementStatus.pending, sa_type=sa.String(16))
+    # Why no vote came of it (unreadable or failed), in words a person can act on.
+    message: str | None = Field(default=None, sa_type=sa.Text)
+    vote_id: int | None = Field(default=None, foreign_key="vote.id", ondelete="SET NULL")
+    created_by_id: int | None = Field(default=None, foreign_key="user.id", ondelete="SET NULL")
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
@@ -97,6 +124,23 @@ class VotePublic(SQLModel):
     outcome: str
     winner_message_id: int | None
     voter_user_id: int | None
+    judge: bool = False
+    judge_agent_id: int | None = None
+    reason: str | None = None
+
+
+class JudgementCreate(SQLModel):
+    agent_id: int
+
+
+class JudgementPublic(SQLModel):
+    id: int
+    comparison_id: int
+    agent_id: int | None
+    run_id: int
+    status: str
+    message: str | None
+    vote_id: int | None
 
 
 class ComparisonPublic(SQLModel):

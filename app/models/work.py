@@ -39,6 +39,15 @@ class Task(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
+class TaskTag(SQLModel, table=True):
+    """A short label on a task (``parsing``, ``sql``), for filtering the leaderboard."""
+
+    __tablename__ = "task_tag"
+
+    task_id: int = Field(foreign_key="task.id", ondelete="CASCADE", primary_key=True)
+    tag: str = Field(sa_type=sa.String(32), primary_key=True, index=True)
+
+
 class MessageRole(StrEnum):
     user = "user"
     assistant = "assistant"
@@ -229,6 +238,7 @@ class TaskCreate(SQLModel):
     brief: str = Field(default="", max_length=100_000)
     assignee_agent_id: int | None = None
     agent_ids: list[int] = Field(default_factory=list, max_length=8)
+    tags: list[str] = Field(default_factory=list, max_length=8)
 
 
 class TaskUpdate(SQLModel):
@@ -236,6 +246,7 @@ class TaskUpdate(SQLModel):
     brief: str | None = Field(default=None, max_length=100_000)
     status: TaskStatus | None = None
     position: float | None = None
+    tags: list[str] | None = Field(default=None, max_length=8, description="Replaces the tags.")
 
 
 class MessagePublic(SQLModel):
@@ -290,6 +301,7 @@ class TaskPublic(SQLModel):
     position: float
     created_at: datetime
     updated_at: datetime
+    tags: list[str] = []
 
 
 class TaskDetail(TaskPublic):

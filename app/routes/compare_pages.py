@@ -13,6 +13,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
 from app.db import get_engine
+from app.engine import judging
+from app.engine.dispatch import dispatch
 from app.models import (
     Comparison,
     Message,
@@ -30,6 +32,7 @@ from app.services.agents import agents_of
 from app.services.checks import latest_checks
 from app.services.threads import answers_to
 from app.web.deps import CurrentUser, SessionDep
+from app.web.forms import form_id
 from app.web.streams import (
     LiveEvent,
     StreamUser,
@@ -46,6 +49,35 @@ router = APIRouter(tags=["pages"], include_in_schema=False)
 VOTE_LABELS = {"a": "A is better", "b": "B is better", "tie": "a tie", "both_bad": "both are bad"}
 
 
+def _vote_label(vote: Vote, columns: list[service.Column]) -> str:
+    winner = next((c.letter for c in columns if c.message.id == vote.winner_message_id), None)
+    return VOTE_LABELS.get(vote.outcome) or f"{winner} is best"
+
+
+def _judge_context(session: Session, comparison: Comparison, context: dict[str, Any]) -> dict:
+    """The judge panel: the judgements asked (finished runs settled first), the judges' votes
+    with their reasons, and the agents that can judge."""
+    task = context["task"]
+    judgements = judging.judgements_of(session=session, comparison=comparison)
+    votes = {v.id: v for v in service.votes_of(session=session, comparison=comparison) if v.judge}
+    names = {a.id: a.name for a in context["agents"]}
+    shown, voted = [], set()
+    for j in judgements:  # newest first: a judge's newer verdict replaced its older ones
+        vote = votes.get(j.vote_id) if j.vote_id and j.vote_id not in voted else None
+        voted.add(j.vote_id)
+        shown.append({
+            "judgement": j,
+            "judge": names.get(j.agent_id, "A deleted agent") if j.agent_id else "A deleted agent",
+            "vote": vote,
+            "label": _vote_label(vote, context["columns"]) if vote else None,
+        })  # fmt: skip
+    return {
+        "judgements": shown,
+        "judging": any(j.status == "pending" for j in judgements),
+        "judge_agents": judging.judge_agents(session=session, workspace_id=task.workspace_id),
+    }
+
+
 def _context(session: Session, comparison: Comparison, user: User, baseline: int) -> dict[str, Any]:
     task = session.get(Task, comparison.task_id)
     assert task is not None
@@ -57,10 +89,7 @@ def _context(session: Session, comparison: Comparison, user: User, baseline: int
         select(Vote).where(Vote.comparison_id == comparison.id, Vote.voter_user_id == user.id)
     ).first()
     columns = service.columns_of(session=session, message_ids=message_ids, baseline=baseline)
-    label = None
-    if mine:
-        winner = next((c.letter for c in columns if c.message.id == mine.winner_message_id), None)
-        label = VOTE_LABELS.get(mine.outcome) or f"{winner} is best"
+    label = _vote_label(mine, columns) if mine else None
     agents = agents_of(session=session, workspace_id=task.workspace_id)
     first = columns[0].message if columns else None
     question = session.get(Message, first.parent_id) if first and first.parent_id else None
@@ -111,7 +140,50 @@ def compare_page(
     comparison, task = comparison_for(
         session=session, comparison_id=comparison_id, user=user, min_role=Role.viewer
     )
-    return render(request, "compare.html", _context(session, comparison, user, baseline))
+    context = _context(session, comparison, user, baseline)
+    context.update(_judge_context(session, comparison, context))
+    return render(request, "compare.html", context)
+
+
+@router.get("/c/{comparison_id}/judge")
+def judge_panel(
+    request: Request, comparison_id: int, session: SessionDep, user: CurrentUser
+) -> Response:
+    """The judge panel alone: it replaces itself every two seconds while a judge is at work."""
+    comparison, _ = comparison_for(
+        session=session, comparison_id=comparison_id, user=user, min_role=Role.viewer
+    )
+    context = _context(session, comparison, user, 0)
+    context.update(_judge_context(session, comparison, context))
+    return render(request, "compare.html", context, block="judge_panel")
+
+
+@router.post("/c/{comparison_id}/judge")
+def ask_judge(
+    request: Request,
+    comparison_id: int,
+    session: SessionDep,
+    user: CurrentUser,
+    agent_id: Annotated[str, Form()] = "",
+) -> Response:
+    """Have an agent judge the comparison (blind: it sees the question and the answers)."""
+    comparison, task = comparison_for(
+        session=session, comparison_id=comparison_id, user=user, min_role=Role.editor
+    )
+    try:
+        judge = form_id(agent_id, "Choose the agent that judges.")
+        _, started = judging.ask_judge(
+            session=session, comparison=comparison, agent_id=judge, author=user
+        )
+    except ServiceError as exc:
+        session.rollback()
+        context = _context(session, comparison, user, 0)
+        context.update(_judge_context(session, comparison, context))
+        context.update(judge_error=exc.message, judge_agent_id=agent_id)
+        return render(request, "compare.html", context, status_code=exc.status_code)
+    session.commit()
+    dispatch([run.id for run in started.runs if run.id is not None])
+    return RedirectResponse(f"/c/{comparison.id}#judge-panel", status_code=303)
 
 
 @router.post("/c/{comparison_id}/vote")
@@ -132,6 +204,7 @@ def vote_page(
     except ServiceError as exc:
         session.rollback()
         context = {**_context(session, comparison, user, 0), "error": exc.message}
+        context.update(_judge_context(session, comparison, context))
         return render(request, "compare.html", context, status_code=exc.status_code)
     session.commit()
     return RedirectResponse(f"/c/{comparison.id}", status_code=303)

@@ -194,6 +194,22 @@ def branch_ids(*, session: Session, comparison: Comparison) -> list[int]:
     )
 
 
+def _winner(branches: list[int], outcome: VoteOutcome, winner_message_id: int | None) -> int | None:
+    """The winning branch a verdict names (None for a tie or both bad); refuses a verdict that
+    does not fit the number of branches."""
+    if len(branches) == 2 and outcome not in TWO_WAY:
+        raise ServiceError("With two branches, vote A, B, tie or both bad.")
+    if len(branches) > 2 and outcome != VoteOutcome.best:
+        raise ServiceError("With more than two branches, pick the best one.")
+    if outcome == VoteOutcome.best and winner_message_id not in branches:
+        raise ServiceError("Pick the best branch among those compared.")
+    if outcome == VoteOutcome.a:
+        return branches[0]
+    if outcome == VoteOutcome.b:
+        return branches[1]
+    return winner_message_id if outcome == VoteOutcome.best else None
+
+
 def cast_vote(
     *,
     session: Session,
@@ -204,18 +220,7 @@ def cast_vote(
 ) -> Vote:
     """Record ``voter``'s verdict; voting again replaces it."""
     branches = branch_ids(session=session, comparison=comparison)
-    if len(branches) == 2 and outcome not in TWO_WAY:
-        raise ServiceError("With two branches, vote A, B, tie or both bad.")
-    if len(branches) > 2 and outcome != VoteOutcome.best:
-        raise ServiceError("With more than two branches, pick the best one.")
-    if outcome == VoteOutcome.best and winner_message_id not in branches:
-        raise ServiceError("Pick the best branch among those compared.")
-    if outcome == VoteOutcome.a:
-        winner_message_id = branches[0]
-    elif outcome == VoteOutcome.b:
-        winner_message_id = branches[1]
-    elif outcome != VoteOutcome.best:
-        winner_message_id = None
+    winner_message_id = _winner(branches, outcome, winner_message_id)
     vote = session.exec(
         select(Vote).where(Vote.comparison_id == comparison.id, Vote.voter_user_id == voter.id)
     ).first() or Vote(comparison_id=comparison.id, voter_user_id=voter.id, outcome=outcome)  # type: ignore[arg-type]
@@ -230,6 +235,42 @@ def cast_vote(
         session=session, workspace_id=task.workspace_id, actor=voter, verb="voted",
         subject_type="comparison", subject_id=comparison.id,
         data={"task_id": task.id, "outcome": str(outcome)},
+    )  # fmt: skip
+    return vote
+
+
+MAX_REASON_CHARS = 300
+
+
+def cast_judge_vote(
+    *,
+    session: Session,
+    comparison: Comparison,
+    judge: Agent,
+    outcome: VoteOutcome,
+    winner_message_id: int | None = None,
+    reason: str = "",
+) -> Vote:
+    """Record a judge agent's verdict with its short reason; the judge judging again replaces
+    its vote. Kept apart from people's votes (``Vote.judge``)."""
+    branches = branch_ids(session=session, comparison=comparison)
+    winner_message_id = _winner(branches, outcome, winner_message_id)
+    vote = session.exec(
+        select(Vote).where(Vote.comparison_id == comparison.id, Vote.judge_agent_id == judge.id)
+    ).first() or Vote(comparison_id=comparison.id, judge_agent_id=judge.id, outcome=outcome)  # type: ignore[arg-type]
+    vote.judge = True
+    vote.outcome = outcome
+    vote.winner_message_id = winner_message_id
+    vote.reason = " ".join(reason.split())[:MAX_REASON_CHARS] or None
+    vote.created_at = utcnow()
+    session.add(vote)
+    session.flush()
+    task = session.get(Task, comparison.task_id)
+    assert task is not None
+    record_event(
+        session=session, workspace_id=task.workspace_id, actor=None, verb="judged",
+        subject_type="comparison", subject_id=comparison.id,
+        data={"task_id": task.id, "outcome": str(outcome), "agent_id": judge.id},
     )  # fmt: skip
     return vote
 
@@ -328,6 +369,50 @@ def diff_cache_info() -> Any:
     return _diff.cache_info()
 
 
+@dataclass(frozen=True)
+class Block:
+    """A stretch of a compared answer: prose (wrapped) or a fenced code block (kept as
+    written, scrolling sideways inside its column), each with its marked pieces."""
+
+    code: bool
+    pieces: tuple[Piece, ...]
+
+
+_FENCE = re.compile(r"^[ \t]*(```|~~~)", re.M)
+
+
+def diff_blocks(diff: Diff) -> list[Block]:
+    """The diff's pieces cut into prose and code blocks at the lines that open or close a
+    fence (the fence lines belong to their code block)."""
+    text = "".join(piece.text for piece in diff.pieces)
+    cuts: list[int] = []  # offsets where the kind changes
+    inside = False
+    for fence in _FENCE.finditer(text):
+        if not inside:
+            cuts.append(fence.start())
+        else:
+            end = text.find("\n", fence.end())
+            cuts.append(len(text) if end == -1 else end + 1)
+        inside = not inside
+    blocks: list[Block] = []
+    current: list[Piece] = []
+    code, offset, bounds = False, 0, iter([*cuts, len(text) + 1])
+    bound = next(bounds)
+    for piece in diff.pieces:
+        rest = piece.text
+        while rest:
+            while offset >= bound:  # a cut here: the block so far is done
+                if current:
+                    blocks.append(Block(code, tuple(current)))
+                current, code, bound = [], not code, next(bounds)
+            taken = rest[: bound - offset]
+            current.append(Piece(taken, piece.changed))
+            offset, rest = offset + len(taken), rest[len(taken) :]
+    if current:
+        blocks.append(Block(code, tuple(current)))
+    return blocks
+
+
 LETTERS = "ABCD"
 
 
@@ -342,6 +427,10 @@ class Column:
     model: Model | None
     live: bool
     diff: Diff
+
+    @property
+    def blocks(self) -> list[Block]:
+        return diff_blocks(self.diff)
 
 
 def columns_of(*, session: Session, message_ids: list[int], baseline: int) -> list[Column]:

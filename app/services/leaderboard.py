@@ -5,7 +5,8 @@ compared answers: A or B is a win, "tie" and "both bad" are ties (neither is bet
 gets half a win), and "best of N" is a win over every other column. Columns written by the same
 contestant tell nothing about the two and are skipped. Judge agents' votes are kept apart and
 only count when asked for. Ratings are cached per workspace and filter, keyed by the votes'
-state, so they are recomputed only when a vote changes.
+state (and, under a tag filter, by which tasks carry the tag), so they are recomputed only when
+a vote or a tag changes.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ import threading
 from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from app.models import (
     Agent,
@@ -29,9 +31,11 @@ from app.models import (
     Run,
     RunStatus,
     Task,
+    TaskTag,
     Vote,
     VoteOutcome,
 )
+from app.services import ServiceError
 from app.services.ratings import Rating, Verdict, rate, win_chance
 
 
@@ -42,12 +46,50 @@ class Grouping(StrEnum):
 
 @dataclass(frozen=True)
 class Filters:
-    """What the leaderboard counts: by model or agent, judge votes or not, a date range."""
+    """What the leaderboard counts: by model or agent, judge votes or not, a date range, the
+    tasks with one tag."""
 
     by: Grouping = Grouping.model
     include_judges: bool = False
     since: datetime | None = None
     until: datetime | None = None
+    tag: str | None = None
+
+
+def filters_from(
+    *, by: str = "model", judges: str = "", since: str = "", until: str = "", tag: str = ""
+) -> Filters:
+    """Filters from a query string (dates as 2026-11-30, both days included); a clear message
+    for each mistake."""
+    if by not in (Grouping.model, Grouping.agent):
+        raise ServiceError("Group the leaderboard by model or by agent.")
+
+    def day(value: str, label: str) -> date | None:
+        if not value:
+            return None
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            raise ServiceError(f"The {label} date must look like 2026-11-30.") from None
+
+    start, end = day(since, "from"), day(until, "to")
+    if start and end and end < start:
+        raise ServiceError("The “to” date comes before the “from” date.")
+    tag = tag.strip().lower().lstrip("#")
+    if len(tag) > 32:
+        raise ServiceError("A tag has at most 32 characters.")
+    return Filters(
+        by=Grouping(by),
+        include_judges=judges.lower() in ("1", "on", "true", "yes"),
+        since=datetime.combine(start, time(), UTC) if start else None,
+        until=datetime.combine(end + timedelta(days=1), time(), UTC) if end else None,
+        tag=tag or None,
+    )
+
+
+def _tagged(tag: str) -> SelectOfScalar[int]:
+    """The ids of the tasks with ``tag``."""
+    return select(TaskTag.task_id).where(TaskTag.tag == tag)
 
 
 @dataclass
@@ -112,7 +154,7 @@ def _votes(session: Session, workspace_id: int, filters: Filters) -> list[_VoteR
             Vote.comparison_id,
             Vote.outcome,
             Vote.winner_message_id,
-            Vote.judge_agent_id,
+            Vote.judge,
             Vote.voter_user_id,
         )  # fmt: skip
         .join(Comparison, col(Comparison.id) == col(Vote.comparison_id))
@@ -124,8 +166,10 @@ def _votes(session: Session, workspace_id: int, filters: Filters) -> list[_VoteR
         query = query.where(col(Vote.created_at) >= filters.since)
     if filters.until is not None:
         query = query.where(col(Vote.created_at) < filters.until)
+    if filters.tag is not None:
+        query = query.where(col(Task.id).in_(_tagged(filters.tag)))
     return [
-        _VoteRow(vid, cid, outcome, winner, judge is not None, voter)
+        _VoteRow(vid, cid, outcome, winner, bool(judge), voter)
         for vid, cid, outcome, winner, judge, voter in session.exec(query).all()
     ]
 
@@ -164,15 +208,22 @@ def verdicts_of(vote: _VoteRow, columns: list[tuple]) -> list[Verdict[int]]:
     return [Verdict(first, second, winner)]
 
 
-def _speeds(session: Session, workspace_id: int, by: Grouping) -> dict[int, tuple]:
-    owner = Run.model_id if by == Grouping.model else Run.agent_id
-    rows = session.exec(
+def _speeds(session: Session, workspace_id: int, filters: Filters) -> dict[int, tuple]:
+    owner = Run.model_id if filters.by == Grouping.model else Run.agent_id
+    query = (
         select(  # type: ignore[call-overload]
             owner, Run.tokens_per_second, Run.started_at, Run.first_token_at
         )
         .join(Task, col(Task.id) == col(Run.task_id))
         .where(Task.workspace_id == workspace_id, Run.status == RunStatus.succeeded)
-    ).all()
+    )
+    if filters.since is not None:
+        query = query.where(col(Run.queued_at) >= filters.since)
+    if filters.until is not None:
+        query = query.where(col(Run.queued_at) < filters.until)
+    if filters.tag is not None:
+        query = query.where(col(Task.id).in_(_tagged(filters.tag)))
+    rows = session.exec(query).all()
     found: dict[int, tuple[list[float], list[float], int]] = {}
     for key, speed, started, first_token in rows:
         if key is None:
@@ -292,8 +343,17 @@ def _tally(session: Session, workspace_id: int, filters: Filters) -> _Tally:
     )
 
 
+def _tag_state(session: Session, filters: Filters) -> tuple[int, ...]:
+    """Under a tag filter, the tasks that carry the tag: tagging a task changes the tally."""
+    if filters.tag is None:
+        return ()
+    return tuple(session.exec(_tagged(filters.tag).order_by(col(TaskTag.task_id))).all())
+
+
 def _cached_tally(session: Session, workspace_id: int, filters: Filters) -> _Tally:
-    key = (workspace_id, filters, _votes_state(session, workspace_id))
+    key = (
+        workspace_id, filters, _votes_state(session, workspace_id), _tag_state(session, filters)
+    )  # fmt: skip
     with _CACHE_LOCK:
         if key in _CACHE:
             _CACHE.move_to_end(key)
@@ -309,7 +369,7 @@ def _cached_tally(session: Session, workspace_id: int, filters: Filters) -> _Tal
 def leaderboard(*, session: Session, workspace_id: int, filters: Filters) -> Leaderboard:
     """The leaderboard of a workspace under ``filters``."""
     tally = _cached_tally(session, workspace_id, filters)
-    speeds = _speeds(session, workspace_id, filters.by)
+    speeds = _speeds(session, workspace_id, filters)
     keys = set(tally.ratings) | set(speeds)
     names = _names(session, keys, filters.by)
     rows = []
@@ -374,7 +434,7 @@ def leaderboard_records(board: Leaderboard) -> list[dict[str, object]]:
 
 VOTE_COLUMNS = (
     "vote_id", "comparison_id", "task_id", "outcome", "winner_message_id", "voter",
-    "judge_agent", "created_at", "columns",
+    "judge", "judge_agent", "reason", "created_at", "columns",
 )  # fmt: skip
 
 
@@ -411,9 +471,10 @@ def vote_records(*, session: Session, workspace_id: int) -> list[dict[str, objec
             {
                 "vote_id": vote.id, "comparison_id": vote.comparison_id, "task_id": task_id,
                 "outcome": vote.outcome, "winner_message_id": vote.winner_message_id,
-                "voter": vote.voter_user_id,
+                "voter": vote.voter_user_id, "judge": vote.judge,
                 "judge_agent": agent_names.get(vote.judge_agent_id, ("", None))[0]
                 if vote.judge_agent_id else None,
+                "reason": vote.reason,
                 "created_at": vote.created_at.isoformat(), "columns": columns,
             }
         )  # fmt: skip

@@ -73,7 +73,7 @@ def task_record(*, session: Session, task: Task) -> dict[str, object]:
                 "message_ids": [b.message_id for b in branches if b.comparison_id == c.id],
                 "votes": [
                     {"outcome": v.outcome, "winner_message_id": v.winner_message_id,
-                     "by": "judge" if v.judge_agent_id else "person"}
+                     "by": "judge" if v.judge else "person", "reason": v.reason}
                     for v in votes if v.comparison_id == c.id
                 ],
             }
@@ -124,6 +124,7 @@ def task_markdown(record: dict) -> str:
             votes = "; ".join(
                 f"{v['by']}: {v['outcome']}"
                 + (f" (message {v['winner_message_id']})" if v["winner_message_id"] else "")
+                + (f" — {v['reason']}" if v.get("reason") else "")
                 for v in comparison["votes"]
             )
             blind = " (blind)" if comparison["blind"] else ""

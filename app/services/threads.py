@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlmodel import Session, col, func, select
 
-from app.models import MainBranch, Message, Run, Task
+from app.models import Judgement, MainBranch, Message, Run, Task
 from app.services import NotFound
 
 
@@ -65,7 +65,16 @@ def branch(*, session: Session, task: Task, at: int | None = None) -> Branch:
             node = parents[node]
         ids.reverse()
     elif children.get(None):
-        ids.append(children[None][-1])
+        # A judge's thread (a root of its own) is never where the task page opens.
+        judged = set(
+            session.exec(
+                select(Run.input_message_id)
+                .join(Judgement, col(Judgement.run_id) == col(Run.id))
+                .where(Run.task_id == task.id)
+            ).all()
+        )
+        roots = [root for root in children[None] if root not in judged] or children[None]
+        ids.append(roots[-1])
     # Down from there along the newest answers.
     while ids and children.get(ids[-1]):
         ids.append(children[ids[-1]][-1])

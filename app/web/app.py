@@ -26,6 +26,7 @@ from app.routes import (
     metrics,
     pages,
     pipeline_pages,
+    tag_pages,
     task_pages,
     team_pages,
 )
@@ -107,6 +108,7 @@ def create_app() -> FastAPI:
         pages.router,
         admin.router,
         task_pages.router,
+        tag_pages.router,
         agent_pages.router,
         compare_pages.router,
         leaderboard_pages.router,

@@ -8,14 +8,15 @@ import threading
 from playwright.sync_api import expect
 
 from app.engine.dispatch import dispatch
-from app.paths import PROJECT_ROOT
 from app.services.comparisons import create_comparison
 from app.services.tasks import create_task
+from tests.browser.conftest import ARTIFACTS
 from tests.engine_helpers import CHAT
 from tests.factories import make_agent, make_model, make_user, make_workspace
 from tests.scripted_server import DONE, Hold, Stream, answer, chunk, sse
 
-DOCS_IMG = PROJECT_ROOT / "docs" / "img"  # the README's screenshots, refreshed by these tests
+# Screenshots for reading a failure (the README's own come from bench/screenshots.py).
+DOCS_IMG = ARTIFACTS
 
 # Records every event a page's EventSources receive (type and lastEventId), as the browser
 # parsed them: htmx's SSE extension listens by name, so a listener is added beside each of its.

@@ -4,11 +4,15 @@ from fastapi import APIRouter, status
 from pydantic import Field
 from sqlmodel import Session, SQLModel
 
+from app.engine import judging
 from app.engine.dispatch import dispatch
 from app.models import (
     Comparison,
     ComparisonCreate,
     ComparisonPublic,
+    Judgement,
+    JudgementCreate,
+    JudgementPublic,
     Role,
     VoteCreate,
     VotePublic,
@@ -90,6 +94,36 @@ def vote(
     )  # fmt: skip
     session.commit()
     return VotePublic.model_validate(cast, from_attributes=True)
+
+
+@router.post(
+    "/comparisons/{comparison_id}/judgements",
+    response_model=JudgementPublic,
+    status_code=status.HTTP_201_CREATED,
+)
+def ask_judge(
+    comparison_id: int, body: JudgementCreate, session: SessionDep, user: CurrentUser
+) -> Judgement:
+    """Have an agent judge the comparison, blind: a run on its model's queue whose verdict
+    becomes the judge's vote (``status`` says when it is ``voted``, or why not)."""
+    comparison, _ = comparison_for(
+        session=session, comparison_id=comparison_id, user=user, min_role=Role.editor
+    )
+    judgement, started = judging.ask_judge(
+        session=session, comparison=comparison, agent_id=body.agent_id, author=user
+    )
+    session.commit()
+    dispatch([run.id for run in started.runs if run.id is not None])
+    return judgement
+
+
+@router.get("/comparisons/{comparison_id}/judgements", response_model=list[JudgementPublic])
+def list_judgements(comparison_id: int, session: SessionDep, user: CurrentUser) -> list[Judgement]:
+    """The judgements asked on a comparison, newest first."""
+    comparison, _ = comparison_for(
+        session=session, comparison_id=comparison_id, user=user, min_role=Role.viewer
+    )
+    return judging.judgements_of(session=session, comparison=comparison)
 
 
 @router.put("/tasks/{task_id}/main-branch", status_code=status.HTTP_204_NO_CONTENT)

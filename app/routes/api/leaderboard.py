@@ -6,13 +6,12 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 from starlette.responses import Response
 
-from app.services import ServiceError
 from app.services.exports import to_csv
 from app.services.leaderboard import (
     LEADERBOARD_COLUMNS,
     VOTE_COLUMNS,
     Filters,
-    Grouping,
+    filters_from,
     leaderboard,
     leaderboard_records,
     vote_records,
@@ -25,30 +24,39 @@ router = APIRouter(prefix="/workspaces/{slug}", tags=["leaderboard"])
 class LeaderboardPublic(BaseModel):
     by: str
     include_judges: bool
+    tag: str | None
+    since: str | None
+    until: str | None
     human_votes: int
     judge_votes: int
     judge_agreement: float | None
     rows: list[dict[str, object]]
 
 
-def _filters(by: str, judges: bool) -> Filters:
-    if by not in (Grouping.model, Grouping.agent):
-        raise ServiceError("Group the leaderboard by model or by agent.")
-    return Filters(by=Grouping(by), include_judges=judges)
+def _filters(by: str, judges: bool, since: str, until: str, tag: str) -> Filters:
+    return filters_from(by=by, judges="true" if judges else "", since=since, until=until, tag=tag)
 
 
 @router.get("/leaderboard", response_model=LeaderboardPublic)
 def read_leaderboard(
-    access: ViewableWorkspace, session: SessionDep, by: str = "model", judges: bool = False
+    access: ViewableWorkspace,
+    session: SessionDep,
+    by: str = "model",
+    judges: bool = False,
+    since: str = "",
+    until: str = "",
+    tag: str = "",
 ) -> LeaderboardPublic:
-    """Bradley–Terry ratings with 95 % intervals, votes, speed and size per model (or agent)."""
+    """Bradley–Terry ratings with 95 % intervals, votes, speed and size per model (or agent);
+    ``since`` and ``until`` are days (both included), ``tag`` counts only tasks with that tag."""
     board = leaderboard(
         session=session,
         workspace_id=access.workspace.id,  # type: ignore[arg-type]
-        filters=_filters(by, judges),
+        filters=_filters(by, judges, since, until, tag),
     )
     return LeaderboardPublic(
         by=board.filters.by, include_judges=board.filters.include_judges,
+        tag=board.filters.tag, since=since or None, until=until or None,
         human_votes=board.human_votes, judge_votes=board.judge_votes,
         judge_agreement=board.judge_agreement, rows=leaderboard_records(board),
     )  # fmt: skip
@@ -56,13 +64,19 @@ def read_leaderboard(
 
 @router.get("/leaderboard.csv", response_class=Response)
 def leaderboard_csv(
-    access: ViewableWorkspace, session: SessionDep, by: str = "model", judges: bool = False
+    access: ViewableWorkspace,
+    session: SessionDep,
+    by: str = "model",
+    judges: bool = False,
+    since: str = "",
+    until: str = "",
+    tag: str = "",
 ) -> Response:
-    """The leaderboard as CSV."""
+    """The leaderboard as CSV (the same filters as the JSON)."""
     board = leaderboard(
         session=session,
         workspace_id=access.workspace.id,  # type: ignore[arg-type]
-        filters=_filters(by, judges),
+        filters=_filters(by, judges, since, until, tag),
     )
     return _csv(to_csv(leaderboard_records(board), LEADERBOARD_COLUMNS), "leaderboard")
 

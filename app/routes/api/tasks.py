@@ -19,6 +19,7 @@ from app.routes.api.presenters import (
 )
 from app.services import ServiceError
 from app.services.access import message_for, task_for
+from app.services.tags import clean_tags, set_tags, tags_of
 from app.services.task_export import task_markdown, task_record
 from app.services.tasks import create_task, messages_of, runs_of, update_task
 from app.web.deps import CurrentUser, EditableWorkspace, SessionDep, ViewableWorkspace
@@ -57,6 +58,11 @@ class TaskCreated(TaskPublic):
     started: StartedPublic | None = None
 
 
+def task_public(session: SessionDep, task: Task) -> TaskPublic:
+    tags = tags_of(session=session, task_ids=[task.id])[task.id]  # type: ignore[index]
+    return TaskPublic.model_validate({**task.model_dump(), "tags": tags})
+
+
 def _commit_and_dispatch(session: SessionDep, started: Started) -> StartedPublic:
     session.commit()
     queued = dispatch([run.id for run in started.runs if run.id is not None])
@@ -66,20 +72,23 @@ def _commit_and_dispatch(session: SessionDep, started: Started) -> StartedPublic
 @router.get("/workspaces/{slug}/tasks", response_model=list[TaskPublic])
 def list_tasks(
     access: ViewableWorkspace, session: SessionDep, limit: int = 100, offset: int = 0
-) -> list[Task]:
+) -> list[TaskPublic]:
     """Tasks, newest first, a page at a time."""
     workspace = access.workspace
     if not 1 <= limit <= 500 or offset < 0:
         raise ServiceError("limit is 1–500 and offset at least 0.")
-    return list(
-        session.exec(
-            select(Task)
-            .where(Task.workspace_id == workspace.id)
-            .order_by(col(Task.id).desc())
-            .offset(offset)
-            .limit(limit)
-        ).all()
-    )
+    tasks = session.exec(
+        select(Task)
+        .where(Task.workspace_id == workspace.id)
+        .order_by(col(Task.id).desc())
+        .offset(offset)
+        .limit(limit)
+    ).all()
+    tags = tags_of(session=session, task_ids=[task.id for task in tasks])
+    return [
+        TaskPublic.model_validate({**task.model_dump(), "tags": tags[task.id]})  # type: ignore[index]
+        for task in tasks
+    ]
 
 
 @router.post(
@@ -90,13 +99,15 @@ def create_task_api(
 ) -> TaskCreated:
     """Create a task; given agents (or an assignee), its brief is asked at once."""
     workspace = access.workspace
+    tags = clean_tags(body.tags)
     task, started = create_task(
         session=session, workspace=workspace, author=user, title=body.title, brief=body.brief,
         assignee_agent_id=body.assignee_agent_id, agent_ids=body.agent_ids,
     )  # fmt: skip
+    tags = set_tags(session=session, task=task, actor=user, tags=tags) if tags else []
     session.commit()
     result = _commit_and_dispatch(session, started) if started else None
-    return TaskCreated.model_validate({**task.model_dump(), "started": result})
+    return TaskCreated.model_validate({**task.model_dump(), "tags": tags, "started": result})
 
 
 @router.get("/tasks/{task_id}", response_model=TaskDetail)
@@ -105,7 +116,7 @@ def read_task(task_id: int, session: SessionDep, user: CurrentUser) -> TaskDetai
     task = task_for(session=session, task_id=task_id, user=user, min_role=Role.viewer)
     return TaskDetail.model_validate(
         {
-            **task.model_dump(),
+            **task_public(session, task).model_dump(),
             "messages": [message_public(m) for m in messages_of(session=session, task=task)],
             "runs": [run_public(session, r) for r in runs_of(session=session, task=task)],
         }
@@ -113,23 +124,28 @@ def read_task(task_id: int, session: SessionDep, user: CurrentUser) -> TaskDetai
 
 
 @router.patch("/tasks/{task_id}", response_model=TaskPublic)
-def update_task_api(task_id: int, body: TaskUpdate, session: SessionDep, user: CurrentUser) -> Task:
-    """Rename, re-brief, move between columns or positions."""
+def update_task_api(
+    task_id: int, body: TaskUpdate, session: SessionDep, user: CurrentUser
+) -> TaskPublic:
+    """Rename, re-brief, move between columns or positions, replace the tags."""
     task = task_for(session=session, task_id=task_id, user=user, min_role=Role.editor)
-    update_task(session=session, task=task, actor=user, **body.model_dump())
+    tags = clean_tags(body.tags) if body.tags is not None else None
+    update_task(session=session, task=task, actor=user, **body.model_dump(exclude={"tags"}))
+    if tags is not None:
+        set_tags(session=session, task=task, actor=user, tags=tags)
     session.commit()
-    return task
+    return task_public(session, task)
 
 
 @router.put("/tasks/{task_id}/assignee", response_model=TaskPublic)
 def reassign_task(
     task_id: int, body: AssigneeUpdate, session: SessionDep, user: CurrentUser
-) -> Task:
+) -> TaskPublic:
     """Reassign: the task's next runs go to this agent by default."""
     task = task_for(session=session, task_id=task_id, user=user, min_role=Role.editor)
     operations.reassign(session=session, task=task, actor=user, agent_id=body.agent_id)
     session.commit()
-    return task
+    return task_public(session, task)
 
 
 @router.post(
