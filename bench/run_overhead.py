@@ -34,6 +34,7 @@ from datetime import datetime
 from typing import Any
 
 from app.llm import Finish, Timeouts, stream_chat
+from bench.report import emit, row
 from bench.stack import (
     LlamaLog,
     SlotTask,
@@ -47,6 +48,9 @@ from bench.stack import (
     wait_for_quiet,
 )
 
+# Issue 14's targets.
+TARGET_RATIO = 1.03
+TARGET_ADDED_MS = 25.0
 ROLE_PROMPT = "You are a storyteller. You answer with long, detailed stories."
 SUBJECTS = [
     "lighthouse keeper who finds a message in a bottle", "baker who bakes bread for a dragon",
@@ -217,6 +221,18 @@ def report(
     runs = args.runs
     used = ", ".join(f"{part} {seconds / runs * 1000:.0f}" for part, seconds in sorted(cpu.items()))
     print(f"  CPU ms per direct + Switchboard pair, by process: {used}")
+    ratio, added = r_wall / d_wall, r_ttft - d_ttft
+    figures = {"runs": runs, "tokens": args.tokens, "direct_ttft_ms": round(d_ttft, 1),
+               "switchboard_ttft_ms": round(r_ttft, 1), "direct_s": round(d_wall, 4),
+               "switchboard_s": round(r_wall, 4), "ratio": round(ratio, 4),
+               "paired_ratio": round(paired, 4), "ttft_added_ms": round(added, 1),
+               "cpu_ms_per_pair": {k: round(v / runs * 1000) for k, v in cpu.items()}}  # fmt: skip
+    emit("run_overhead", figures, [
+        row(f"one {args.tokens}-token answer, end to end", f"{d_wall:.3f} s (llama-server)",
+            f"{r_wall:.3f} s", ratio, f"≤ {TARGET_RATIO}×", ratio <= TARGET_RATIO),
+        row("time to first token", f"{d_ttft:.0f} ms (llama-server)", f"{r_ttft:.0f} ms",
+            r_ttft / d_ttft, f"≤ +{TARGET_ADDED_MS:.0f} ms", added <= TARGET_ADDED_MS),
+    ])  # fmt: skip
 
 
 def breakdown(directs: list[Sample], routed: list[Sample]) -> None:
