@@ -157,12 +157,15 @@ def _met(value: bool | None) -> str:
     return {True: "**met**", False: "**not met**", None: "—"}[value]
 
 
-def table(results: list[dict[str, Any]], *, when: str, where: str, quick: bool) -> str:
+def table(
+    results: list[dict[str, Any]], *, when: str, where: str, quick: bool, note: str = ""
+) -> str:
     caveat = (
         " — **a quick run: small counts, to check that the benchmarks work; not the figures**"
         if quick
         else ""
     )
+    caveat += f" — {note}" if note else ""
     lines = [
         START,
         "",
@@ -208,6 +211,7 @@ def main() -> None:
     parser.add_argument("--from-logs", type=Path, help="rebuild the table from saved outputs")
     parser.add_argument("--no-write", action="store_true", help="print the table only")
     parser.add_argument("--doc", type=Path, default=DOC)
+    parser.add_argument("--note", default="", help="a sentence for the table's heading")
     args = parser.parse_args()
 
     only = {n for n in args.only.split(",") if n}
@@ -229,7 +233,7 @@ def main() -> None:
             results.append(run_bench(bench, args.quick, args.logs))
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     text = table(results, when=when, where=machine() if args.from_logs else where,
-                 quick=args.quick)  # fmt: skip
+                 quick=args.quick, note=args.note)  # fmt: skip
     print("\n" + text)
     if not args.no_write:
         write(args.doc, text)
