@@ -16,8 +16,8 @@ temperature 0 with the same messages ([system: role prompt, user: question]):
   prompt tokens llama-server evaluated on each side are printed from its log, and so are the
   answers' token counts.
 
-Prints the medians, the end-to-end ratio Switchboard / direct (target ≤ 1.05) and the time to
-first token Switchboard adds (target ≤ 50 ms), then where the time goes: the run's timestamps
+Prints the medians, the end-to-end ratio Switchboard / direct (target ≤ 1.03) and the time to
+first token Switchboard adds (target ≤ 25 ms), then where the time goes: the run's timestamps
 (queued, claimed, first token, finished) and llama-server's log (when it started each request,
 its prompt evaluation) placed on one clock, and the CPU time each process of the stack used.
 Nothing is asserted: machines here are shared and noisy.
@@ -208,9 +208,11 @@ def report(
         print(f"  {label:<24}first token {ttft:7.1f} ms   end to end {wall:6.3f} s"
               f"   tokens {tokens}")  # fmt: skip
     paired = median([r.wall_s / d.wall_s for d, r in zip(directs, routed, strict=True)])
-    print(f"  end to end, Switchboard / direct   {r_wall / d_wall:6.3f}x   (target ≤ 1.05)")
+    print(f"  end to end, Switchboard / direct   {r_wall / d_wall:6.3f}x"
+          f"   (target ≤ {TARGET_RATIO})")  # fmt: skip
     print(f"    median of the {len(directs)} side-by-side pairs  {paired:6.3f}x")
-    print(f"  time to first token added          {r_ttft - d_ttft:6.1f} ms  (target ≤ 50 ms)")
+    print(f"  time to first token added          {r_ttft - d_ttft:6.1f} ms"
+          f"  (target ≤ {TARGET_ADDED_MS:.0f} ms)")  # fmt: skip
     short = [s.tokens for s in routed if s.tokens is not None and s.tokens < args.tokens]
     if short:
         per_token = median([s.wall_s / (s.tokens or args.tokens) for s in routed])
