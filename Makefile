@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # fault on its instructions (llama-server died with SIGILL in ggml's AMX kernels).
 export CMAKE_ARGS ?= -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 
-.PHONY: up test install install-dev assets browser lint format clean
+.PHONY: up test bench install install-dev assets browser lint format clean
 
 up: install assets
 	$(BIN)/switchboard up
@@ -18,6 +18,11 @@ test: install-dev assets browser
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	SWITCHBOARD_TEST_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest
+
+# Every benchmark in bench/, then one summary table rewritten in docs/benchmarks.md (takes about
+# an hour; BENCH_ARGS=--quick checks that they work, BENCH_ARGS="--only queue_latency" runs one).
+bench: install-dev assets
+	$(BIN)/python -m bench.report $(BENCH_ARGS)
 
 install: $(VENV)/.installed-local
 install-dev: $(VENV)/.installed-dev

@@ -1,6 +1,7 @@
 """Switchboard: a self-hosted dashboard for delegating work to AI agents on small local models.
 
   config, db, security, redis_conn, paths   settings, SQL, hashing, Redis, folders
+  logs        log lines as text or JSON; the run a worker's lines are about
   models/     SQLModel tables and their create / update / public schemas
   engine/     the run engine and its delivery contract (runs, pipelines, checks, dispatch, live)
   checks/     the bubblewrap sandbox that runs agents' code

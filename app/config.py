@@ -157,6 +157,12 @@ class Settings(BaseSettings):
         description="Log level of every process; `warning` is quiet (warnings, errors, one "
         "line per run), `info` adds request logs.",
     )
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="`text`: one human line per record; `json`: one JSON object per line "
+        "(time, level, logger, pid, event; run_id, task_id and workspace_id on lines about a "
+        "run), for a log collector.",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import argparse
 import ast
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
+from bench.report import emit, row
 from bench.stack import Stack, load_note, stack
 
 ROLE_PROMPT = "You are Helper. You answer the question briefly and correctly."
@@ -195,7 +195,12 @@ def main() -> None:
             f"{name:12} {r['clean']:6.0%} {r['echoed']:5} {r['looped']:5} "
             f"{r['ran_to_max_tokens']:8} {r['facts_right']:6.0%} {r['code_parses']:6.0%}"
         )
-    print(json.dumps({"bench": "answer_quality", "max_tokens": args.max_tokens, **results}))
+    emit("answer_quality", {"max_tokens": args.max_tokens, **results}, [
+        row(f"clean answers from the bundled model, {name} format ({len(PROMPTS)} prompts)", "—",
+            f"{r['clean']:.0%}", None, "≥ 85 %" if name == "transcript" else "—",
+            r["clean"] >= 0.85 if name == "transcript" else None)
+        for name, r in results.items()
+    ])  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ asserted: machines here are shared and noisy.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
 import subprocess
@@ -22,6 +21,7 @@ import time
 from pathlib import Path
 
 from app.checks.sandbox import SandboxLimits, prepare_runtime, run_in_sandbox, sandbox_problem
+from bench.report import emit, row
 
 CODE = 'print("ok")'
 
@@ -83,7 +83,11 @@ def main() -> None:
     print(f"run_in_sandbox:    median {sandbox_s * 1000:7.1f} ms")
     print(f"ratio (median of pairs): {figures['ratio']}x, +{figures['added_ms']} ms per check")
     print(f"one worker slot: about {figures['checks_per_minute']} trivial checks per minute")
-    print(json.dumps(figures))
+    emit("check_overhead", figures, [
+        row("one trivial check (print) in the sandbox",
+            f"{baseline_s * 1000:.1f} ms (plain subprocess)",
+            f"{sandbox_s * 1000:.1f} ms", figures["ratio"]),
+    ])  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ from typing import Any
 import httpx
 
 from app.llm import Finish, Timeouts, stream_chat
+from bench.report import emit, row
 from bench.stack import (
     LlamaLog,
     SlotTask,
@@ -337,13 +338,17 @@ def main() -> None:
 def report(args: Any, rounds: list[dict[str, Timed]], sizes: list[int], fans: list[Wave],
            note: str) -> None:  # fmt: skip
     print(f"at start: {note}")
+    rows: list[dict[str, Any]] = []
     if rounds:
-        report_cache(args, rounds, sizes)
+        rows += report_cache(args, rounds, sizes)
     if fans:
-        report_fan_out(args, fans)
+        rows += report_fan_out(args, fans)
+    emit("fork_cache", {"runs": args.runs, "fanout_runs": args.fanout_runs}, rows)
 
 
-def report_cache(args: Any, rounds: list[dict[str, Timed]], sizes: list[int]) -> None:
+def report_cache(
+    args: Any, rounds: list[dict[str, Timed]], sizes: list[int]
+) -> list[dict[str, Any]]:
     kinds = ("thread", "cold", "fork", "rerun")
     sse = {k: median([r[k].sse_ms for r in rounds]) for k in kinds}
     own = {k: median([r[k].run_ms for r in rounds]) for k in kinds}
@@ -365,9 +370,15 @@ def report_cache(args: Any, rounds: list[dict[str, Timed]], sizes: list[int]) ->
     for number, found in enumerate(rounds, 1):
         for kind in kinds:
             print(f"    {number} {kind:<7} {describe(found[kind].slots)}")
+    return [
+        row(f"time to first token of a {kind}, POST → SSE (~{median(sizes):.0f}-token prompt)",
+            f"{sse['cold']:.0f} ms (cold)", f"{sse[kind]:.0f} ms", sse[kind] / sse["cold"],
+            "≤ 0.1×", sse[kind] / sse["cold"] <= 0.1)
+        for kind in ("fork", "rerun")
+    ]  # fmt: skip
 
 
-def report_fan_out(args: Any, fans: list[Wave]) -> None:
+def report_fan_out(args: Any, fans: list[Wave]) -> list[dict[str, Any]]:
     count = len({w.round for w in fans})
     print(f"4 agents ({args.fanout_tokens} tokens each at most, ~{args.fanout_prompt_tokens}-token "
           f"brief, a brief of its own for each wave), median of {count}")  # fmt: skip
@@ -397,6 +408,11 @@ def report_fan_out(args: Any, fans: list[Wave]) -> None:
             slots = [sorted(s.slot for s in w.slots) for w in pick(side, how)]
             evaluated = [sum(s.evaluated or 0 for s in w.slots) for w in pick(side, how)]
             print(f"  {side} {how}: slots {slots}, prompt tokens evaluated {evaluated}")
+    ours, theirs = ratios["switchboard"], ratios["direct"]
+    return [
+        row("4-agent fan-out: at once ÷ one after another",
+            f"{theirs:.2f}× (llama-server alone)", f"{ours:.2f}×", ours / theirs)
+    ]  # fmt: skip
 
 
 if __name__ == "__main__":

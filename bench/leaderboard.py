@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
 import os
 import random
@@ -29,6 +28,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.report import emit, row
 from bench.ui_latency import measure, percentile
 
 
@@ -185,7 +185,13 @@ def main() -> None:
           f"{result['page_p95_ms']} ms  ({result['page_over_healthz']}× /healthz)")  # fmt: skip
     print(f"  /healthz p50:                    {result['healthz_p50_ms']:8.1f} ms")
     print(f"  fitted order vs true strengths:  Spearman {result['rank_correlation_with_truth']}")
-    print(json.dumps(result))
+    emit("leaderboard", result, [
+        row(f"leaderboard page, cached, p50 ({result['votes']:,} votes)",
+            f"{result['healthz_p50_ms']:.0f} ms (/healthz)", f"{result['page_p50_ms']:.0f} ms",
+            result["page_over_healthz"]),
+        row("leaderboard: fitted order vs true strengths (Spearman)", "1 (the truth)",
+            f"{result['rank_correlation_with_truth']}"),
+    ])  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from pathlib import Path
 from app.llm import Finish, Timeouts, stream_chat
 from app.runtime import embedded_model
 from app.runtime.preflight import free_loopback_port
+from bench.report import emit, row
 
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
 
@@ -110,6 +111,17 @@ def main() -> None:
     print(f"  one stream / llama-bench     {decode / tg:8.2f}x")
     print(f"  {args.parallel} streams / one stream      {aggregate / decode:8.2f}x")
     print(f"  slowest / fastest of {args.parallel}       {spread:8.2f}x")
+    figures = {"tokens": args.tokens, "runs": args.runs, "ttft_ms": round(ttft * 1000, 1),
+               "one_stream_tokens_per_s": round(decode, 2), "llama_bench_tg": round(tg, 2),
+               "aggregate_tokens_per_s": round(aggregate, 2),
+               "parallel": args.parallel}  # fmt: skip
+    emit("model_direct", figures, [
+        row("embedded model, one stream, decode (the baseline of the others)",
+            f"{tg:.1f} tok/s (llama-bench tg{args.tokens})", f"{decode:.1f} tok/s (llama-server)",
+            decode / tg),
+        row(f"{args.parallel} streams at once ÷ one stream", f"{decode:.1f} tok/s",
+            f"{aggregate:.1f} tok/s", aggregate / decode),
+    ])  # fmt: skip
 
 
 if __name__ == "__main__":

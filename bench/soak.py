@@ -52,6 +52,7 @@ import uvicorn
 
 from app.runtime.embedded_redis import redis_server_binary
 from app.runtime.preflight import free_loopback_port
+from bench.report import emit, row
 
 REPO = Path(__file__).resolve().parents[1]
 WORDS = [f"w{i}" if i == 0 else f" w{i}" for i in range(20)]
@@ -487,7 +488,13 @@ def report(soak: Soak, orphans: list[Orphan], refused: int, elapsed: float) -> N
         print(f"processes that exited and were started again: {soak.restarts}")
     if errors:
         print("failure reasons:", *errors[:5], sep="\n  ")
-    print(json.dumps(figures))
+    bad = figures["lost"] + figures["duplicated"] + figures["wrong_text"]
+    emit("soak", figures, [
+        row(f"{figures['runs']:,} runs while pool processes are killed and Redis restarts",
+            "—", f"{figures['succeeded']:,} succeeded, {bad} lost, duplicated or wrong; longest "
+            f"orphaned {figures['longest_orphaned_s']} s", None,
+            "none lost, duplicated or wrong", bad == 0),
+    ])  # fmt: skip
 
 
 if __name__ == "__main__":

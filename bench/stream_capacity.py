@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from bench.report import emit, row
 from bench.stack import (
     Event,
     ScriptedModel,
@@ -65,6 +66,11 @@ def read_direct(model: ScriptedModel) -> tuple[float, int]:
                     words += len(text.split())
                     last = time.perf_counter()
     return last - started, words
+
+
+# Issue 14's targets.
+TARGET_RATIO = 0.9
+TARGET_CONNECT_MS = 300.0
 
 
 @dataclass(frozen=True)
@@ -201,6 +207,22 @@ def main() -> None:
     connect_ms = statistics.median(d.connect_s for d in many) * 1000
     print(f"  {n} viewers connected (each has its first event) in {connect_ms:.0f} ms")
     print(f"  every viewer got all {args.words} words: {'yes' if complete else 'NO'}")
+    figures = {"words": args.words, "runs": args.runs, "viewers": n,
+               "direct_words_per_s": round(direct_rate), "one_viewer_words_per_s": round(one_rate),
+               "median_viewer_words_per_s": round(many_median),
+               "slowest_viewer_words_per_s": round(many_slowest),
+               "connect_ms": round(connect_ms, 1), "complete": complete}  # fmt: skip
+    direct = f"{direct_rate:,.0f} words/s (direct)"
+    emit("stream_capacity", figures, [
+        row("one SSE viewer's rate", direct, f"{one_rate:,.0f} words/s", one_rate / direct_rate,
+            f"≥ {TARGET_RATIO}×", one_rate / direct_rate >= TARGET_RATIO and complete),
+        row(f"{n} SSE viewers, the median viewer's rate", direct, f"{many_median:,.0f} words/s",
+            many_median / direct_rate, f"≥ {TARGET_RATIO}×",
+            many_median / direct_rate >= TARGET_RATIO and complete),
+        row(f"{n} SSE viewers connected (each has its first event)", "—",
+            f"{connect_ms:.0f} ms", None, f"≤ {TARGET_CONNECT_MS:.0f} ms",
+            connect_ms <= TARGET_CONNECT_MS),
+    ])  # fmt: skip
 
 
 def show(label: str, value: float, unit: str, extra: str = "") -> None:

@@ -25,6 +25,13 @@ from pathlib import Path
 
 import httpx
 
+from bench.report import emit, row
+from bench.stack import process_cpu_seconds
+
+# Issue 14's targets.
+TARGET_P95_RATIO = 3.0
+TARGET_CPU_MS = 8.0
+
 
 def seed(data_dir: Path) -> tuple[str, int, int, str]:
     """The workspace slug, the big task's id, a comparison id, and a session token."""
@@ -134,10 +141,12 @@ def main() -> None:
             "task (500 messages)": f"/t/{task_id}",
             "compare (4 branches)": f"/c/{comparison_id}",
         }
-        results = {}
+        results, cpu_ms = {}, {}
         for name, path in pages.items():
             asyncio.run(measure(base, path, token, 2, 10))  # warm-up
+            used = process_cpu_seconds(server.pid)
             results[name] = asyncio.run(measure(base, path, token, args.clients, args.requests))
+            cpu_ms[name] = (process_cpu_seconds(server.pid) - used) / args.requests * 1000
     finally:
         server.terminate()
         server.wait(20)
@@ -146,11 +155,26 @@ def main() -> None:
     base_p50 = statistics.median(results["/healthz"])
     base_p95 = percentile(results["/healthz"], 0.95)
     print(f"{args.clients} clients, {args.requests} requests per page, one uvicorn worker")
-    print(f"  {'page':24} {'p50 ms':>8} {'p95 ms':>8} {'p50 / healthz':>14} {'p95 / healthz':>14}")
+    print(f"  {'page':24} {'p50 ms':>8} {'p95 ms':>8} {'p50 / healthz':>14} {'p95 / healthz':>14}"
+          f" {'CPU ms / request':>17}")  # fmt: skip
+    rows, figures = [], {"clients": args.clients, "requests": args.requests}
     for name, values in results.items():
         p50, p95 = statistics.median(values), percentile(values, 0.95)
         print(f"  {name:24} {p50 * 1000:8.1f} {p95 * 1000:8.1f} {p50 / base_p50:14.2f}"
-              f" {p95 / base_p95:14.2f}")  # fmt: skip
+              f" {p95 / base_p95:14.2f} {cpu_ms[name]:17.1f}")  # fmt: skip
+        figures[name] = {"p50_ms": round(p50 * 1000, 1), "p95_ms": round(p95 * 1000, 1),
+                         "cpu_ms": round(cpu_ms[name], 2)}  # fmt: skip
+        if name == "/healthz":
+            continue
+        rows += [
+            row(f"{name}: p95 with {args.clients} clients", f"{base_p95 * 1000:.0f} ms (/healthz)",
+                f"{p95 * 1000:.0f} ms", p95 / base_p95, f"≤ {TARGET_P95_RATIO:.0f}×",
+                p95 / base_p95 <= TARGET_P95_RATIO),
+            row(f"{name}: web CPU per request", f"{cpu_ms['/healthz']:.1f} ms (/healthz)",
+                f"{cpu_ms[name]:.1f} ms", cpu_ms[name] / cpu_ms["/healthz"],
+                f"≤ {TARGET_CPU_MS:.0f} ms", cpu_ms[name] <= TARGET_CPU_MS),
+        ]  # fmt: skip
+    emit("ui_latency", figures, rows)
 
 
 if __name__ == "__main__":

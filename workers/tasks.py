@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import task_prerun
 
+from app import logs
 from app.config import get_settings
 from app.engine import checks, judging, pipelines, runner, sweeper
 from app.engine.dispatch import (
@@ -21,6 +24,13 @@ from app.engine.dispatch import (
 )
 from app.redis_conn import get_redis
 from workers.celery_app import celery_app
+
+
+@task_prerun.connect
+def _about_no_run_yet(**_: Any) -> None:
+    """A pool process goes from task to task: what the next one logs is not about the run the
+    last one carried out (a run binds its own, app/logs.py)."""
+    logs.unbind_run()
 
 
 @celery_app.task(bind=True, name=RUN_AGENT, max_retries=None)

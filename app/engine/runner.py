@@ -32,6 +32,7 @@ import redis
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from app import logs
 from app.config import Settings
 from app.db import session_scope
 from app.engine import live
@@ -640,6 +641,7 @@ def execute_run(
     """Carry out one delivery of a run. Raises Requeue when its server has no free slot, Held
     when another worker's lease on it has not lapsed yet. A ``time_limit_error`` (Celery's soft
     limit) or any other error while it streams ends the run failed with the text so far."""
+    logs.bind_run(run_id)
     lease = run_lease(settings)
     with session_scope() as session:
         attempts = claim(session=session, run_id=run_id, worker=worker, lease=lease)

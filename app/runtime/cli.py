@@ -38,7 +38,7 @@ def load() -> Settings:
         settings = get_settings()
     except SettingsError as exc:
         raise fail(str(exc)) from None
-    console.configure_logging(settings.log_level)
+    console.configure_logging(settings.log_level, settings.log_format)
     return settings
 
 
@@ -71,7 +71,9 @@ def proxy_argv(settings: Settings) -> list[str]:
 def web_argv(settings: Settings) -> list[str]:
     log_config = settings.data_path / "uvicorn-logging.json"
     log_config.parent.mkdir(parents=True, exist_ok=True)
-    log_config.write_text(json.dumps(console.uvicorn_log_config(settings.log_level)))
+    log_config.write_text(
+        json.dumps(console.uvicorn_log_config(settings.log_level, settings.log_format))
+    )
     return [
         sys.executable, "-m", "uvicorn", "app.web.app:create_app", "--factory",
         "--host", settings.host, "--port", str(settings.port),
@@ -288,6 +290,11 @@ def wait_until_healthy(
 
 
 def print_sign_in(base: str, email: str, token: str, *, building: bool = False) -> None:
+    joining = " The embedded model joins by itself when it is ready." if building else ""
+    if get_settings().log_format == "json":
+        console.say("up", f"Switchboard is up at {base}; sign in as {email} with this one-time "
+                    f"link: {base}/signin/link/{token}.{joining}")  # fmt: skip
+        return
     model = (
         "  The embedded model joins by itself when it is ready (progress on the console and at "
         f"{base}/admin/endpoints).\n"

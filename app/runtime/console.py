@@ -7,19 +7,27 @@ Every Python process of the stack (the CLI itself, uvicorn, the Celery worker) l
 Quiet by default: ``SWITCHBOARD_LOG_LEVEL=warning`` shows warnings and errors, plus one line per
 finished run (the ``switchboard.runs`` logger always speaks at INFO); ``info`` or ``debug`` adds
 request logs and more.
+
+``SWITCHBOARD_LOG_FORMAT=json`` (app/logs.py) makes every line one JSON object instead: the
+children's lines are relayed as they are with ``"process"`` added (or wrapped, for a child that
+does not write JSON, such as Redis), and what ``up`` itself says is JSON too.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import IO
 
-LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
+from app import logs
+
+LOG_FORMAT = logs.TEXT_FORMAT
 RUNS_LOGGER = "switchboard.runs"
 PART_WIDTH = 7  # "checker"
 
@@ -29,26 +37,33 @@ PART_WIDTH = 7  # "checker"
 QUIET_WARNINGS = "ignore:You're running the worker with superuser privileges"
 
 
-def configure_logging(level: str) -> None:
-    """Log to stderr in the stack's one format; one line per run even when quiet."""
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    root.addHandler(handler)
-    root.setLevel(level.upper())
+_format: logs.LogFormat = "text"
+
+
+def configure_logging(level: str, log_format: logs.LogFormat | None = None) -> None:
+    """Log to stderr in the stack's one format (``SWITCHBOARD_LOG_FORMAT`` unless given); one
+    line per run even when quiet."""
+    global _format
+    if log_format is None:
+        from app.config import get_settings
+
+        log_format = get_settings().log_format
+    _format = log_format
+    logs.configure(level, log_format)
     logging.getLogger(RUNS_LOGGER).setLevel(logging.INFO)
     # Alembic narrates every step at INFO; a person only needs to hear when something is wrong.
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
-def uvicorn_log_config(level: str) -> dict[str, object]:
+def uvicorn_log_config(level: str, log_format: logs.LogFormat = "text") -> dict[str, object]:
     """uvicorn's loggers in the same format (its default has its own, coloured one)."""
+    plain: dict[str, str] = (
+        {"()": "app.logs.json_formatter"} if log_format == "json" else {"format": LOG_FORMAT}
+    )
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"plain": {"format": LOG_FORMAT}},
+        "formatters": {"plain": plain},
         "handlers": {
             "stderr": {
                 "class": "logging.StreamHandler",
@@ -65,8 +80,21 @@ def uvicorn_log_config(level: str) -> dict[str, object]:
 
 
 def prefixed(part: str, line: str) -> str:
-    """One console line: the time, the part, then what the process said."""
+    """One console line: the time, the part, then what the process said (with JSON logs, the
+    line as one JSON object that names the part as ``process``)."""
+    if _format == "json":
+        return _json_relayed(part, line.rstrip())
     return f"{time.strftime('%H:%M:%S')} {part:<{PART_WIDTH}} | {line.rstrip()}"
+
+
+def _json_relayed(part: str, line: str) -> str:
+    try:
+        fields = json.loads(line)
+    except ValueError:
+        fields = None
+    if not isinstance(fields, dict):
+        fields = {"time": datetime.now(UTC).isoformat(), "level": "info", "event": line}
+    return logs.json_line(**{**fields, "process": part})
 
 
 def say(part: str, text: str, stream: IO[str] | None = None) -> None:
