@@ -34,6 +34,15 @@ from app.models.endpoints import (  # noqa: E402
     ModelPublic,
     ModelUpdate,
 )
+from app.models.suites import (  # noqa: E402
+    Suite,
+    SuitePublic,
+    SuiteResult,
+    SuiteRun,
+    SuiteRunCreate,
+    SuiteRunPublic,
+    SuiteWrite,
+)
 from app.models.work import (  # noqa: E402
     CHECK_ACTIVE,
     Check,
@@ -118,6 +127,13 @@ __all__ = [
     "RunStatus",
     "ShareLink",
     "ShareLinkKind",
+    "Suite",
+    "SuitePublic",
+    "SuiteResult",
+    "SuiteRun",
+    "SuiteRunCreate",
+    "SuiteRunPublic",
+    "SuiteWrite",
     "SignInLink",
     "Task",
     "TaskStatus",

@@ -6,6 +6,10 @@ gets half a win), and "best of N" is a win over every other column. Columns writ
 contestant tell nothing about the two and are skipped. Judge agents' votes are kept apart and
 only count when asked for. Ratings are cached per workspace and filter, keyed by the votes'
 state, so they are recomputed only when a vote changes.
+
+The pass rate comes from evaluation suites (``app.services.suite_results``): the prompts a
+model (or agent) passed out of those judged, in the suite runs the filters pick, with a 95 %
+Wilson interval.
 """
 
 from __future__ import annotations
@@ -28,11 +32,14 @@ from app.models import (
     Model,
     Run,
     RunStatus,
+    Suite,
+    SuiteRun,
     Task,
     Vote,
     VoteOutcome,
 )
 from app.services.ratings import Rating, Verdict, rate, win_chance
+from app.services.suite_results import cells_of, wilson
 
 
 class Grouping(StrEnum):
@@ -48,6 +55,7 @@ class Filters:
     include_judges: bool = False
     since: datetime | None = None
     until: datetime | None = None
+    suite_id: int | None = None  # the pass rate from this suite's runs only
 
 
 @dataclass
@@ -68,6 +76,21 @@ class Row:
     median_tokens_per_second: float | None = None
     median_time_to_first_token_ms: float | None = None
     answers: int = 0
+    evaluated: int = 0  # suite prompts judged passed or failed
+    passed: int = 0
+
+    @property
+    def pass_rate(self) -> float | None:
+        return self.passed / self.evaluated if self.evaluated else None
+
+    @property
+    def pass_interval(self) -> tuple[float, float] | None:
+        return wilson(self.passed, self.evaluated)
+
+    @property
+    def pass_rate_per_billion(self) -> float | None:
+        rate_, billions = self.pass_rate, self.billions
+        return rate_ / billions if rate_ is not None and billions else None
 
     @property
     def billions(self) -> float | None:
@@ -194,6 +217,32 @@ def _speeds(session: Session, workspace_id: int, by: Grouping) -> dict[int, tupl
     }
 
 
+def _pass_counts(session: Session, workspace_id: int, filters: Filters) -> dict[int, tuple]:
+    """(passed, judged) per contestant over the suite runs the filters pick."""
+    query = (
+        select(SuiteRun)
+        .join(Suite, col(Suite.id) == col(SuiteRun.suite_id))
+        .where(Suite.workspace_id == workspace_id)
+    )
+    if filters.suite_id is not None:
+        query = query.where(SuiteRun.suite_id == filters.suite_id)
+    if filters.since is not None:
+        query = query.where(col(SuiteRun.created_at) >= filters.since)
+    if filters.until is not None:
+        query = query.where(col(SuiteRun.created_at) < filters.until)
+    counts: dict[int, tuple[int, int]] = {}
+    for cells in cells_of(session, list(session.exec(query).all())).values():
+        for cell in cells:
+            if cell.status not in ("passed", "failed") or cell.run is None:
+                continue
+            key = cell.run.model_id if filters.by == Grouping.model else cell.run.agent_id
+            if key is None:
+                continue
+            passed, judged = counts.get(key, (0, 0))
+            counts[key] = (passed + (cell.status == "passed"), judged + 1)
+    return counts
+
+
 def _names(session: Session, keys: set[int], by: Grouping) -> dict[int, tuple[str, int | None]]:
     if not keys:
         return {}
@@ -310,7 +359,8 @@ def leaderboard(*, session: Session, workspace_id: int, filters: Filters) -> Lea
     """The leaderboard of a workspace under ``filters``."""
     tally = _cached_tally(session, workspace_id, filters)
     speeds = _speeds(session, workspace_id, filters.by)
-    keys = set(tally.ratings) | set(speeds)
+    passes = _pass_counts(session, workspace_id, filters)
+    keys = set(tally.ratings) | set(speeds) | set(passes)
     names = _names(session, keys, filters.by)
     rows = []
     for contestant in keys:
@@ -325,6 +375,7 @@ def leaderboard(*, session: Session, workspace_id: int, filters: Filters) -> Lea
         speed, ttft, answers = speeds.get(contestant, (None, None, 0))
         row.median_tokens_per_second, row.median_time_to_first_token_ms = speed, ttft
         row.answers = answers
+        row.passed, row.evaluated = passes.get(contestant, (0, 0))
         rows.append(row)
     rows.sort(key=lambda r: (r.rating is None, -(r.rating or 0), r.name))
     return Leaderboard(
@@ -340,7 +391,8 @@ def leaderboard(*, session: Session, workspace_id: int, filters: Filters) -> Lea
 LEADERBOARD_COLUMNS = (
     "name", "parameter_count", "rating", "rating_low", "rating_high", "votes", "wins", "ties",
     "losses", "both_bad", "win_chance", "win_chance_per_billion", "median_tokens_per_second",
-    "median_time_to_first_token_ms", "answers",
+    "median_time_to_first_token_ms", "answers", "pass_rate", "pass_rate_low", "pass_rate_high",
+    "evaluated", "pass_rate_per_billion",
 )  # fmt: skip
 
 
@@ -367,6 +419,11 @@ def leaderboard_records(board: Leaderboard) -> list[dict[str, object]]:
             "median_tokens_per_second": rounded(row.median_tokens_per_second, 2),
             "median_time_to_first_token_ms": rounded(row.median_time_to_first_token_ms, 1),
             "answers": row.answers,
+            "pass_rate": rounded(row.pass_rate, 4),
+            "pass_rate_low": rounded(row.pass_interval[0], 4) if row.pass_interval else None,
+            "pass_rate_high": rounded(row.pass_interval[1], 4) if row.pass_interval else None,
+            "evaluated": row.evaluated,
+            "pass_rate_per_billion": rounded(row.pass_rate_per_billion, 4),
         }  # fmt: skip
         for row in board.rows
     ]

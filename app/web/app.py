@@ -26,6 +26,7 @@ from app.routes import (
     metrics,
     pages,
     pipeline_pages,
+    suite_pages,
     task_pages,
     team_pages,
 )
@@ -111,6 +112,7 @@ def create_app() -> FastAPI:
         compare_pages.router,
         leaderboard_pages.router,
         pipeline_pages.router,
+        suite_pages.router,
         team_pages.router,
         account_pages.router,
         api_router,

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from pydantic import BaseModel
+from sqlmodel import Session
 from starlette.responses import Response
 
-from app.services import ServiceError
+from app.models import Suite
+from app.services import NotFound, ServiceError
 from app.services.exports import to_csv
 from app.services.leaderboard import (
     LEADERBOARD_COLUMNS,
@@ -17,7 +19,7 @@ from app.services.leaderboard import (
     leaderboard_records,
     vote_records,
 )
-from app.web.deps import SessionDep, ViewableWorkspace
+from app.web.deps import Access, SessionDep, ViewableWorkspace
 
 router = APIRouter(prefix="/workspaces/{slug}", tags=["leaderboard"])
 
@@ -31,21 +33,30 @@ class LeaderboardPublic(BaseModel):
     rows: list[dict[str, object]]
 
 
-def _filters(by: str, judges: bool) -> Filters:
+def _filters(session: Session, access: Access, by: str, judges: bool, suite: int | None) -> Filters:
     if by not in (Grouping.model, Grouping.agent):
         raise ServiceError("Group the leaderboard by model or by agent.")
-    return Filters(by=Grouping(by), include_judges=judges)
+    if suite is not None:
+        found = session.get(Suite, suite)
+        if found is None or found.workspace_id != access.workspace.id:
+            raise NotFound("No such suite in this workspace.")
+    return Filters(by=Grouping(by), include_judges=judges, suite_id=suite)
 
 
 @router.get("/leaderboard", response_model=LeaderboardPublic)
 def read_leaderboard(
-    access: ViewableWorkspace, session: SessionDep, by: str = "model", judges: bool = False
+    access: ViewableWorkspace,
+    session: SessionDep,
+    by: str = "model",
+    judges: bool = False,
+    suite: int | None = None,
 ) -> LeaderboardPublic:
-    """Bradley–Terry ratings with 95 % intervals, votes, speed and size per model (or agent)."""
+    """Bradley–Terry ratings with 95 % intervals, votes, speed and size per model (or agent),
+    and the evaluation pass rate (from one suite's runs with ``suite``)."""
     board = leaderboard(
         session=session,
         workspace_id=access.workspace.id,  # type: ignore[arg-type]
-        filters=_filters(by, judges),
+        filters=_filters(session, access, by, judges, suite),
     )
     return LeaderboardPublic(
         by=board.filters.by, include_judges=board.filters.include_judges,
@@ -56,13 +67,17 @@ def read_leaderboard(
 
 @router.get("/leaderboard.csv", response_class=Response)
 def leaderboard_csv(
-    access: ViewableWorkspace, session: SessionDep, by: str = "model", judges: bool = False
+    access: ViewableWorkspace,
+    session: SessionDep,
+    by: str = "model",
+    judges: bool = False,
+    suite: int | None = None,
 ) -> Response:
     """The leaderboard as CSV."""
     board = leaderboard(
         session=session,
         workspace_id=access.workspace.id,  # type: ignore[arg-type]
-        filters=_filters(by, judges),
+        filters=_filters(session, access, by, judges, suite),
     )
     return _csv(to_csv(leaderboard_records(board), LEADERBOARD_COLUMNS), "leaderboard")
 
