@@ -397,3 +397,68 @@ def _run_the_demo_suite(client, session) -> None:
     assert coder["median_tokens_per_second"] and coder["median_time_to_first_token_ms"]
     print("demo suite on the bundled model:", {i: c["status"] for i, c in by_prompt.items()},
           coder)  # fmt: skip
+
+
+def test_an_answer_its_worker_never_judged_is_judged_by_the_sweep(client, team, no_worker):
+    from datetime import timedelta
+
+    from app.engine.evaluations import SWEEP_GRACE, sweep_unjudged
+    from app.models import Message
+    from app.models.common import utcnow
+
+    workspace, agents = team
+    document = {"name": "Swept", "prompts": [SUITE["prompts"][1]]}
+    suite = create_suite(client, workspace, document)
+    started = client.post(f"/api/v1/suites/{suite['id']}/runs", json={"agent_ids": [agents[0].id]})
+    assert started.status_code == 201, started.text
+    (run_id,) = started.json()["run_ids"]
+    # The run succeeded a while ago, and its worker died before judging it.
+    with Session(get_engine()) as session:
+        run = session.get(Run, run_id)
+        assert run is not None
+        message = session.get(Message, run.output_message_id)
+        assert message is not None
+        message.content = GOOD_JSON
+        run.status, run.finished_at = "succeeded", utcnow() - SWEEP_GRACE - timedelta(seconds=1)
+        session.add_all([run, message])
+        session.commit()
+    cell_before = client.get(f"/api/v1/suite-runs/{started.json()['suite_run']['id']}").json()
+    assert [c["status"] for c in cell_before["cells"]] == ["checking"]
+
+    follow = sweep_unjudged()
+    assert (follow.run_ids, follow.check_ids) == ([], [])  # text checks only: nothing to send
+    results = client.get(f"/api/v1/suite-runs/{started.json()['suite_run']['id']}").json()
+    assert [c["status"] for c in results["cells"]] == ["passed"]
+    assert sweep_unjudged().run_ids == []  # judged once: the next sweep finds nothing
+    with Session(get_engine()) as session:
+        (result,) = session.exec(select(SuiteResult)).all()
+        assert len(result.findings) == 3
+
+
+def test_editing_a_suite_on_its_page_keeps_earlier_runs_copies(client, team, no_worker):
+    workspace, agents = team
+    suite = create_suite(client, workspace)
+    started = client.post(
+        f"/api/v1/suites/{suite['id']}/runs",
+        json={"agent_ids": [agents[0].id], "judge_agent_id": agents[2].id},
+    )
+    assert started.status_code == 201, started.text
+
+    refused = client.post(f"/suites/{suite['id']}", data={"text": "name: x\nprompts: nope\n"})
+    assert refused.status_code == 400 and "prompts" in refused.text
+    assert client.get(f"/api/v1/suites/{suite['id']}").json()["prompts"] == SUITE["prompts"]
+
+    edited = {"name": "Basics", "prompts": [{"prompt": "Only one now."}]}
+    saved = client.post(f"/suites/{suite['id']}", data={"text": yaml.safe_dump(edited)},
+                        follow_redirects=False)  # fmt: skip
+    assert saved.status_code == 303, saved.text
+    assert client.get(f"/api/v1/suites/{suite['id']}").json()["prompts"] == [
+        {"prompt": "Only one now.", "checks": []}
+    ]
+    grid = client.get(f"/api/v1/suite-runs/{started.json()['suite_run']['id']}").json()
+    assert len(grid["cells"]) == 2  # the run keeps the two prompts it was started with
+    assert client.get(f"/suites/{suite['id']}").status_code == 200
+
+    deleted = client.post(f"/suites/{suite['id']}/delete", follow_redirects=False)
+    assert deleted.status_code == 303
+    assert client.get(f"/api/v1/suites/{suite['id']}").status_code == 404
