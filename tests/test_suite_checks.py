@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from app.evals.kinds import decide, judge_prompt, read_verdict
-from app.evals.schema import dump_suite, parse_suite
+from app.evals.schema import dump_suite, parse_suite, validate_suite
 from app.services import ServiceError
 from app.services.suite_results import wilson
 
@@ -60,6 +60,12 @@ def test_a_json_schema_failure_says_where_and_what():
 def test_deeply_nested_json_fails_instead_of_crashing():
     finding = decide({"kind": "json"}, "[" * 100_000 + "]" * 100_000)
     assert finding.passed is False
+    nested: dict = {"type": "array"}
+    for _ in range(3_000):
+        nested = {"type": "array", "items": nested}
+    with pytest.raises(ServiceError, match="nests too deeply"):
+        validate_suite({"name": "x", "prompts": [{"prompt": "p", "checks": [
+            {"kind": "json", "schema": nested}]}]})  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -169,6 +175,12 @@ def test_a_suite_file_reads_as_yaml_or_json_and_round_trips():
         ("a: &a [1, 2]\nb: *a\n", "aliases"),
         ("name: '   '\nprompts:\n  - prompt: hi\n", "name"),
         ("name: x\nprompts:\n  - prompt: 2026-11-30\n", "prompts[0].prompt"),
+        ("9" * 5000, "too long"),
+        ('{"name": ' + "9" * 5000 + "}", "too long"),
+        ("[" * 50_000 + "]" * 50_000, "nests too deeply"),
+        ("a: " + "[" * 50_000 + "]" * 50_000, "nest"),
+        ("a: " + "[" * 40 + "]" * 40, "nests at most 32 levels"),
+        ("x: 1\n" * 60_000, "or send it as JSON"),
     ],
 )  # fmt: skip
 def test_a_bad_suite_file_is_refused_with_where_the_mistake_is(text, message):

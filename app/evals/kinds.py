@@ -88,9 +88,12 @@ def decide(check: dict[str, Any], answer: str) -> Finding:
             return Finding(kind, False, f"The answer is not valid JSON: {error}.")
         if "schema" not in check:
             return Finding(kind, True, "Valid JSON.")
-        problem = jsonschema.exceptions.best_match(
-            jsonschema.Draft202012Validator(check["schema"]).iter_errors(value)
-        )
+        try:
+            problem = jsonschema.exceptions.best_match(
+                jsonschema.Draft202012Validator(check["schema"]).iter_errors(value)
+            )
+        except RecursionError:
+            return Finding(kind, False, "The answer's JSON nests too deeply to check.")
         if problem is not None:
             where = "/".join(str(p) for p in problem.absolute_path) or "the value"
             return Finding(kind, False, f"{where}: {problem.message}"[:MAX_REASON_CHARS])

@@ -36,6 +36,7 @@ import yaml
 from app.services import ServiceError
 
 MAX_FILE_CHARS = 1_000_000
+MAX_YAML_CHARS = 250_000  # YAML reads slowly (twice: refusals first); larger suites as JSON
 MAX_PROMPTS = 100
 KINDS = ("contains", "not_contains", "regex", "json", "python", "judge")
 
@@ -124,6 +125,26 @@ def _where(path: Any) -> str:
     return where or "the file"
 
 
+# libyaml's parser when PyYAML was built with it: the pure-Python one takes seconds on a big file.
+_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+MAX_DEPTH = 32
+
+
+def _refuse_aliases_and_depth(text: str) -> None:
+    """Aliases would let a few lines expand into a huge document, and deep nesting makes the
+    parser crawl; both are refused from the event stream, before anything is built."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_LOADER):
+        if isinstance(event, yaml.AliasEvent):
+            raise ServiceError("YAML aliases (*name) are not allowed in a suite file.")
+        if isinstance(event, yaml.SequenceStartEvent | yaml.MappingStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise ServiceError(f"A suite file nests at most {MAX_DEPTH} levels deep.")
+        elif isinstance(event, yaml.SequenceEndEvent | yaml.MappingEndEvent):
+            depth -= 1
+
+
 def _load(text: str) -> Any:
     stripped = text.lstrip()
     if stripped.startswith(("{", "[")):
@@ -131,16 +152,24 @@ def _load(text: str) -> Any:
             return json.loads(text)
         except json.JSONDecodeError as exc:
             raise ServiceError(f"This is not valid JSON: {exc.msg} (line {exc.lineno}).") from None
+        except (ValueError, RecursionError):  # a number too long to read, nesting too deep
+            raise ServiceError("This JSON holds a number too long or nests too deeply.") from None
+    if len(text) > MAX_YAML_CHARS:
+        raise ServiceError(
+            f"Keep a YAML suite file under {MAX_YAML_CHARS:,} characters, or send it as JSON."
+        )
     try:
-        # Aliases would let a few lines expand into a huge document.
-        if any(isinstance(event, yaml.AliasEvent) for event in yaml.parse(text)):
-            raise ServiceError("YAML aliases (*name) are not allowed in a suite file.")
-        return yaml.safe_load(text)
+        _refuse_aliases_and_depth(text)
+        return yaml.load(text, Loader=_LOADER)  # noqa: S506 (a safe loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "it cannot be read"
         raise ServiceError(f"This is not valid YAML or JSON: {problem}{where}.") from None
+    except (ValueError, RecursionError):
+        raise ServiceError(
+            "This YAML holds a value too long to read or nests too deeply."
+        ) from None
 
 
 def validate_suite(document: Any) -> dict[str, Any]:
@@ -168,6 +197,8 @@ def validate_suite(document: Any) -> dict[str, Any]:
                     raise ServiceError(
                         f"{where}: the JSON schema is wrong: {exc.message}"
                     ) from None
+                except RecursionError:
+                    raise ServiceError(f"{where}: the JSON schema nests too deeply.") from None
     return {
         "name": document["name"].strip(),
         "description": document.get("description", "").strip(),
