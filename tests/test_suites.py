@@ -462,3 +462,41 @@ def test_editing_a_suite_on_its_page_keeps_earlier_runs_copies(client, team, no_
     deleted = client.post(f"/suites/{suite['id']}/delete", follow_redirects=False)
     assert deleted.status_code == 303
     assert client.get(f"/api/v1/suites/{suite['id']}").status_code == 404
+
+
+def test_a_judge_that_cannot_start_is_an_error_not_a_verdict(client, team, no_worker):
+    from datetime import timedelta
+
+    from app.engine.evaluations import SWEEP_GRACE, sweep_unjudged
+    from app.models import Agent, Message
+    from app.models.common import utcnow
+
+    workspace, agents = team
+    document = {"name": "Judged", "prompts": [{"prompt": SUITE["prompts"][1]["prompt"], "checks": [
+        {"kind": "contains", "text": "ok"}, {"kind": "judge", "rubric": "Valid."}]}]}  # fmt: skip
+    suite = create_suite(client, workspace, document)
+    body = {"agent_ids": [agents[0].id], "judge_agent_id": agents[2].id}
+    started = client.post(f"/api/v1/suites/{suite['id']}/runs", json=body)
+    assert started.status_code == 201, started.text
+    (run_id,) = started.json()["run_ids"]
+    with Session(get_engine()) as session:
+        judge = session.get(Agent, agents[2].id)
+        run = session.get(Run, run_id)
+        assert judge is not None and run is not None
+        message = session.get(Message, run.output_message_id)
+        assert message is not None
+        judge.model_id = None  # its model went away after the run started
+        message.content = GOOD_JSON
+        run.status, run.finished_at = "succeeded", utcnow() - SWEEP_GRACE - timedelta(seconds=1)
+        session.add_all([judge, run, message])
+        session.commit()
+
+    assert sweep_unjudged().run_ids == []  # no judge run could start
+    results = client.get(f"/api/v1/suite-runs/{started.json()['suite_run']['id']}").json()
+    (found,) = results["cells"]
+    assert found["status"] == "error"
+    judged = next(f for f in found["findings"] if f["kind"] == "judge")
+    assert judged["passed"] is None and judged["error"] is True
+    assert "has no model" in judged["reason"]
+    (summary,) = results["agents"]
+    assert (summary["passed"], summary["failed"], summary["other"]) == (0, 0, 1)

@@ -70,7 +70,8 @@ def _start_judge(
     answering = session.get(Task, result.task_id) if result.task_id else None
     workspace = session.get(Workspace, answering.workspace_id) if answering else None
     if suite_run.judge_agent_id is None or author is None or workspace is None:
-        return None, None, Finding("judge", False, "The judge agent (or the run's author) is gone.")
+        gone = "The judge agent (or the run's author) is gone."
+        return None, None, Finding("judge", None, gone, error=True)
     rubric = rubrics[0] if len(rubrics) == 1 else "; ".join(rubrics)
     brief = judge_prompt(rubric=rubric, question=question, answer=answer)
     # Refusals found first: the worker's transaction must not fail halfway through.
@@ -82,7 +83,8 @@ def _start_judge(
         if len(brief) > MAX_MESSAGE_CHARS:
             raise ServiceError("the question and answer are too long to be judged.")
     except ServiceError as exc:
-        return None, None, Finding("judge", False, f"The judge could not start: {exc.message}")
+        why = f"The judge could not start: {exc.message}"
+        return None, None, Finding("judge", None, why, error=True)
     task, started = create_task(
         session=session, workspace=workspace, author=author,
         title=f"Judge · {answering.title}"[:200],  # type: ignore[union-attr]

@@ -22,14 +22,17 @@ MAX_REASON_CHARS = 300
 
 @dataclass(frozen=True)
 class Finding:
-    """What one check found: passed or not, and why (shown beside the cell)."""
+    """What one check found: passed or not, and why (shown beside the cell). ``error``: the
+    check could not be carried out (``passed`` is then None), which is no verdict on the answer."""
 
     kind: str
-    passed: bool
+    passed: bool | None
     reason: str
+    error: bool = False
 
     def as_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "passed": self.passed, "reason": self.reason}
+        found = {"kind": self.kind, "passed": self.passed, "reason": self.reason}
+        return {**found, "error": True} if self.error else found
 
 
 def describe(check: dict[str, Any]) -> str:
