@@ -5,6 +5,7 @@
   models/     SQLModel tables and their create / update / public schemas
   engine/     the run engine and its delivery contract (runs, pipelines, checks, dispatch, live)
   checks/     the bubblewrap sandbox that runs agents' code
+  evals/      evaluation suites' file schema and check kinds (no database)
   services/   plain functions for everything else; no FastAPI, no Celery
   llm/        the OpenAI-compatible client
   routes/     thin page and API handlers; web/ the plumbing they share

@@ -168,6 +168,19 @@ def seeded(session: Session, no_worker: None) -> Seeded:
         assert comparison.status_code == 201, comparison.text
         check = api.post(f"/api/v1/messages/{answer.id}/checks")  # stays queued: no checker
         assert check.status_code == 201, check.text
+        suite = api.post(
+            f"/api/v1/workspaces/{workspace.slug}/suites",
+            json={"name": "Fuzz suite", "prompts": [
+                {"prompt": "Say hi.", "checks": [{"kind": "contains", "text": "hi"},
+                                                 {"kind": "judge", "rubric": "Polite."}]},
+            ]},
+        )  # fmt: skip
+        assert suite.status_code == 201, suite.text
+        suite_run = api.post(
+            f"/api/v1/suites/{suite.json()['id']}/runs",
+            json={"agent_ids": agent_ids[:2], "judge_agent_id": agent_ids[2]},
+        )  # runs stay queued: no worker
+        assert suite_run.status_code == 201, suite_run.text
         detail = api.get(f"/api/v1/tasks/{task_id}").json()
 
     # The question and its answer first: they are the ones the operations can act on most.
@@ -188,6 +201,8 @@ def seeded(session: Session, no_worker: None) -> Seeded:
             "user_id": [owner.id, admin.id],
             "token_id": [spare_token_id],
             "check_id": [check.json()["id"]],
+            "suite_id": [suite.json()["id"]],
+            "suite_run_id": [suite_run.json()["suite_run"]["id"]],
         },
     )
 

@@ -22,6 +22,8 @@ from app.models import (
     Pipeline,
     Role,
     Run,
+    Suite,
+    SuiteRun,
     Task,
 )
 from app.services.comparisons import create_comparison
@@ -109,7 +111,17 @@ def bodies(ids: dict[str, object]) -> dict[tuple[str, str], dict[str, object]]:
         ("POST", "/api/v1/messages/{message_id}/reruns"): {"agent_id": agent},
         ("POST", "/api/v1/messages/{message_id}/handoffs"): {"agent_id": agent,
                                                              "instruction": "i"},
+        ("POST", "/w/{slug}/suites"): {"text": SUITE_TEXT},
+        ("POST", "/suites/{suite_id}"): {"text": SUITE_TEXT},
+        ("POST", "/suites/{suite_id}/runs"): {"agent_ids": [str(agent)]},
+        ("POST", "/api/v1/workspaces/{slug}/suites"): SUITE_DOCUMENT,
+        ("PUT", "/api/v1/suites/{suite_id}"): SUITE_DOCUMENT,
+        ("POST", "/api/v1/suites/{suite_id}/runs"): {"agent_ids": [agent]},
     }  # fmt: skip
+
+
+SUITE_DOCUMENT = {"name": "s", "prompts": [{"prompt": "p", "checks": []}]}
+SUITE_TEXT = "name: s2\nprompts:\n  - prompt: p\n"
 
 
 def build_world(session: Session) -> dict[str, object]:
@@ -148,6 +160,11 @@ def build_world(session: Session) -> dict[str, object]:
     session.add(pipeline)
     check = Check(task_id=task.id, code_message_id=answers[0].id)
     session.add(check)
+    suite = Suite(workspace_id=workspace.id, name="s", prompts=[{"prompt": "p", "checks": []}])
+    session.add(suite)
+    session.flush()
+    suite_run = SuiteRun(suite_id=suite.id, number=1, prompts=suite.prompts, agent_ids=[agent.id])
+    session.add(suite_run)
     session.flush()
     comparison = create_comparison(session=session, task=task, author=owner,
                                    message_ids=[a.id for a in answers])  # fmt: skip
@@ -159,7 +176,7 @@ def build_world(session: Session) -> dict[str, object]:
         "owner": owner, "workspace": workspace, "slug": workspace.slug, "task_id": task.id,
         "message_id": question.id, "answer_id": answers[0].id, "other_answer_id": answers[1].id,
         "run_id": run.id, "agent_id": agent.id, "pipeline_id": pipeline.id,
-        "check_id": check.id,
+        "check_id": check.id, "suite_id": suite.id, "suite_run_id": suite_run.id,
         "comparison_id": comparison.id, "endpoint_id": endpoint.id, "model_id": model.id,
         "link_id": link.link.id, "token_id": token.id, "user_id": owner.id, "status": "backlog",
         "token": link.token,

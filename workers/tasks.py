@@ -11,7 +11,7 @@ from celery.signals import task_prerun
 
 from app import logs
 from app.config import get_settings
-from app.engine import checks, judging, pipelines, runner, sweeper
+from app.engine import checks, evaluations, judging, pipelines, runner, sweeper
 from app.engine.dispatch import (
     ADVANCE_PIPELINE,
     RUN_AGENT,
@@ -45,6 +45,10 @@ def run_agent(self: Task, run_id: int) -> None:
         )  # fmt: skip
         # A hand-off's answer holding tests is checked against the answer it was handed.
         dispatch_checks(checks.auto_check(run_id=run_id))
+        # A suite's answer is judged: its sandbox check and its judge's run are sent.
+        follow = evaluations.after_run(run_id=run_id)
+        dispatch_checks(follow.check_ids)
+        dispatch(follow.run_ids)
     except runner.Requeue:
         raise self.retry(countdown=1) from None
     except runner.Held as held:
@@ -105,5 +109,9 @@ def sweep_checks() -> None:
 
 @celery_app.task(name=SWEEP_RUNS)
 def sweep_runs() -> None:
-    """Requeue runs a crash or a broker outage left behind; fail those that cannot go on."""
+    """Requeue runs a crash or a broker outage left behind; fail those that cannot go on;
+    judge the suite answers a dead worker left unjudged."""
     dispatch(sweeper.sweep(settings=get_settings()))
+    follow = evaluations.sweep_unjudged()
+    dispatch_checks(follow.check_ids)
+    dispatch(follow.run_ids)

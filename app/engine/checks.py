@@ -147,9 +147,11 @@ def create_check(
     pipeline: Pipeline | None = None,
     pipeline_round: int | None = None,
     pipeline_step: int | None = None,
+    tests_text: str | None = None,
 ) -> Check:
-    """A queued check of an answer's code (against another answer's tests), with its summary
-    message under the answer that was checked. The caller commits, then sends it."""
+    """A queued check of an answer's code (against another answer's tests, or tests given as
+    ``tests_text``), with its summary message under the answer that was checked. The caller
+    commits, then sends it."""
     code = _answer(session, task.id, code_message_id, "code answer")  # type: ignore[arg-type]
     tests = (
         _answer(session, task.id, test_message_id, "test answer")  # type: ignore[arg-type]
@@ -160,7 +162,7 @@ def create_check(
         raise ServiceError("Run an answer's tests against another answer's code.")
     if tests is not None and not has_tests(tests.content):
         raise ServiceError("The test answer holds no tests (a Python block with def test_…).")
-    files = files_from_answers(code.content, tests.content if tests else None)
+    files = files_from_answers(code.content, tests.content if tests else tests_text)
     try:
         run_command_for(files)
     except ValueError:
@@ -179,6 +181,7 @@ def create_check(
         task_id=task.id,  # type: ignore[arg-type]
         code_message_id=code.id,  # type: ignore[arg-type]
         test_message_id=tests.id if tests else None,
+        tests_text=tests_text if tests is None else None,
         message_id=node.id,
         pipeline_id=pipeline.id if pipeline else None,
         pipeline_round=pipeline_round,
@@ -466,7 +469,7 @@ def execute_check(*, check_id: int, worker: str, settings: Settings) -> bool:
         code = session.get(Message, check.code_message_id)
         tests = session.get(Message, check.test_message_id) if check.test_message_id else None
         code_text = code.content if code else ""
-        test_text = tests.content if tests else None
+        test_text = tests.content if tests else check.tests_text
     files = files_from_answers(code_text, test_text)
     try:
         command = run_command_for(files)

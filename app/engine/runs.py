@@ -73,11 +73,11 @@ def _agents(session: Session, task: Task, agent_ids: list[int]) -> list[Agent]:
         raise NotFound(f"No such agent in this workspace: {missing[0]}.")
     agents = [found[agent_id] for agent_id in agent_ids]
     for agent in agents:
-        _usable_model(session, agent)
+        usable_model(session, agent)
     return agents
 
 
-def _usable_model(session: Session, agent: Agent) -> Model:
+def usable_model(session: Session, agent: Agent) -> Model:
     model = session.get(Model, agent.model_id) if agent.model_id else None
     if model is None:
         raise ServiceError(f"{agent.name} has no model; choose one on the Agents page.")
@@ -148,7 +148,7 @@ def _start_runs(
     group = str(uuid.uuid4()) if len(agents) > 1 else None
     runs = []
     for agent in agents:
-        model = _usable_model(session, agent)
+        model = usable_model(session, agent)
         answer = _add_message(
             session, task, parent=question, role=MessageRole.assistant, agent=agent
         )
@@ -368,7 +368,7 @@ def retry(*, session: Session, run: Run, actor: User) -> Run:
     agent = session.get(Agent, run.agent_id) if run.agent_id else None
     if agent is None:
         raise ServiceError("The run's agent was deleted; rerun the question with another agent.")
-    run.model_id = _usable_model(session, agent).id
+    run.model_id = usable_model(session, agent).id
     run.status = RunStatus.queued
     run.error = None
     run.attempts = 0

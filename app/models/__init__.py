@@ -38,6 +38,15 @@ from app.models.endpoints import (  # noqa: E402
     ModelPublic,
     ModelUpdate,
 )
+from app.models.suites import (  # noqa: E402
+    Suite,
+    SuitePublic,
+    SuiteResult,
+    SuiteRun,
+    SuiteRunCreate,
+    SuiteRunPublic,
+    SuiteWrite,
+)
 from app.models.work import (  # noqa: E402
     CHECK_ACTIVE,
     Check,
@@ -130,6 +139,13 @@ __all__ = [
     "RunStatus",
     "ShareLink",
     "ShareLinkKind",
+    "Suite",
+    "SuitePublic",
+    "SuiteResult",
+    "SuiteRun",
+    "SuiteRunCreate",
+    "SuiteRunPublic",
+    "SuiteWrite",
     "SignInLink",
     "Task",
     "TaskStatus",

@@ -207,6 +207,8 @@ class Check(SQLModel, table=True):
     message_id: int | None = Field(
         default=None, foreign_key="message.id", ondelete="SET NULL", unique=True
     )
+    # Tests given as text rather than by an answer: an evaluation suite's Python check.
+    tests_text: str | None = Field(default=None, sa_type=sa.Text)
     status: str = Field(default=CheckStatus.queued, sa_type=sa.String(16))
     exit_code: int | None = Field(default=None)
     tests_passed: int | None = Field(default=None)

@@ -16,6 +16,8 @@ from app.models import (
     Pipeline,
     Role,
     Run,
+    Suite,
+    SuiteRun,
     Task,
     User,
 )
@@ -86,3 +88,17 @@ def check_for(*, session: Session, check_id: int, user: User, min_role: Role) ->
     check = _get(session, Check, check_id, "check")
     task = task_for(session=session, task_id=check.task_id, user=user, min_role=min_role)
     return check, task
+
+
+def suite_for(*, session: Session, suite_id: int, user: User, min_role: Role) -> Suite:
+    suite = _get(session, Suite, suite_id, "suite")
+    require_role(session=session, workspace_id=suite.workspace_id, user=user, min_role=min_role)
+    return suite
+
+
+def suite_run_for(
+    *, session: Session, suite_run_id: int, user: User, min_role: Role
+) -> tuple[SuiteRun, Suite]:
+    suite_run = _get(session, SuiteRun, suite_run_id, "suite run")
+    suite = suite_for(session=session, suite_id=suite_run.suite_id, user=user, min_role=min_role)
+    return suite_run, suite

@@ -14,6 +14,7 @@ from app.models import (
     ModelEndpoint,
     Run,
     RunStatus,
+    SuiteResult,
     Task,
     TaskStatus,
     User,
@@ -36,17 +37,29 @@ class Column:
         return max(self.total - self.offset - len(self.tasks), 0)
 
 
+def _on_board(workspace: Workspace, status: str) -> list:
+    """A column's tasks: not those of evaluation suites (they are shown under their suite)."""
+    return [
+        Task.workspace_id == workspace.id,
+        Task.status == status,
+        col(Task.id).not_in(
+            select(SuiteResult.task_id).where(col(SuiteResult.task_id).is_not(None))
+        ),
+        col(Task.id).not_in(
+            select(SuiteResult.judge_task_id).where(col(SuiteResult.judge_task_id).is_not(None))
+        ),
+    ]
+
+
 def column(*, session: Session, workspace: Workspace, status: str, offset: int = 0) -> Column:
-    query = select(Task).where(Task.workspace_id == workspace.id, Task.status == status)
+    query = select(Task).where(*_on_board(workspace, status))
     tasks = session.exec(
         query.order_by(col(Task.position).desc(), col(Task.id).desc())
         .offset(offset)
         .limit(COLUMN_PAGE)
     ).all()
     total = session.exec(
-        select(func.count())
-        .select_from(Task)
-        .where(Task.workspace_id == workspace.id, Task.status == status)
+        select(func.count()).select_from(Task).where(*_on_board(workspace, status))
     ).one()
     return Column(status=status, tasks=list(tasks), total=int(total), offset=offset)
 
@@ -132,13 +145,29 @@ class FeedLine:
     failed: bool
 
 
+def _task_id(event: Event) -> int | None:
+    return event.data.get("task_id") or (event.subject_id if event.subject_type == "task" else None)
+
+
+def _evaluation_tasks(session: Session, task_ids: list[int | None]) -> set[int]:
+    ids = [task_id for task_id in task_ids if task_id]
+    rows = session.exec(
+        select(SuiteResult.task_id, SuiteResult.judge_task_id).where(
+            col(SuiteResult.task_id).in_(ids) | col(SuiteResult.judge_task_id).in_(ids)
+        )
+    ).all()
+    return {task_id for row in rows for task_id in row if task_id is not None}
+
+
 def feed_lines(*, session: Session, workspace: Workspace) -> list[FeedLine]:
     """The newest activity, newest first, with the agent that ran and the task it was for."""
     lines = []
-    for event, user in feed(session=session, workspace=workspace):
-        task_id = event.data.get("task_id") or (
-            event.subject_id if event.subject_type == "task" else None
-        )
+    events = feed(session=session, workspace=workspace)
+    evaluation = _evaluation_tasks(session, [_task_id(event) for event, _ in events])
+    for event, user in events:
+        task_id = _task_id(event)
+        if task_id in evaluation:  # a suite run's many runs are shown under the suite
+            continue
         task = session.get(Task, task_id) if task_id else None
         run = session.get(Run, event.subject_id) if event.subject_type == "run" else None
         agent = session.get(Agent, run.agent_id) if run and run.agent_id else None

@@ -1,4 +1,5 @@
-"""The demo workspace: starter agents and one task, so a newcomer has something to try."""
+"""The demo workspace: starter agents, one task and a small evaluation suite, so a newcomer has
+something to try."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from sqlmodel import Session, col, select
 
 from app.engine.runs import Started, ask
 from app.models import Agent, Model, Task, User, Workspace
+from app.services.suites import save_suite
 from app.services.workspaces import create_workspace, record_event
 
 # Written for small models, base models included: one job each, a short role prompt, worked
@@ -112,6 +114,50 @@ DEMO_QUESTION = (
 )
 
 
+# Small enough for the bundled 270M model to pass some of it (the square function is the
+# shape Coder's worked example shows), and to fail some: a suite that everything passes
+# tells nothing. No judge checks, so it runs without choosing a judge.
+DEMO_SUITE: dict[str, Any] = {
+    "name": "Starter checks",
+    "description": "Four small prompts with automatic checks. Run it against Coder and Explorer.",
+    "prompts": [
+        {
+            "prompt": "Write a Python function square(x) that returns the square of x.",
+            "checks": [
+                {"kind": "contains", "text": "def square"},
+                {
+                    "kind": "python",
+                    "tests": "from solution import square\n\n\ndef test_square():\n"
+                    "    assert square(3) == 9\n    assert square(-2) == 4\n",
+                },
+            ],
+        },
+        {
+            "prompt": "What is the capital of France? Answer in one word.",
+            "checks": [{"kind": "contains", "text": "paris", "ignore_case": True}],
+        },
+        {
+            "prompt": "Count from 1 to 5.",
+            "checks": [{"kind": "regex", "pattern": r"1\D+2\D+3\D+4\D+5"}],
+        },
+        {
+            "prompt": 'Reply with only a JSON object whose key "ok" is true.',
+            "checks": [
+                {
+                    "kind": "json",
+                    "schema": {
+                        "type": "object",
+                        "properties": {"ok": {"const": True}},
+                        "required": ["ok"],
+                    },
+                },
+                {"kind": "not_contains", "text": "I cannot"},
+            ],
+        },
+    ],
+}
+
+
 @dataclass(frozen=True)
 class Demo:
     workspace: Workspace
@@ -141,8 +187,9 @@ def create_starter_agents(*, session: Session, workspace: Workspace) -> list[Age
 
 
 def create_demo_workspace(*, session: Session, owner: User) -> Demo:
-    """A workspace named "Demo" with the starter agents and one task, asked at once of Coder
-    and Explorer when a model is available (the caller dispatches the runs after commit)."""
+    """A workspace named "Demo" with the starter agents, one task, asked at once of Coder
+    and Explorer when a model is available (the caller dispatches the runs after commit), and
+    the starter suite."""
     workspace = create_workspace(
         session=session,
         name="Demo",
@@ -168,6 +215,7 @@ def create_demo_workspace(*, session: Session, owner: User) -> Demo:
         subject_id=task.id,
         data={"title": task.title},
     )
+    save_suite(session=session, workspace=workspace, author=owner, document=DEMO_SUITE)
     started = None
     fanout = [agent.id for agent in agents if agent.name in DEMO_FANOUT and agent.model_id]
     if len(fanout) == len(DEMO_FANOUT):

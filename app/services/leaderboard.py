@@ -7,6 +7,10 @@ contestant tell nothing about the two and are skipped. Judge agents' votes are k
 only count when asked for. Ratings are cached per workspace and filter, keyed by the votes'
 state (and, under a tag filter, by which tasks carry the tag), so they are recomputed only when
 a vote or a tag changes.
+
+The pass rate comes from evaluation suites (``app.services.suite_results``): the prompts a
+model (or agent) passed out of those judged, in the suite runs the filters pick, with a 95 %
+Wilson interval.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from app.models import (
     Model,
     Run,
     RunStatus,
+    Suite,
+    SuiteRun,
     Task,
     TaskTag,
     Vote,
@@ -37,6 +43,7 @@ from app.models import (
 )
 from app.services import ServiceError
 from app.services.ratings import Rating, Verdict, rate, win_chance
+from app.services.suite_results import cells_of, wilson
 
 
 class Grouping(StrEnum):
@@ -54,10 +61,17 @@ class Filters:
     since: datetime | None = None
     until: datetime | None = None
     tag: str | None = None
+    suite_id: int | None = None  # the pass rate from this suite's runs only
 
 
 def filters_from(
-    *, by: str = "model", judges: str = "", since: str = "", until: str = "", tag: str = ""
+    *,
+    by: str = "model",
+    judges: str = "",
+    since: str = "",
+    until: str = "",
+    tag: str = "",
+    suite: str = "",
 ) -> Filters:
     """Filters from a query string (dates as 2026-11-30, both days included); a clear message
     for each mistake."""
@@ -78,12 +92,16 @@ def filters_from(
     tag = tag.strip().lower().lstrip("#")
     if len(tag) > 32:
         raise ServiceError("A tag has at most 32 characters.")
+    suite = suite.strip()
+    if suite and not (suite.isascii() and suite.isdigit() and len(suite) < 10):
+        raise ServiceError("Pick a suite from the list.")
     return Filters(
         by=Grouping(by),
         include_judges=judges.lower() in ("1", "on", "true", "yes"),
         since=datetime.combine(start, time(), UTC) if start else None,
         until=datetime.combine(end + timedelta(days=1), time(), UTC) if end else None,
         tag=tag or None,
+        suite_id=int(suite) if suite else None,
     )
 
 
@@ -110,6 +128,21 @@ class Row:
     median_tokens_per_second: float | None = None
     median_time_to_first_token_ms: float | None = None
     answers: int = 0
+    evaluated: int = 0  # suite prompts judged passed or failed
+    passed: int = 0
+
+    @property
+    def pass_rate(self) -> float | None:
+        return self.passed / self.evaluated if self.evaluated else None
+
+    @property
+    def pass_interval(self) -> tuple[float, float] | None:
+        return wilson(self.passed, self.evaluated)
+
+    @property
+    def pass_rate_per_billion(self) -> float | None:
+        rate_, billions = self.pass_rate, self.billions
+        return rate_ / billions if rate_ is not None and billions else None
 
     @property
     def billions(self) -> float | None:
@@ -245,6 +278,32 @@ def _speeds(session: Session, workspace_id: int, filters: Filters) -> dict[int, 
     }
 
 
+def _pass_counts(session: Session, workspace_id: int, filters: Filters) -> dict[int, tuple]:
+    """(passed, judged) per contestant over the suite runs the filters pick."""
+    query = (
+        select(SuiteRun)
+        .join(Suite, col(Suite.id) == col(SuiteRun.suite_id))
+        .where(Suite.workspace_id == workspace_id)
+    )
+    if filters.suite_id is not None:
+        query = query.where(SuiteRun.suite_id == filters.suite_id)
+    if filters.since is not None:
+        query = query.where(col(SuiteRun.created_at) >= filters.since)
+    if filters.until is not None:
+        query = query.where(col(SuiteRun.created_at) < filters.until)
+    counts: dict[int, tuple[int, int]] = {}
+    for cells in cells_of(session, list(session.exec(query).all())).values():
+        for cell in cells:
+            if cell.status not in ("passed", "failed") or cell.run is None:
+                continue
+            key = cell.run.model_id if filters.by == Grouping.model else cell.run.agent_id
+            if key is None:
+                continue
+            passed, judged = counts.get(key, (0, 0))
+            counts[key] = (passed + (cell.status == "passed"), judged + 1)
+    return counts
+
+
 def _names(session: Session, keys: set[int], by: Grouping) -> dict[int, tuple[str, int | None]]:
     if not keys:
         return {}
@@ -370,7 +429,8 @@ def leaderboard(*, session: Session, workspace_id: int, filters: Filters) -> Lea
     """The leaderboard of a workspace under ``filters``."""
     tally = _cached_tally(session, workspace_id, filters)
     speeds = _speeds(session, workspace_id, filters)
-    keys = set(tally.ratings) | set(speeds)
+    passes = _pass_counts(session, workspace_id, filters)
+    keys = set(tally.ratings) | set(speeds) | set(passes)
     names = _names(session, keys, filters.by)
     rows = []
     for contestant in keys:
@@ -385,6 +445,7 @@ def leaderboard(*, session: Session, workspace_id: int, filters: Filters) -> Lea
         speed, ttft, answers = speeds.get(contestant, (None, None, 0))
         row.median_tokens_per_second, row.median_time_to_first_token_ms = speed, ttft
         row.answers = answers
+        row.passed, row.evaluated = passes.get(contestant, (0, 0))
         rows.append(row)
     rows.sort(key=lambda r: (r.rating is None, -(r.rating or 0), r.name))
     return Leaderboard(
@@ -400,7 +461,8 @@ def leaderboard(*, session: Session, workspace_id: int, filters: Filters) -> Lea
 LEADERBOARD_COLUMNS = (
     "name", "parameter_count", "rating", "rating_low", "rating_high", "votes", "wins", "ties",
     "losses", "both_bad", "win_chance", "win_chance_per_billion", "median_tokens_per_second",
-    "median_time_to_first_token_ms", "answers",
+    "median_time_to_first_token_ms", "answers", "pass_rate", "pass_rate_low", "pass_rate_high",
+    "evaluated", "pass_rate_per_billion",
 )  # fmt: skip
 
 
@@ -427,6 +489,11 @@ def leaderboard_records(board: Leaderboard) -> list[dict[str, object]]:
             "median_tokens_per_second": rounded(row.median_tokens_per_second, 2),
             "median_time_to_first_token_ms": rounded(row.median_time_to_first_token_ms, 1),
             "answers": row.answers,
+            "pass_rate": rounded(row.pass_rate, 4),
+            "pass_rate_low": rounded(row.pass_interval[0], 4) if row.pass_interval else None,
+            "pass_rate_high": rounded(row.pass_interval[1], 4) if row.pass_interval else None,
+            "evaluated": row.evaluated,
+            "pass_rate_per_billion": rounded(row.pass_rate_per_billion, 4),
         }  # fmt: skip
         for row in board.rows
     ]

@@ -12,6 +12,7 @@ from app.routes.api import (
     runs,
     sharing,
     streams,
+    suites,
     tasks,
     tokens,
     users,
@@ -28,6 +29,7 @@ router.include_router(pipelines.router)
 router.include_router(runs.router)
 router.include_router(sharing.router)
 router.include_router(streams.router)
+router.include_router(suites.router)
 router.include_router(tasks.router)
 router.include_router(tokens.router)
 router.include_router(users.router)

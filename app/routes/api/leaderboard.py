@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from pydantic import BaseModel
+from sqlmodel import Session
 from starlette.responses import Response
 
+from app.models import Suite
+from app.services import NotFound
 from app.services.exports import to_csv
 from app.services.leaderboard import (
     LEADERBOARD_COLUMNS,
@@ -16,7 +19,7 @@ from app.services.leaderboard import (
     leaderboard_records,
     vote_records,
 )
-from app.web.deps import SessionDep, ViewableWorkspace
+from app.web.deps import Access, SessionDep, ViewableWorkspace
 
 router = APIRouter(prefix="/workspaces/{slug}", tags=["leaderboard"])
 
@@ -33,8 +36,23 @@ class LeaderboardPublic(BaseModel):
     rows: list[dict[str, object]]
 
 
-def _filters(by: str, judges: bool, since: str, until: str, tag: str) -> Filters:
-    return filters_from(by=by, judges="true" if judges else "", since=since, until=until, tag=tag)
+def _filters(
+    session: Session,
+    access: Access,
+    by: str,
+    judges: bool,
+    since: str,
+    until: str,
+    tag: str,
+    suite: str,
+) -> Filters:
+    filters = filters_from(by=by, judges="true" if judges else "", since=since, until=until,
+                           tag=tag, suite=suite)  # fmt: skip
+    if filters.suite_id is not None:
+        found = session.get(Suite, filters.suite_id)
+        if found is None or found.workspace_id != access.workspace.id:
+            raise NotFound("No such suite in this workspace.")
+    return filters
 
 
 @router.get("/leaderboard", response_model=LeaderboardPublic)
@@ -46,13 +64,15 @@ def read_leaderboard(
     since: str = "",
     until: str = "",
     tag: str = "",
+    suite: str = "",
 ) -> LeaderboardPublic:
-    """Bradley–Terry ratings with 95 % intervals, votes, speed and size per model (or agent);
-    ``since`` and ``until`` are days (both included), ``tag`` counts only tasks with that tag."""
+    """Bradley–Terry ratings with 95 % intervals, votes, speed and size per model (or agent),
+    and the evaluation pass rate (from one suite's runs with ``suite``); ``since`` and ``until``
+    are days (both included), ``tag`` counts only tasks with that tag."""
     board = leaderboard(
         session=session,
         workspace_id=access.workspace.id,  # type: ignore[arg-type]
-        filters=_filters(by, judges, since, until, tag),
+        filters=_filters(session, access, by, judges, since, until, tag, suite),
     )
     return LeaderboardPublic(
         by=board.filters.by, include_judges=board.filters.include_judges,
@@ -71,12 +91,13 @@ def leaderboard_csv(
     since: str = "",
     until: str = "",
     tag: str = "",
+    suite: str = "",
 ) -> Response:
     """The leaderboard as CSV (the same filters as the JSON)."""
     board = leaderboard(
         session=session,
         workspace_id=access.workspace.id,  # type: ignore[arg-type]
-        filters=_filters(by, judges, since, until, tag),
+        filters=_filters(session, access, by, judges, since, until, tag, suite),
     )
     return _csv(to_csv(leaderboard_records(board), LEADERBOARD_COLUMNS), "leaderboard")
 
