@@ -228,7 +228,8 @@ def _session_worker():
 
 @pytest.fixture
 def worker(_session_worker):
-    """A real Celery worker (4 processes) shared by the tests that need one."""
+    """A real Celery worker (one process, 4 threads: the run pool `switchboard worker` runs)
+    shared by the tests that need one."""
     if _session_worker.process is None or _session_worker.process.poll() is not None:
         _session_worker.start()
     return _session_worker

@@ -26,7 +26,7 @@ from workers.celery_app import celery_app
 def run_agent(self: Task, run_id: int) -> None:
     """Carry out one agent run (idempotent: a redelivered run is claimed at most once)."""
     settings = get_settings()
-    worker = f"{self.request.hostname}:{os.getpid()}"
+    worker = runner.worker_name(self.request.hostname)
     try:
         runner.execute_run(
             run_id=run_id, worker=worker, settings=settings, client=get_redis(),
@@ -34,8 +34,8 @@ def run_agent(self: Task, run_id: int) -> None:
         )  # fmt: skip
         # A hand-off's answer holding tests is checked against the answer it was handed.
         dispatch_checks(checks.auto_check(run_id=run_id))
-    except runner.Requeue:
-        raise self.retry(countdown=1) from None
+    except runner.Requeue as full:
+        raise self.retry(countdown=full.seconds) from None
     except runner.Held as held:
         # A redelivery (its worker died) or a duplicate: look again once the lease lapses.
         raise self.retry(countdown=held.seconds) from None
