@@ -695,12 +695,19 @@ def test_a_run_whose_worker_process_is_killed_is_taken_over_within_a_minute(rig,
     streaming.kill()
     rig.sweep()
 
-    run = wait_until(
-        lambda: (run := get_run(team, run_id))["status"] in FINISHED and run,
-        60,
-        "another worker process to take the run over and finish it",
-        every=0.2,
-    )
+    try:
+        run = wait_until(
+            lambda: (run := get_run(team, run_id))["status"] in FINISHED and run,
+            60,
+            "another worker process to take the run over and finish it",
+            every=0.2,
+        )
+    except AssertionError as timed_out:
+        row = run_row(run_id)
+        raise AssertionError(
+            f"{timed_out}: {row.status}, claimed by {row.claimed_by} until {row.lease_until}, "
+            f"dispatched at {row.dispatched_at}; queues {rig.redis.client.keys('runs.*')}"
+        ) from None
     assert run["status"] == "succeeded", run
     assert run["attempts"] == 2
     assert run_row(run_id).claimed_by != holder

@@ -104,7 +104,7 @@ def _log_like_the_stack(**_: Any) -> None:
 def _start_heartbeat(sender: Any = None, **_: Any) -> None:
     hostname = getattr(sender, "hostname", "worker")
     checker = consumes_checks(sender)
-    heartbeat.start(hostname=hostname, app=celery_app, checker=checker)
+    heartbeat.start(hostname=hostname, consumer=sender, checker=checker)
     # What a crash left behind is picked up at once, not at the first beat.
     if checker:
         celery_app.send_task(SWEEP_CHECKS, queue=CHECKS_QUEUE)
