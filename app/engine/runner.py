@@ -11,10 +11,15 @@ holds the claim.
 
 The claim's lease is short (``SWITCHBOARD_RUN_LEASE``, 30 s) and a heartbeat thread renews it,
 and the endpoint slot's lease with it, while the worker works — waiting for a slot, waiting for
-a first token, streaming. A worker that dies stops renewing: Celery redelivers its message at
-once (reject on worker lost), and that delivery takes the run over: at once when the dead
-process ran on its machine (``holder_is_gone``), else when the lease lapses (``Held``: it comes
-back then). The sweeper covers messages that were lost.
+a first token, streaming. A worker that dies stops renewing. A killed prefork pool process's
+message is redelivered at once (reject on worker lost); a killed threaded worker's messages
+wait for the visibility timeout, so the sweeper sends its runs again. Either delivery takes the
+run over: at once when the dead process ran on its machine (``holder_is_gone``), else when the
+lease lapses (``Held``: it comes back then). The sweeper covers messages that were lost.
+
+A worker process runs many deliveries at once on threads: each claims under its own name
+(``worker_name``), and the run's time limit is this module's own deadline on the model's stream
+(Celery enforces none on threads).
 """
 
 from __future__ import annotations
