@@ -46,10 +46,19 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address the web server listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port the web server listens on.")
     web_workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes.")
-    worker_concurrency: int = Field(4, ge=1, le=64, description="Celery worker processes.")
-    run_time_limit: int = Field(
-        900, ge=10, description="Hard time limit of one agent run, in seconds."
+    worker_concurrency: int = Field(
+        32,
+        ge=1,
+        le=256,
+        description="Agent runs one worker process carries out at once (threads: a run waits "
+        "on its model server, so a thread each is enough).",
     )
+    worker_pool: Literal["threads", "prefork"] = Field(
+        "threads",
+        description="How a worker carries out runs at once: `threads` (one process) or "
+        "`prefork` (a process per run, the former default: about 90 MB each).",
+    )
+    run_time_limit: int = Field(900, ge=10, description="Time limit of one agent run, in seconds.")
     broker_visibility_timeout: int = Field(
         1800,
         ge=1,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -25,24 +26,63 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_db_engine(url: str) -> Engine:
+@dataclass(frozen=True)
+class PoolSize:
+    """Connections a process keeps open (``size``) and may open beyond them at a peak."""
+
+    size: int = 5
+    overflow: int = 10
+
+    @classmethod
+    def for_threads(cls, threads: int) -> PoolSize:
+        """For a process of ``threads`` threads that each may hold a session at once, plus one
+        heartbeat thread per run and the consumer's own: nobody ever waits for a connection,
+        and at most ten stay open when idle (a worker scaled three times must not take a
+        PostgreSQL server's default of 100 connections)."""
+        peak = 2 * threads + 2
+        size = min(peak, 10)
+        return cls(size=size, overflow=peak - size)
+
+
+DEFAULT_POOL = PoolSize()
+_pool = DEFAULT_POOL
+
+
+def create_db_engine(url: str, pool: PoolSize = DEFAULT_POOL) -> Engine:
     """An engine for ``url``; SQLite files get their folder created and their pragmas set."""
     sa_url = sa.make_url(url)
     if sa_url.get_backend_name() == "sqlite":
-        if sa_url.database and sa_url.database != ":memory:":
+        if not sa_url.database or sa_url.database == ":memory:":  # one connection per thread
+            engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
+        else:
             from pathlib import Path
 
             Path(sa_url.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
+            engine = sa.create_engine(
+                url, connect_args={"check_same_thread": False, "timeout": 10},
+                pool_size=pool.size, max_overflow=pool.overflow,
+            )  # fmt: skip
         sa.event.listen(engine, "connect", _configure_sqlite)
         return engine
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    return sa.create_engine(
+        url, pool_pre_ping=True, pool_size=pool.size, max_overflow=pool.overflow
+    )
+
+
+def size_pool_for_threads(threads: int) -> None:
+    """Size this process's pool for ``threads`` concurrent threads (a threaded worker calls it
+    before its first query; an engine made earlier is replaced)."""
+    global _pool
+    _pool = PoolSize.for_threads(threads)
+    if get_engine.cache_info().currsize:
+        get_engine().dispose()
+        get_engine.cache_clear()
 
 
 @lru_cache
 def get_engine() -> Engine:
     """The process-wide engine for the configured database."""
-    return create_db_engine(get_settings().effective_database_url)
+    return create_db_engine(get_settings().effective_database_url, _pool)
 
 
 @contextmanager

@@ -6,15 +6,16 @@ processes are SIGKILLed at random and Redis restarts once.
 Starts a throwaway stack of its own on a fresh folder under /tmp — a private ``redis-server``
 on a free loopback port (append-only file, as the compose stack runs it; never the machine's
 Redis), SQLite (or ``--database-url``, e.g. a PostgreSQL database), the web app under uvicorn,
-two Celery workers of four processes each and one ``switchboard beat`` — with the shipped
-defaults for leases and time limits. A scripted OpenAI-compatible model answers every request
-with the same 20 words, 0.1 s apart.
+two Celery workers of four threads each (the run pool ``switchboard worker`` runs) and one
+``switchboard beat`` — with the shipped defaults for leases and time limits. A scripted
+OpenAI-compatible model answers every request with the same 20 words, 0.1 s apart.
 
 Tasks of four agents each are posted through the API at a steady pace, ``--runs`` runs over
-``--minutes``. Meanwhile every ``--kill-every`` seconds (on average) a pool process that is
-streaming a run is SIGKILLed (an OOM kill: Celery replaces the process and redelivers its
-message), and once, half-way, Redis is stopped and started again. A run is *orphaned* from the
-moment its process is killed until another process claims it (or it is finished).
+``--minutes``. Meanwhile every ``--kill-every`` seconds (on average) a worker process that is
+streaming a run is SIGKILLed (an OOM kill: every run of its threads is orphaned, and the
+sweeper sends them again), and once, half-way, Redis is stopped and started again. A run is
+*orphaned* from the moment its process is killed until another process claims it (or it is
+finished).
 
 Like compose's ``restart: unless-stopped``, a process of the stack that exits is started again
 (a Celery worker exits when Redis refuses connections at the moment it notices the outage).
@@ -170,10 +171,12 @@ class Soak:
                 self.spawn(name, self.argv[name])
 
     def worker_pids(self) -> dict[int, str]:
-        """Pool process pid → worker name, for the workers alive now."""
+        """Pid of a process that carries out runs (a threaded worker, or a prefork pool's
+        child) → worker name, for the workers alive now."""
         found = {}
         for name, process in self.processes.items():
             if name.startswith("worker") and process.poll() is None:
+                found[process.pid] = name
                 with contextlib.suppress(psutil.Error):
                     for child in psutil.Process(process.pid).children(recursive=True):
                         found[child.pid] = name
@@ -254,6 +257,11 @@ def run_rows() -> list[tuple[int, str, str | None]]:
         ]
 
 
+def holder_pid(holder: str) -> int:
+    """The process of a claim holder, "node@host:pid:thread" (or "node@host:pid")."""
+    return int(holder.split(":")[1])
+
+
 def chaos(soak: Soak, stop: threading.Event, every: float, orphans: list[Orphan],
           redis_at: float, started: float) -> None:  # fmt: skip
     """SIGKILL a pool process that streams a run every ``every`` s or so; restart Redis once."""
@@ -272,22 +280,22 @@ def chaos(soak: Soak, stop: threading.Event, every: float, orphans: list[Orphan]
         streaming = [
             (run_id, holder)
             for run_id, status, holder in run_rows()
-            if status == "running" and holder and int(holder.rpartition(":")[2]) in pids
+            if status == "running" and holder and holder_pid(holder) in pids
         ]
         if not streaming:
             continue
         _, holder = rng.choice(streaming)
-        pid = int(holder.rpartition(":")[2])
+        pid = holder_pid(holder)
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
         now = time.monotonic()
         hit = [
-            Orphan(run_id, holder, now)
+            Orphan(run_id, claimed, now)
             for run_id, status, claimed in run_rows()
-            if claimed == holder and status in ("queued", "running")
+            if claimed and holder_pid(claimed) == pid and status in ("queued", "running")
         ]
         orphans.extend(hit)
-        soak.log(f"killed pool process {pid} ({pids[pid]}): runs {[o.run_id for o in hit]}")
+        soak.log(f"killed worker process {pid} ({pids[pid]}): runs {[o.run_id for o in hit]}")
 
 
 def keep_running(soak: Soak, stop: threading.Event) -> None:
@@ -348,8 +356,8 @@ def main() -> None:
         slug, agent_ids, token = prepare(soak, f"http://127.0.0.1:{model_port}/v1")
         for number in (1, 2):
             soak.spawn(f"worker{number}", _python(
-                "-m", "celery", "--app", "workers.celery_app", "worker", "--concurrency", "4",
-                "--loglevel", "WARNING", "--optimization", "fair",
+                "-m", "celery", "--app", "workers.celery_app", "worker", "--pool", "threads",
+                "--concurrency", "4", "--loglevel", "WARNING",
                 "--hostname", f"soak{number}@%h",
             ))  # fmt: skip
         soak.spawn("beat", _python("-m", "app.runtime.cli", "beat"))
@@ -465,7 +473,7 @@ def report(soak: Soak, orphans: list[Orphan], refused: int, elapsed: float) -> N
         "wrong_text": len(wrong_text),
         "posts_refused": refused,
         "processes_restarted": soak.restarts,
-        "kills": len({o.holder for o in orphans}),
+        "kills": len({holder_pid(o.holder) for o in orphans}),
         "orphaned_runs": len(orphans),
         "orphans_never_taken_over": never,
         "runs_taken_over": retaken,

@@ -235,7 +235,8 @@ def _session_worker():
 
 @pytest.fixture
 def worker(_session_worker):
-    """A real Celery worker (4 processes) shared by the tests that need one."""
+    """A real Celery worker (one process, 4 threads: the run pool `switchboard worker` runs)
+    shared by the tests that need one."""
     return _started(_session_worker)
 
 

@@ -33,3 +33,40 @@ def test_broker_url_spells_unix_sockets_for_kombu():
     assert celery_broker_url("redis://h:6379/1") == "redis://h:6379/1"
     app = create_celery(get_settings())
     assert app.conf.broker_url == celery_broker_url(get_settings().effective_redis_url)
+
+
+def test_the_run_worker_is_one_process_of_threads_and_checks_keep_processes():
+    from app.config import Settings
+    from app.runtime.cli import checker_argv, worker_argv
+
+    settings = Settings()  # type: ignore[call-arg]
+    worker = worker_argv(settings)
+    assert worker[worker.index("--pool") + 1] == "threads"
+    assert int(worker[worker.index("--concurrency") + 1]) == settings.worker_concurrency >= 32
+    checker = checker_argv(settings)
+    assert checker[checker.index("--pool") + 1] == "prefork"
+    assert checker[checker.index("--queues") + 1] == "checks"
+    prefork = worker_argv(Settings(worker_pool="prefork"))  # type: ignore[call-arg]
+    assert prefork[prefork.index("--pool") + 1] == "prefork"
+
+
+def test_a_threaded_worker_sizes_its_database_pool_for_its_threads(monkeypatch):
+    import app.db
+    from workers.celery_app import _prepare_threads
+
+    monkeypatch.setattr(app.db, "_pool", app.db.DEFAULT_POOL)
+    app.db.get_engine.cache_clear()
+    try:
+        _prepare_threads(sender=SimpleNamespace(pool_cls="prefork", concurrency=32))
+        assert app.db.get_engine().pool.size() == app.db.DEFAULT_POOL.size  # type: ignore[attr-defined]
+
+        _prepare_threads(sender=SimpleNamespace(pool_cls="threads", concurrency=32))
+
+        pool = app.db.get_engine().pool
+        # Every thread and its run's heartbeat may hold a connection at once: none waits.
+        assert pool.size() + pool._max_overflow >= 2 * 32  # type: ignore[attr-defined]
+        assert pool.size() <= 10  # type: ignore[attr-defined]
+    finally:
+        app.db._pool = app.db.DEFAULT_POOL
+        app.db.get_engine().dispose()
+        app.db.get_engine.cache_clear()

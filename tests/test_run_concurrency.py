@@ -248,6 +248,70 @@ def test_a_run_whose_worker_died_while_it_waited_for_a_slot_is_sent_again(sessio
     assert run.id in sweeper.sweep(settings=get_settings())
 
 
+def test_the_runs_of_a_worker_process_killed_here_are_sent_again_without_waiting(session, setup):
+    import socket
+    import subprocess
+    import sys
+
+    from app.config import get_settings
+
+    task = new_task(session, setup, setup["agents"])
+    streaming, waiting = runs_of(task.id)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait(30)  # exited and reaped: its pid names no process now
+    # Two threads of the one killed process: one streamed, one waited for a slot.
+    here = socket.gethostname()
+    start(streaming.id, f"w@{here}:{gone.pid}:101")
+    with session_scope() as db:
+        assert runner.claim(
+            session=db, run_id=waiting.id, worker=f"w@{here}:{gone.pid}:102", lease=LEASE
+        ) == 0  # fmt: skip
+    alive = new_task(session, setup)  # a run of a process that lives, under a live lease
+    (held,) = runs_of(alive.id)
+    start(held.id, runner.worker_name(f"w@{here}"))
+
+    sent = sweeper.sweep(settings=get_settings())
+
+    assert streaming.id in sent and waiting.id in sent  # their leases still ran for 30 s
+    assert held.id not in sent
+    with session_scope() as db:  # the deliveries take them at once, the other one is held
+        assert runner.claim(session=db, run_id=streaming.id, worker="w2", lease=LEASE) == 1
+        assert runner.claim(session=db, run_id=waiting.id, worker="w2", lease=LEASE) == 0
+        assert runner.claim(session=db, run_id=held.id, worker="w2", lease=LEASE) is None
+
+
+def test_two_threads_of_one_process_hold_claims_apart(session, setup):
+    task = new_task(session, setup)
+    (run,) = runs_of(task.id)
+    names = in_threads(*[lambda: runner.worker_name("w@host")] * 2)
+    assert names[0] != names[1]
+    assert {name.split(":")[1] for name in names} == {str(os.getpid())}
+    start(run.id, names[0])
+
+    # A duplicate delivery on the other thread can neither claim nor fail the run.
+    with session_scope() as db:
+        assert runner.claim(session=db, run_id=run.id, worker=names[1], lease=LEASE) is None
+    runner.fail(run_id=run.id, reason="duplicate", client=None, worker=names[1])
+    (after,) = runs_of(task.id)
+    assert (after.status, after.claimed_by) == (RunStatus.running, names[0])
+
+
+def test_one_thread_per_endpoint_waits_for_a_slot_and_the_others_go_back_at_once():
+    waiters = runner.SlotWaiters()
+    barrier = threading.Barrier(4)
+
+    def arrive(endpoint_id: int) -> bool:
+        barrier.wait(10)
+        return waiters.enter(endpoint_id)
+
+    entered = in_threads(*[lambda: arrive(1)] * 3, lambda: arrive(2))
+
+    assert sorted(entered[:3]) == [False, False, True]  # endpoint 1: one waits
+    assert entered[3] is True  # endpoint 2 is not held back by endpoint 1
+    waiters.leave(1)
+    assert waiters.enter(1)
+
+
 # --- a reply under an answer still being written ------------------------------------------
 
 

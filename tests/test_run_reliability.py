@@ -14,14 +14,14 @@ the machine's Redis — and a test may restart it. The database is the session's
 PostgreSQL in CI).
 
 How a dead worker's run comes back: its claim's lease (``SWITCHBOARD_RUN_LEASE``, renewed by a
-heartbeat while the worker lives) lapses soon after the worker dies. When only a pool process
-dies, Celery redelivers its message at once, and that delivery comes back once the lease has
-lapsed and takes the run over. When the whole worker dies, its message stays unacknowledged
-until the visibility timeout; a worker started after that gets the run by two roads: Redis
-redelivers it as the worker connects, and the sweeper that runs at every worker's start
-re-sends it. Whichever is consumed first claims it; the other finds it claimed and is dropped.
-Between worker starts, Celery beat's sweeper (every 15 s, not run here) re-sends it: the poison
-test sends that sweep itself.
+heartbeat while the worker lives) lapses soon after the worker dies. A run worker is one
+process of threads; when it dies, its messages stay unacknowledged until the visibility
+timeout. The sweeper sends its runs again before that: at once when the dead process ran on
+this machine, else once their leases lapse. A worker started after the timeout gets a run by
+two roads: Redis redelivers it as the worker connects, and the sweeper that runs at every
+worker's start re-sends it. Whichever is consumed first claims it; the other finds it claimed
+and is dropped. Between worker starts, Celery beat's sweeper (every 15 s, not run here)
+re-sends it: the kill and poison tests send that sweep themselves.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ import itertools
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -682,24 +681,34 @@ def test_an_endpoints_limit_holds_across_workers_and_the_waiting_run_shows_its_p
 
 def test_a_run_whose_worker_process_is_killed_is_taken_over_within_a_minute(rig, team):
     rig.model.on(CHAT, answer(LONG_TEXT, pause=0.2))
-    rig.worker(env=DEFAULT_LIMITS)
-    rig.worker(env=DEFAULT_LIMITS)
+    workers = [rig.worker(env=DEFAULT_LIMITS), rig.worker(env=DEFAULT_LIMITS)]
     started = start_task(team)
     run_id = started["runs"][0]["id"]
     wait_until(lambda: len(streamed_text(rig, run_id).split()) >= 3, 90, "a few tokens")
-    holder = str(run_row(run_id).claimed_by)
+    holder = str(run_row(run_id).claimed_by)  # "node@host:pid:thread"
+    pid = int(holder.split(":")[1])
+    (streaming,) = (w for w in workers if w.process is not None and w.process.pid == pid)
 
-    # SIGKILL the pool process that streams (an OOM kill): Celery redelivers its message at
-    # once, and that delivery takes the run over — at once, as the dead process ran on this
-    # machine (else once its lease, no longer renewed, lapses) — not after the time limit.
-    os.kill(int(holder.rpartition(":")[2]), signal.SIGKILL)
+    # SIGKILL the worker process that streams (an OOM kill, every thread of it): its message
+    # stays unacknowledged until the visibility timeout (30 min), so the sweep that Celery
+    # beat sends every 15 s finds the run's holder dead — it ran on this machine — and sends
+    # it again at once; the other worker takes it over without waiting for its lease.
+    streaming.kill()
+    rig.sweep()
 
-    run = wait_until(
-        lambda: (run := get_run(team, run_id))["status"] in FINISHED and run,
-        60,
-        "another worker process to take the run over and finish it",
-        every=0.2,
-    )
+    try:
+        run = wait_until(
+            lambda: (run := get_run(team, run_id))["status"] in FINISHED and run,
+            60,
+            "another worker process to take the run over and finish it",
+            every=0.2,
+        )
+    except AssertionError as timed_out:
+        row = run_row(run_id)
+        raise AssertionError(
+            f"{timed_out}: {row.status}, claimed by {row.claimed_by} until {row.lease_until}, "
+            f"dispatched at {row.dispatched_at}; queues {rig.redis.client.keys('runs.*')}"
+        ) from None
     assert run["status"] == "succeeded", run
     assert run["attempts"] == 2
     assert run_row(run_id).claimed_by != holder
@@ -708,6 +717,50 @@ def test_a_run_whose_worker_process_is_killed_is_taken_over_within_a_minute(rig,
     types = [type_ for type_, _ in stream_entries(rig, run_id)]
     assert types.count("reset") == 1 and types[-1] == "done"
     assert streamed_text(rig, run_id) == LONG_TEXT
+
+
+# --- 7b. an endpoint whose model hangs cannot starve another endpoint ---------------------
+
+
+def test_an_endpoint_whose_model_hangs_cannot_starve_another_endpoints_run(rig, team, session):
+    from app.config import Settings
+
+    # One worker process as shipped: its default number of threads.
+    threads = Settings.model_fields["worker_concurrency"].default
+    hung_limit = 4
+    set_max_concurrency(team.endpoint_id, hung_limit)
+    rig.model.on(CHAT, Stream([Pause(600)]))  # it takes the request and never sends a token
+    other = ScriptedServer()
+    other.on(CHAT, answer(TEXT))
+    other_thread = ServerThread(other)
+    other_thread.start()
+    try:
+        elsewhere = make_agent(
+            session, workspace=team.workspace, name="Elsewhere",
+            model=make_model(session, base_url=other.base_url),
+        )  # fmt: skip
+        rig.worker(concurrency=threads, env=DEFAULT_LIMITS)
+        # More runs of the hung endpoint than the worker has threads.
+        hung = [
+            run["id"]
+            for _ in range(threads // len(team.agents) + 1)
+            for run in start_task(team, team.agents)["runs"]
+        ]
+        wait_until(lambda: rig.watched.in_flight == hung_limit, 60, "every slot of it to hang")
+
+        served = start_task(team, [elsewhere])["runs"][0]["id"]
+        run = wait_finished(team, served, timeout=60)  # A's first-token timeout is 120 s
+
+        assert run["status"] == "succeeded", run
+        assert answer_text(served) == TEXT
+        # All the while the hung endpoint kept its limit, and its requests still hang.
+        assert rig.watched.peak == hung_limit and rig.watched.in_flight == hung_limit
+        assert len(rig.model.received) == hung_limit
+        assert not any(request.disconnected.is_set() for request in rig.model.received)
+        assert all(get_run(team, run_id)["status"] in ("queued", "running") for run_id in hung)
+    finally:
+        rig.kill_workers()
+        other_thread.stop()
 
 
 # --- 8. the time limit keeps the text streamed so far -------------------------------------

@@ -22,9 +22,12 @@ class WorkerProcess:
         concurrency: int = 4,
         env: dict[str, str] | None = None,
         queues: list[str] | None = None,
+        pool: str | None = None,
     ):
         self.name = name
         self.concurrency = concurrency
+        # As `switchboard worker` runs them: threads for runs, processes for checks.
+        self.pool = pool or ("prefork" if queues == ["checks"] else "threads")
         self.queues = queues  # None: the default queue and every endpoint's (a run worker)
         self.env = {**os.environ, **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
@@ -33,7 +36,8 @@ class WorkerProcess:
         self.process = subprocess.Popen(
             [
                 sys.executable, "-m", "celery", "--app", "workers.celery_app", "worker",
-                "--concurrency", str(self.concurrency), "--loglevel", "WARNING",
+                "--pool", self.pool, "--concurrency", str(self.concurrency),
+                "--loglevel", "WARNING",
                 "--hostname", f"{self.name}@%h", "--without-mingle", "--without-gossip",
                 *(["--queues", ",".join(self.queues)] if self.queues else []),
             ],

@@ -3,6 +3,10 @@
 Runs are acknowledged late and rejected when their worker dies, so Redis hands them out again
 after the visibility timeout; the timeout must exceed the hard time limit, or a run still in
 progress would be handed to a second worker.
+
+The run worker is one process with a thread per run (``--pool threads``): runs are I/O. Celery
+enforces no time limit on threads, so a run's limit is the runner's own deadline on the model's
+stream; the checker (``--pool prefork``) keeps Celery's limits.
 """
 
 from __future__ import annotations
@@ -10,12 +14,18 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from celery.signals import setup_logging, worker_process_init, worker_ready, worker_shutdown
+from celery.signals import (
+    setup_logging,
+    worker_init,
+    worker_process_init,
+    worker_ready,
+    worker_shutdown,
+)
 
 from app.config import Settings, SettingsError, get_settings
-from app.db import get_engine
-from app.engine.dispatch import CHECKS_QUEUE, SWEEP_CHECKS, SWEEP_RUNS
-from app.redis_conn import celery_broker_url
+from app.db import get_engine, size_pool_for_threads
+from app.engine.dispatch import CHECKS_QUEUE, SWEEP_CHECKS, SWEEP_RUNS, producer
+from app.redis_conn import celery_broker_url, get_redis
 from app.runtime.console import configure_logging
 from workers import heartbeat
 
@@ -46,8 +56,9 @@ def create_celery(settings: Settings) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        # Take a message only for a free pool process: a worker that dies then strands no
-        # message it had merely reserved (the claim's lease covers those it had begun).
+        # Take a message only for a free thread (or pool process): a worker that dies then
+        # strands no message it had merely reserved (the claim's lease covers those it had
+        # begun).
         worker_disable_prefetch=True,
         task_time_limit=settings.run_time_limit,
         task_soft_time_limit=max(settings.run_time_limit - 5, 1),
@@ -93,12 +104,31 @@ def _log_like_the_stack(**_: Any) -> None:
 def _start_heartbeat(sender: Any = None, **_: Any) -> None:
     hostname = getattr(sender, "hostname", "worker")
     checker = consumes_checks(sender)
-    heartbeat.start(hostname=hostname, app=celery_app, checker=checker)
+    heartbeat.start(hostname=hostname, consumer=sender, checker=checker)
     # What a crash left behind is picked up at once, not at the first beat.
     if checker:
         celery_app.send_task(SWEEP_CHECKS, queue=CHECKS_QUEUE)
     else:
         celery_app.send_task(SWEEP_RUNS)
+
+
+def uses_threads(worker: Any) -> bool:
+    """Whether ``worker`` (Celery's WorkController, at ``worker_init``) runs a threads pool."""
+    pool = getattr(worker, "pool_cls", None)
+    name = pool if isinstance(pool, str) else getattr(pool, "__module__", "")
+    return name == "threads" or name.endswith(".thread")
+
+
+@worker_init.connect
+def _prepare_threads(sender: Any = None, **_: Any) -> None:
+    """A threaded worker (the run worker) gets a database pool sized for its threads, and makes
+    its process-wide clients here, once, before its threads would race to make them."""
+    if not uses_threads(sender):
+        return
+    size_pool_for_threads(int(getattr(sender, "concurrency", None) or 1))
+    get_engine()
+    get_redis()
+    producer()
 
 
 @worker_process_init.connect

@@ -37,7 +37,7 @@ def _about_no_run_yet(**_: Any) -> None:
 def run_agent(self: Task, run_id: int) -> None:
     """Carry out one agent run (idempotent: a redelivered run is claimed at most once)."""
     settings = get_settings()
-    worker = f"{self.request.hostname}:{os.getpid()}"
+    worker = runner.worker_name(self.request.hostname)
     try:
         runner.execute_run(
             run_id=run_id, worker=worker, settings=settings, client=get_redis(),
@@ -49,8 +49,8 @@ def run_agent(self: Task, run_id: int) -> None:
         follow = evaluations.after_run(run_id=run_id)
         dispatch_checks(follow.check_ids)
         dispatch(follow.run_ids)
-    except runner.Requeue:
-        raise self.retry(countdown=1) from None
+    except runner.Requeue as full:
+        raise self.retry(countdown=full.seconds) from None
     except runner.Held as held:
         # A redelivery (its worker died) or a duplicate: look again once the lease lapses.
         raise self.retry(countdown=held.seconds) from None

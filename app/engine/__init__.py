@@ -20,9 +20,13 @@ Delivery contract (every module here keeps it):
   1. A run is created in SQL, in the same transaction as the message it answers; only after
      commit is its id sent to the Celery queue of its model endpoint (``dispatch``).
   2. Tasks are acknowledged late and rejected when their worker dies, so the broker hands them
-     out again. A redelivered or duplicate message is harmless: a worker must *claim* the run
-     (a conditional UPDATE on status and lease) before it streams, and every later state change
-     is a conditional UPDATE guarded by who holds the claim and what the state was.
+     out again. A run worker is one process whose threads carry out runs (a thread each); a
+     killed one leaves its messages unacknowledged until the visibility timeout, so the
+     sweeper sends its runs again first: at once when it died on the sweeper's machine, else
+     once their leases lapse (within a minute). A redelivered or duplicate message is
+     harmless: a worker (a thread: "node@host:pid:thread") must *claim* the run (a conditional
+     UPDATE on status and lease) before it streams, and every later state change is a
+     conditional UPDATE guarded by who holds the claim and what the state was.
   3. A run has one output message at most (a unique constraint), gives up after three attempts,
      and holds no database session while the model streams.
   4. Decisions live here; sending is the caller's: ``pipelines.advance`` and ``sweeper.sweep``

@@ -95,13 +95,14 @@ def holder_of(session: Session, table: Delivered, row_id: int) -> str | None:
 
 
 def holder_is_gone(holder: str | None) -> bool:
-    """Whether the worker process named ``holder`` ("node@host:pid") is known to be dead: it
-    ran on this machine (container) and no process has its pid. A killed pool process's row
-    is then taken over at once by its redelivered message, not after its lease; anything less
-    certain (another machine, a pid alive) waits for the lease."""
+    """Whether the worker process named ``holder`` ("node@host:pid", or "node@host:pid:thread"
+    for a thread of a run worker) is known to be dead: it ran on this machine (container) and no
+    process has its pid. A killed process's row is then taken over at once, not after its
+    lease; anything less certain (another machine, a pid alive) waits for the lease."""
     if not holder:
         return False
-    node, _, pid = holder.rpartition(":")
+    node, _, rest = holder.partition(":")
+    pid = rest.partition(":")[0]
     if not pid.isdigit() or node.rpartition("@")[2] != socket.gethostname():
         return False
     try:

@@ -11,10 +11,15 @@ holds the claim.
 
 The claim's lease is short (``SWITCHBOARD_RUN_LEASE``, 30 s) and a heartbeat thread renews it,
 and the endpoint slot's lease with it, while the worker works — waiting for a slot, waiting for
-a first token, streaming. A worker that dies stops renewing: Celery redelivers its message at
-once (reject on worker lost), and that delivery takes the run over: at once when the dead
-process ran on its machine (``holder_is_gone``), else when the lease lapses (``Held``: it comes
-back then). The sweeper covers messages that were lost.
+a first token, streaming. A worker that dies stops renewing. A killed prefork pool process's
+message is redelivered at once (reject on worker lost); a killed threaded worker's messages
+wait for the visibility timeout, so the sweeper sends its runs again. Either delivery takes the
+run over: at once when the dead process ran on its machine (``holder_is_gone``), else when the
+lease lapses (``Held``: it comes back then). The sweeper covers messages that were lost.
+
+A worker process runs many deliveries at once on threads: each claims under its own name
+(``worker_name``), and the run's time limit is this module's own deadline on the model's stream
+(Celery enforces none on threads).
 """
 
 from __future__ import annotations
@@ -70,7 +75,11 @@ CANCEL_CHECK_S = 1.0  # how often a running run looks in SQL for a durable cance
 
 class Requeue(Exception):
     """The model server is at its concurrency limit, or still starting: put the run back in
-    its queue."""
+    its queue, to be tried again after ``seconds``."""
+
+    def __init__(self, message: str, seconds: float = 1.0) -> None:
+        super().__init__(message)
+        self.seconds = seconds
 
 
 class CannotRun(Exception):
@@ -181,6 +190,13 @@ def end_cancelled_orphan(*, session: Session, run_id: int) -> bool:
     return True
 
 
+def worker_name(node: str) -> str:
+    """This delivery's name as a claim holder: "node@host:pid:thread". Threads of one worker
+    process carry out runs side by side, and each must hold its claims alone (a duplicate
+    delivery's error on another thread must not end the run this one streams)."""
+    return f"{node}:{os.getpid()}:{threading.get_native_id()}"
+
+
 def renew(*, session: Session, run_id: int, worker: str, lease: timedelta) -> bool:
     """Extend this worker's claim on an unfinished run; False when it is no longer ours."""
     return update_held(
@@ -287,6 +303,37 @@ def take_slot(client: redis.Redis, job: Job, lease_s: float) -> bool:
 
 def release_slot(client: redis.Redis, job: Job) -> None:
     client.zrem(_slots_key(job.endpoint_id), job.run_id)
+
+
+class SlotWaiters:
+    """How many of this process's threads wait for a slot of each endpoint. One waiter per
+    endpoint is enough to take a slot the moment it frees; more would only hold threads that
+    other endpoints' runs need (an endpoint whose model hangs keeps its slots busy, and every
+    run of it that came next would wait in a thread). Runs beyond the first go back to their
+    queue at once."""
+
+    def __init__(self, per_endpoint: int = 1) -> None:
+        self.per_endpoint = per_endpoint
+        self._lock = threading.Lock()
+        self._waiting: dict[int, int] = {}
+
+    def enter(self, endpoint_id: int) -> bool:
+        with self._lock:
+            if self._waiting.get(endpoint_id, 0) >= self.per_endpoint:
+                return False
+            self._waiting[endpoint_id] = self._waiting.get(endpoint_id, 0) + 1
+            return True
+
+    def leave(self, endpoint_id: int) -> None:
+        with self._lock:
+            left = self._waiting.get(endpoint_id, 0) - 1
+            if left > 0:
+                self._waiting[endpoint_id] = left
+            else:
+                self._waiting.pop(endpoint_id, None)
+
+
+slot_waiters = SlotWaiters()
 
 
 # --- the heartbeat: the claim and the slot stay ours while this worker is alive -----------
@@ -444,12 +491,16 @@ class Outcome:
     tokens_per_second: float | None = None
 
 
-def stream_answer(job: Job, settings: Settings, publisher: Publisher) -> Outcome:
-    """Stream the model's answer; stop early on cancel; never raise for a model failure."""
+def stream_answer(
+    job: Job, settings: Settings, publisher: Publisher, stop_at: float | None = None
+) -> Outcome:
+    """Stream the model's answer; stop early on cancel, or at ``stop_at`` (a monotonic instant:
+    the run's time limit); never raise for a model failure."""
     timeouts = Timeouts(
         connect=settings.model_connect_timeout,
         first_token=settings.model_first_token_timeout,
         between_tokens=settings.model_between_tokens_timeout,
+        stop_at=stop_at,
     )
     # llama-server keeps each slot's prompt cache; byte-stable contexts then reuse it on forks
     # and reruns, and the server sends a request to the slot with the longest shared prefix.
@@ -487,6 +538,8 @@ def stream_answer(job: Job, settings: Settings, publisher: Publisher) -> Outcome
                 break
     except ModelError as exc:
         status, error = RunStatus.failed, exc.message
+        if stop_at is not None and time.monotonic() >= stop_at:
+            error = _time_limit_message(settings)
     finally:
         events.close()  # closes the connection: the server frees the slot at once
     publisher.flush()
@@ -616,14 +669,18 @@ def release_claim(*, run_id: int, worker: str, lease: timedelta) -> None:
         )  # fmt: skip
 
 
+def _time_limit_message(settings: Settings) -> str:
+    return (
+        f"It ran longer than the {settings.run_time_limit}s limit "
+        "(SWITCHBOARD_RUN_TIME_LIMIT); the text so far is kept."
+    )
+
+
 def _failure(
     exc: BaseException, settings: Settings, time_limit_error: type[BaseException] | None
 ) -> str:
     if time_limit_error is not None and isinstance(exc, time_limit_error):
-        return (
-            f"It ran longer than the {settings.run_time_limit}s limit "
-            "(SWITCHBOARD_RUN_TIME_LIMIT); the text so far is kept."
-        )
+        return _time_limit_message(settings)
     return (
         f"The worker hit an unexpected error ({type(exc).__name__}); it is logged, and the "
         "text so far is kept."
@@ -639,8 +696,11 @@ def execute_run(
     time_limit_error: type[BaseException] | None = None,
 ) -> None:
     """Carry out one delivery of a run. Raises Requeue when its server has no free slot, Held
-    when another worker's lease on it has not lapsed yet. A ``time_limit_error`` (Celery's soft
-    limit) or any other error while it streams ends the run failed with the text so far."""
+    when another worker's lease on it has not lapsed yet. The run's time limit (counted from
+    this delivery's start; the threads of a worker have no Celery time limit), a
+    ``time_limit_error`` (Celery's soft limit, where a pool has one) or any other error while
+    it streams ends the run failed with the text so far."""
+    stop_at = time.monotonic() + settings.run_time_limit
     logs.bind_run(run_id)
     lease = run_lease(settings)
     with session_scope() as session:
@@ -677,7 +737,7 @@ def execute_run(
         return
     heartbeat = Heartbeat(run_id=run_id, worker=worker, settings=settings, client=client).start()
     try:
-        _carry_out(job, worker, settings, client, heartbeat, time_limit_error)
+        _carry_out(job, worker, settings, client, heartbeat, time_limit_error, stop_at)
     finally:
         heartbeat.stop()
 
@@ -689,22 +749,14 @@ def _carry_out(
     client: redis.Redis,
     heartbeat: Heartbeat,
     time_limit_error: type[BaseException] | None,
+    stop_at: float | None = None,
 ) -> None:
     run_id = job.run_id
     publisher = Publisher(client, job, heartbeat)
-    slot_lease = settings.endpoint_slot_lease
-    deadline = time.monotonic() + SLOT_WAIT_S
-    next_check = time.monotonic() + SLOT_CHECK_S
-    while not _try_slot(client, job, slot_lease):
-        if time.monotonic() > deadline:
-            release_claim(run_id=run_id, worker=worker, lease=run_lease(settings))
-            raise Requeue(f"run {run_id}: no free slot on endpoint {job.endpoint_id}")
-        if time.monotonic() > next_check:
-            next_check = time.monotonic() + SLOT_CHECK_S
-            if not still_claimed(run_id=run_id, worker=worker):
-                log.info("run %s: cancelled while it waited for a slot", run_id)
-                return
-        time.sleep(SLOT_POLL_S)
+    if not _try_slot(client, job, settings.endpoint_slot_lease) and not _wait_for_slot(
+        client, job, worker, settings
+    ):
+        return
     heartbeat.holding_slot(job)
     try:
         with session_scope() as session:
@@ -717,7 +769,7 @@ def _carry_out(
         publisher.event("state", {"status": "running", "attempt": job.attempt})
         publisher.workspace("run", {"id": run_id, "task_id": job.task_id, "status": "running"})
         try:
-            outcome = stream_answer(job, settings, publisher)
+            outcome = stream_answer(job, settings, publisher, stop_at)
         except Exception as exc:
             # The time limit or a bug: the run ends failed, with what it had streamed.
             log.exception("run %s: stopped by %s", run_id, type(exc).__name__)
@@ -754,6 +806,35 @@ def _carry_out(
     publisher.workspace(
         "run", {"id": run_id, "task_id": job.task_id, "status": str(outcome.status)}
     )
+
+
+def _wait_for_slot(client: redis.Redis, job: Job, worker: str, settings: Settings) -> bool:
+    """Wait up to ``SLOT_WAIT_S`` for a slot: True once taken, False when the run was cancelled
+    meanwhile; raises Requeue (the run given back to its queue) when none came, or when another
+    thread of this process already waits for this endpoint."""
+    run_id = job.run_id
+    if not slot_waiters.enter(job.endpoint_id):
+        release_claim(run_id=run_id, worker=worker, lease=run_lease(settings))
+        # The waiting run takes the next slot; this one comes back when that wait would end.
+        raise Requeue(
+            f"run {run_id}: endpoint {job.endpoint_id} is full, and a run waits", SLOT_WAIT_S
+        )
+    try:
+        deadline = time.monotonic() + SLOT_WAIT_S
+        next_check = time.monotonic() + SLOT_CHECK_S
+        while not _try_slot(client, job, settings.endpoint_slot_lease):
+            if time.monotonic() > deadline:
+                release_claim(run_id=run_id, worker=worker, lease=run_lease(settings))
+                raise Requeue(f"run {run_id}: no free slot on endpoint {job.endpoint_id}")
+            if time.monotonic() > next_check:
+                next_check = time.monotonic() + SLOT_CHECK_S
+                if not still_claimed(run_id=run_id, worker=worker):
+                    log.info("run %s: cancelled while it waited for a slot", run_id)
+                    return False
+            time.sleep(SLOT_POLL_S)
+        return True
+    finally:
+        slot_waiters.leave(job.endpoint_id)
 
 
 def _try_slot(client: redis.Redis, job: Job, lease_s: float) -> bool:

@@ -60,11 +60,14 @@ _ERROR_BODY_LIMIT = 64 * 1024
 
 @dataclass(frozen=True)
 class Timeouts:
-    """Seconds allowed to connect, to the first token, and between two chunks after it."""
+    """Seconds allowed to connect, to the first token, and between two chunks after it; and
+    ``stop_at``, a ``time.monotonic()`` instant past which no step of the request waits (the
+    caller's own time limit: it then ends with a TIMEOUT, whatever the other deadlines say)."""
 
     connect: float = 5.0
     first_token: float = 60.0
     between_tokens: float = 30.0
+    stop_at: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("connect", "first_token", "between_tokens"):
@@ -204,10 +207,13 @@ class ModelHTTPClient(httpx.Client):
 class _Call:
     """One request: where it goes, its deadline, and how to say that the deadline passed."""
 
-    def __init__(self, *, base: str, api_key: str | None, model: str | None) -> None:
+    def __init__(
+        self, *, base: str, api_key: str | None, model: str | None, stop_at: float | None = None
+    ) -> None:
         self.base = base
         self.api_key = api_key
         self.model = model
+        self.stop_at = stop_at
         self.answered = False
         self.deadline = 0.0
         self.timeout_message = ""
@@ -215,6 +221,9 @@ class _Call:
     def expect_within(self, seconds: float, message: str) -> None:
         self.deadline = time.monotonic() + seconds
         self.timeout_message = message
+        if self.stop_at is not None and self.stop_at < self.deadline:
+            self.deadline = self.stop_at
+            self.timeout_message = f"The request to model '{self.model}' ran out of time"
 
     def snippet(self, text: str) -> str:
         """Server-provided text, shortened and scrubbed of the API key."""
@@ -477,7 +486,7 @@ def _stream_post(
 ) -> Generator[TextDelta | Finish, None, None]:
     base = validate_base_url(base_url)
     http = client if client is not None else ModelHTTPClient(connect_timeout=timeouts.connect)
-    call = _Call(base=base, api_key=api_key, model=model)
+    call = _Call(base=base, api_key=api_key, model=model, stop_at=timeouts.stop_at)
     call.expect_within(
         timeouts.first_token,
         f"No first token within {timeouts.first_token:g} s from model '{model}' at {base}",

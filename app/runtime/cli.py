@@ -83,11 +83,13 @@ def web_argv(settings: Settings) -> list[str]:
 
 
 def worker_argv(settings: Settings) -> list[str]:
+    """The run worker: by default one process, a thread per run (a run waits on its model
+    server, so a process per run would only cost memory)."""
     return [
         # --quiet: no banner; the worker's log lines follow the stack's format.
         sys.executable, "-m", "celery", "--app", "workers.celery_app", "--quiet", "worker",
-        "--loglevel", settings.log_level.upper(), "--concurrency", str(settings.worker_concurrency),
-        "--optimization", "fair", "--hostname", "switchboard@%h",
+        "--loglevel", settings.log_level.upper(), "--pool", settings.worker_pool,
+        "--concurrency", str(settings.worker_concurrency), "--hostname", "switchboard@%h",
     ]  # fmt: skip
 
 
@@ -103,10 +105,12 @@ def beat_argv(settings: Settings) -> list[str]:
 
 def checker_argv(settings: Settings) -> list[str]:
     """A Celery worker for the checks queue only, with its own concurrency (the one beat
-    sends the checks sweep to this queue)."""
+    sends the checks sweep to this queue), in processes: checks are CPU work, and a check's
+    time limit needs a pool that can stop it."""
     return [
         sys.executable, "-m", "celery", "--app", "workers.celery_app", "--quiet", "worker",
-        "--loglevel", settings.log_level.upper(), "--concurrency", str(settings.check_concurrency),
+        "--loglevel", settings.log_level.upper(), "--pool", "prefork",
+        "--concurrency", str(settings.check_concurrency),
         "--optimization", "fair", "--hostname", "checker@%h", "--queues", "checks",
     ]  # fmt: skip
 

@@ -710,3 +710,21 @@ def test_validate_base_url_rejects(url: str) -> None:
 )
 def test_validate_base_url_accepts(url: str, expected: str) -> None:
     assert validate_base_url(url) == expected
+
+
+def test_the_callers_own_deadline_stops_a_stream_that_keeps_sending(
+    model_server: ScriptedServer,
+) -> None:
+    # Tokens keep coming (no other deadline fires): only the caller's stop_at ends it, with
+    # the text so far.
+    model_server.on(CHAT, Stream([sse(chunk("a")), Pause(0.1)] * int(STALL / 0.1)))
+    stop_at = time.monotonic() + 0.5
+    timeouts = Timeouts(connect=1.0, first_token=STALL, between_tokens=STALL, stop_at=stop_at)
+
+    error, text, _ = fail(model_server, timeouts=timeouts)
+
+    assert error.kind is ErrorKind.TIMEOUT
+    assert "ran out of time" in str(error)
+    assert text and set(text) == {"a"}
+    assert time.monotonic() < stop_at + SLACK
+    assert model_server.only_request().disconnected.wait(SLACK)
