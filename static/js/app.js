@@ -178,11 +178,13 @@ function restoreForm(form, typed) {
     }
   }
 }
-document.addEventListener("htmx:afterSettle", (event) => {
+// On the swap itself, not after the settle delay: a person (or a test) may already be changing
+// the new form by then, and what they chose must not be overwritten by what was refused.
+document.addEventListener("htmx:afterSwap", (event) => {
   const xhr = event.detail.xhr;
   const submitted = xhr ? xhr.switchboardSubmitted : null;
   if (!submitted || xhr.status < 400 || xhr.status >= 500) return;
-  xhr.switchboardSubmitted = null; // once: afterSettle may fire on more than one element
+  xhr.switchboardSubmitted = null; // once: afterSwap may fire on more than one element
   const twins = [...document.querySelectorAll("form[action]")].filter((f) => f.getAttribute("action") === submitted.action);
   const form = twins[submitted.index] || twins[0];
   if (!form) return;
@@ -197,5 +199,10 @@ document.addEventListener("htmx:afterSettle", (event) => {
     if (submit && submit.parentElement === form) form.insertBefore(message, submit);
     else form.append(message);
   }
-  setTimeout(() => message.scrollIntoView({ block: "center" }), 0);
+  // Scrolled to once htmx has settled (it scrolls a boosted page to its top then).
+  document.addEventListener(
+    "htmx:afterSettle",
+    () => setTimeout(() => message.scrollIntoView({ block: "center" }), 0),
+    { once: true },
+  );
 });
