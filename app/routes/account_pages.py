@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Query, Request
 from sqlmodel import Session
 from starlette.responses import RedirectResponse, Response
 
-from app.models import User
+from app.models import ApiToken, User
 from app.services import ServiceError
 from app.services.accounts import change_password
 from app.services.tokens import create_token, revoke_token, tokens_of
 from app.web.deps import CurrentUser, SessionDep, SessionToken
+from app.web.new_links import recall_secret, remember_secret
 from app.web.templating import render
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
@@ -24,9 +25,35 @@ def _page(request: Request, session: Session, user: User, status_code: int = 200
     return render(request, "account.html", context, status_code=status_code)
 
 
+NEW_TOKEN_COOKIE = "sb_new_api_token"
+
+
 @router.get("/account")
-def account_page(request: Request, session: SessionDep, user: CurrentUser) -> Response:
-    return _page(request, session, user)
+def account_page(
+    request: Request,
+    session: SessionDep,
+    user: CurrentUser,
+    changed: bool = False,
+    revoked: Annotated[int, Query(ge=0, le=10_000)] = 0,
+    new: Annotated[int | None, Query(ge=1)] = None,
+) -> Response:
+    """The page; after a change (post/redirect/get) it says what happened, and shows a token
+    just made to the browser that made it, for a few minutes, reloads included."""
+    extra: dict[str, Any] = {}
+    if changed:
+        notice = "Password changed; you were signed out everywhere else."
+        if revoked:
+            notice += f" {revoked} API token{'s were' if revoked != 1 else ' was'} revoked."
+        extra["notice"] = notice
+    if new is not None:
+        token = session.get(ApiToken, new)
+        if token is not None and token.user_id == user.id:
+            extra["new_token"] = recall_secret(
+                request, NEW_TOKEN_COOKIE, token.token_hash, token.revoked_at is not None
+            )
+            if extra["new_token"] is None:
+                extra["notice"] = "That token is no longer shown: revoke it and make another."
+    return _page(request, session, user, **extra)
 
 
 @router.post("/account/password")
@@ -45,10 +72,7 @@ def change_password_page(
         session.rollback()
         return _page(request, session, user, exc.status_code, error=exc.message)
     session.commit()
-    notice = "Password changed; you were signed out everywhere else."
-    if revoked:
-        notice += f" {revoked} API token{'s were' if revoked != 1 else ' was'} revoked."
-    return _page(request, session, user, notice=notice)
+    return RedirectResponse(f"/account?changed=1&revoked={revoked}", status_code=303)
 
 
 @router.post("/account/tokens")
@@ -57,12 +81,14 @@ def create_token_page(
     name: Annotated[str, Form(max_length=120)],
 ) -> Response:  # fmt: skip
     try:
-        _, token = create_token(session=session, user=user, name=name)
+        created, token = create_token(session=session, user=user, name=name)
     except ServiceError as exc:
         session.rollback()
         return _page(request, session, user, exc.status_code, error=exc.message)
     session.commit()
-    return _page(request, session, user, new_token=token)
+    response = RedirectResponse(f"/account?new={created.id}", status_code=303)
+    remember_secret(response, request, NEW_TOKEN_COOKIE, token, "/account")
+    return response
 
 
 @router.post("/account/tokens/{token_id}/revoke")

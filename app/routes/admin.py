@@ -38,6 +38,11 @@ def _page(request: Request, session: Session, *, status_code: int = 200, **form:
     )
 
 
+def _listed() -> Response:
+    """After a change: post/redirect/get (a reload shows the list, and repeats nothing)."""
+    return RedirectResponse("/admin/endpoints", status_code=303)
+
+
 @router.get("/endpoints")
 def endpoints_page(request: Request, session: SessionDep, _admin: AdminUser) -> Response:
     return _page(request, session)
@@ -65,7 +70,7 @@ def add_endpoint(
         return _page(request, session, status_code=exc.status_code, error=exc.message, **form)
     service.check_endpoint(session=session, endpoint=endpoint)
     session.commit()
-    return _page(request, session)
+    return _listed()
 
 
 @router.post("/endpoints/{endpoint_id}/check")
@@ -76,7 +81,7 @@ def check_endpoint(
         session=session, endpoint=service.endpoint_for(session=session, endpoint_id=endpoint_id)
     )
     session.commit()
-    return _page(request, session)
+    return _listed()
 
 
 @router.post("/endpoints/{endpoint_id}")
@@ -96,7 +101,7 @@ def change_endpoint(
         api_key=api_key or None, clear_api_key=clear_api_key,
     )  # fmt: skip
     session.commit()
-    return _page(request, session)
+    return _listed()
 
 
 @router.post("/endpoints/{endpoint_id}/delete")
@@ -107,9 +112,7 @@ def delete_endpoint(
         session=session, endpoint=service.endpoint_for(session=session, endpoint_id=endpoint_id)
     )
     session.commit()
-    if request.headers.get("hx-request") == "true":
-        return _page(request, session)
-    return RedirectResponse("/admin/endpoints", status_code=303)
+    return _listed()
 
 
 @router.post("/models/{model_id}")
@@ -135,7 +138,7 @@ def change_model(
         session.rollback()
         return _page(request, session, status_code=400, model_error=exc.message, model_id=model_id)
     session.commit()
-    return _page(request, session)
+    return _listed()
 
 
 def parse_count(text: str, what: str) -> int | None:
