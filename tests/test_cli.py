@@ -62,22 +62,34 @@ def data_dir():
     subprocess.run(["rm", "-rf", str(path)], check=False)
 
 
-def test_up_starts_everything_signs_in_with_one_click_and_stops_on_ctrl_c(data_dir):
-    port = free_port()
-    process = subprocess.Popen(
-        [*SWITCHBOARD, "up"], env=clean_env(data_dir, port), cwd=PROJECT_ROOT,
+def start_up(env: dict[str, str]) -> subprocess.Popen:
+    """``switchboard up`` in a child process, its output (stderr too) readable line by line."""
+    return subprocess.Popen(
+        [*SWITCHBOARD, "up"], env=env, cwd=PROJECT_ROOT,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
+
+
+def read_until_link(process: subprocess.Popen, port: int, output: list[str],
+                    timeout: float) -> str | None:  # fmt: skip
+    """Read ``up``'s lines into ``output`` until its sign-in link (None by the deadline)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        assert line, "switchboard up exited early:\n" + "".join(output)
+        output.append(line)
+        found = re.search(rf"http://127\.0\.0\.1:{port}/signin/link/[\w-]+", line)
+        if found:
+            return found.group(0)
+    return None
+
+
+def test_up_starts_everything_signs_in_with_one_click_and_stops_on_ctrl_c(data_dir):
+    port = free_port()
+    process = start_up(clean_env(data_dir, port))
     output: list[str] = []
     try:
-        link = None
-        deadline = time.monotonic() + 60
-        while link is None and time.monotonic() < deadline:
-            line = process.stdout.readline()
-            assert line, "switchboard up exited early:\n" + "".join(output)
-            output.append(line)
-            found = re.search(rf"http://127\.0\.0\.1:{port}/signin/link/\S+", line)
-            link = found.group(0) if found else None
+        link = read_until_link(process, port, output, timeout=60)
         assert link, "no sign-in link printed"
         # The model's lines read like the rest, and it is ready before the link is printed.
         before_link = "".join(output).split("  Switchboard is up at")[0].split("\n")
@@ -202,20 +214,10 @@ CONSOLE_LINE = re.compile(r"^\d\d:\d\d:\d\d (web|worker|checker|beat|model|redis
 def test_the_console_is_quiet_one_format_and_ends_with_the_link(data_dir):
     port = free_port()
     env = clean_env(data_dir, port, SWITCHBOARD_EMBEDDED_MODEL="false")
-    process = subprocess.Popen(
-        [*SWITCHBOARD, "up"], env=env, cwd=PROJECT_ROOT,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+    process = start_up(env)
     output: list[str] = []
     try:
-        link = None
-        deadline = time.monotonic() + 90
-        while link is None and time.monotonic() < deadline:
-            line = process.stdout.readline()
-            assert line, "switchboard up exited early:\n" + "".join(output)
-            output.append(line)
-            found = re.search(rf"http://127\.0\.0\.1:{port}/signin/link/\S+", line)
-            link = found.group(0) if found else None
+        link = read_until_link(process, port, output, timeout=90)
         assert link, "no sign-in link printed:\n" + "".join(output)
         # Printed once the parts up starts answer: the worker is already up.
         health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()
@@ -296,10 +298,7 @@ def wait_healthy(base: str, part: str, timeout: float = 90) -> None:
 def test_up_starts_again_a_worker_and_redis_that_exit_and_ctrl_c_still_stops_all(data_dir):
     port = free_port()
     env = clean_env(data_dir, port, SWITCHBOARD_EMBEDDED_MODEL="false")
-    process = subprocess.Popen(
-        [*SWITCHBOARD, "up"], env=env, cwd=PROJECT_ROOT,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+    process = start_up(env)
     out = Console(process)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -368,10 +367,7 @@ def test_up_is_up_before_the_model_is_installed_and_the_model_joins_by_itself(da
         data_dir, port, PYTHONPATH=str(hide), SB_TEST_MODEL_INSTALLED=str(installed),
         SWITCHBOARD_EMBEDDED_MODEL_INSTALL=stub,
     )  # fmt: skip
-    process = subprocess.Popen(
-        [*SWITCHBOARD, "up"], env=env, cwd=PROJECT_ROOT,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+    process = start_up(env)
     out = Console(process)
     base = f"http://127.0.0.1:{port}"
     try:

@@ -170,31 +170,20 @@ def test_the_web_servers_log_config_writes_json(capsys, root_logger):
 def test_switchboard_up_writes_only_json_lines(tmp_path: Path):
     """Every part `up` starts, and `up` itself, from start-up to Ctrl-C: one JSON object per
     line, each naming its part; the sign-in link is in one of them."""
-    import re
     import signal
 
     import httpx
 
-    from tests.test_cli import SWITCHBOARD, clean_env, free_port
+    from tests.test_cli import clean_env, free_port, read_until_link, start_up
 
     port = free_port()
     env = clean_env(tmp_path, port, SWITCHBOARD_EMBEDDED_MODEL="false",
                     SWITCHBOARD_LOG_FORMAT="json", SWITCHBOARD_LOG_LEVEL="info")  # fmt: skip
-    process = subprocess.Popen(
-        [*SWITCHBOARD, "up"], env=env, cwd=PROJECT_ROOT,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+    process = start_up(env)
     assert process.stdout is not None
     output: list[str] = []
     try:
-        link = None
-        deadline = time.monotonic() + 90
-        while link is None and time.monotonic() < deadline:
-            line = process.stdout.readline()
-            assert line, "switchboard up exited early:\n" + "".join(output)
-            output.append(line)
-            found = re.search(rf"http://127\.0\.0\.1:{port}/signin/link/[\w-]+", line)
-            link = found.group(0) if found else None
+        link = read_until_link(process, port, output, timeout=90)
         assert link, "no sign-in link printed:\n" + "".join(output)
         # 503 without a model: logged as an access line either way.
         assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code in (200, 503)
