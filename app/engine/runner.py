@@ -700,47 +700,59 @@ def execute_run(
     when another worker's lease on it has not lapsed yet. The run's time limit (counted from
     this delivery's start; the threads of a worker have no Celery time limit), a
     ``time_limit_error`` (Celery's soft limit, where a pool has one) or any other error while
-    it streams ends the run failed with the text so far."""
+    it streams ends the run failed with the text so far.
+
+    The claim, the job's context and — when its server has a free slot at once, the common
+    case — the start are one transaction: the queue → start hop pays one commit, not three."""
     stop_at = time.monotonic() + settings.run_time_limit
     logs.bind_run(run_id)
     lease = run_lease(settings)
-    with session_scope() as session:
-        attempts = claim(session=session, run_id=run_id, worker=worker, lease=lease)
-        held = None
-        if attempts is None and not end_cancelled_orphan(session=session, run_id=run_id):
-            holder = holder_of(session, Run, run_id)
-            if holder_is_gone(holder) and holder != worker:
-                log.warning("run %s: its worker %s died; taking it over", run_id, holder)
-                attempts = claim(
-                    session=session, run_id=run_id, worker=worker, lease=lease, dead=holder
-                )
-            if attempts is None:
-                held = held_for(session, Run, run_id)
+    job: Job | None = None
+    cannot_run: str | None = None
+    slot = began = committed = False
+    try:
+        with session_scope() as session:
+            attempts = _claim_or_take_over(session, run_id, worker, lease)
+            held = None if attempts is not None else held_for(session, Run, run_id)
+            if attempts is not None and attempts < MAX_ATTEMPTS:
+                try:
+                    job = prepare(session=session, run_id=run_id, attempt=attempts + 1)
+                except CannotRun as exc:
+                    cannot_run = str(exc)
+                else:
+                    slot = _try_slot(client, job, settings.endpoint_slot_lease)
+                    began = slot and begin(session=session, run_id=run_id, worker=worker)
+        committed = True
+    finally:
+        if slot and not (began and committed) and job is not None:
+            _release(client, job)  # the transaction failed: the run is not ours after all
     if attempts is None:
         if held is not None:
             raise Held(f"run {run_id}", held + 1)
         log.info("run %s: not claimable (finished or cancelled)", run_id)
         return
-    if attempts >= MAX_ATTEMPTS:  # each of them began and none finished: its worker died
-        fail(
-            run_id=run_id,
-            reason=f"Its worker died {MAX_ATTEMPTS} times while running it; giving up.",
-            client=client,
-            worker=worker,
-        )
-        return
-    attempt = attempts + 1
-    try:
-        with session_scope() as session:
-            job = prepare(session=session, run_id=run_id, attempt=attempt)
-    except CannotRun as exc:
-        fail(run_id=run_id, reason=str(exc), client=client, worker=worker)
+    if job is None:
+        reason = cannot_run or f"Its worker died {MAX_ATTEMPTS} times while running it; giving up."
+        fail(run_id=run_id, reason=reason, client=client, worker=worker)
         return
     heartbeat = Heartbeat(run_id=run_id, worker=worker, settings=settings, client=client).start()
     try:
-        _carry_out(job, worker, settings, client, heartbeat, time_limit_error, stop_at)
+        _carry_out(job, worker, settings, client, heartbeat, time_limit_error, stop_at, began)
     finally:
         heartbeat.stop()
+
+
+def _claim_or_take_over(session: Session, run_id: int, worker: str, lease: timedelta) -> int | None:
+    """Claim the run: its attempts so far, or None when it is not ours (finished, cancelled,
+    or held by a live worker). A holder known to be dead is taken over at once."""
+    attempts = claim(session=session, run_id=run_id, worker=worker, lease=lease)
+    if attempts is not None or end_cancelled_orphan(session=session, run_id=run_id):
+        return attempts
+    holder = holder_of(session, Run, run_id)
+    if holder_is_gone(holder) and holder != worker:
+        log.warning("run %s: its worker %s died; taking it over", run_id, holder)
+        return claim(session=session, run_id=run_id, worker=worker, lease=lease, dead=holder)
+    return None
 
 
 def _carry_out(
@@ -751,20 +763,23 @@ def _carry_out(
     heartbeat: Heartbeat,
     time_limit_error: type[BaseException] | None,
     stop_at: float | None = None,
+    began: bool = False,
 ) -> None:
+    """Stream the answer and record it. ``began``: the run holds its slot and is running
+    already (started in its claim's transaction); otherwise wait for a slot and start it."""
     run_id = job.run_id
     publisher = Publisher(client, job, heartbeat)
-    if not _try_slot(client, job, settings.endpoint_slot_lease) and not _wait_for_slot(
-        client, job, worker, settings
-    ):
+    slot_now = began or _try_slot(client, job, settings.endpoint_slot_lease)
+    if not slot_now and not _wait_for_slot(client, job, worker, settings):
         return
     heartbeat.holding_slot(job)
     try:
-        with session_scope() as session:
-            began = begin(session=session, run_id=run_id, worker=worker)
         if not began:
-            log.info("run %s: cancelled while it waited for a slot", run_id)
-            return
+            with session_scope() as session:
+                began = begin(session=session, run_id=run_id, worker=worker)
+            if not began:
+                log.info("run %s: cancelled while it waited for a slot", run_id)
+                return
         if job.attempt > 1:
             publisher.event("reset", {"attempt": job.attempt})
         publisher.event("state", {"status": "running", "attempt": job.attempt})

@@ -8,6 +8,7 @@ import uuid
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from sqlalchemy import event
 from sqlmodel import Session, col, func, select
 
 from app.engine import delivery
@@ -33,6 +34,31 @@ from app.services.workspaces import record_event
 MAX_FANOUT = 8
 MAX_MESSAGE_CHARS = 100_000
 ACTIVE_STATUSES = (RunStatus.queued, RunStatus.running)
+
+
+_ENQUEUED = "switchboard.enqueued_runs"
+
+
+def enqueue(session: Session, run: Run) -> None:
+    """Queue ``run`` in the caller's transaction: its ``queued_at`` is the moment that
+    transaction commits — when the run enters the queue and a worker may take it — not when
+    the request began building it (a fan-out's messages and events come first)."""
+    session.info.setdefault(_ENQUEUED, []).append(run)
+    session.add(run)
+
+
+@event.listens_for(Session, "before_commit")
+def _stamp_enqueued(session: Session) -> None:
+    runs = session.info.pop(_ENQUEUED, [])
+    now = utcnow()
+    for run in runs:
+        if run.status == RunStatus.queued:
+            run.queued_at = now  # flushed by the commit
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_enqueued(session: Session) -> None:
+    session.info.pop(_ENQUEUED, None)
 
 
 @dataclass(frozen=True)
@@ -164,7 +190,7 @@ def _start_runs(
             pipeline_step=pipeline_step,
             created_by_id=author.id if author else None,
         )
-        session.add(run)
+        enqueue(session, run)
         runs.append(run)
     session.flush()
     if task.status == TaskStatus.backlog:
@@ -372,13 +398,12 @@ def retry(*, session: Session, run: Run, actor: User) -> Run:
     run.status = RunStatus.queued
     run.error = None
     run.attempts = 0
-    run.queued_at = utcnow()
     run.started_at = run.first_token_at = run.finished_at = None
     run.dispatched_at = run.lease_until = None
     run.claimed_by = None
     run.prompt_tokens = run.completion_tokens = None
     run.tokens_per_second = None
-    session.add(run)
+    enqueue(session, run)
     if run.output_message_id is not None:
         session.execute(
             sa.update(Message).where(col(Message.id) == run.output_message_id).values(content="")
