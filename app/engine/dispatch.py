@@ -82,10 +82,8 @@ def dispatch(run_ids: list[int]) -> bool:
     sent: list[int] = []
     for run_id, endpoint_id, pipeline_id, workspace_id, task_id, judgement_id in rows:
         with contextlib.suppress(redis.RedisError):
-            live.append_run(client, run_id, "state", {"status": "queued"})
-            live.append_workspace(
-                client, workspace_id, "run", {"id": run_id, "task_id": task_id, "status": "queued"}
-            )
+            # Before the message: the worker's "running" must come after "queued".
+            live.announce_queued(client, run_id=run_id, task_id=task_id, workspace_id=workspace_id)
         link = None
         if pipeline_id:
             link = signature(ADVANCE_PIPELINE, args=[run_id], immutable=True, app=app)

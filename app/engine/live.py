@@ -92,6 +92,19 @@ def append_workspace(
     )
 
 
+def announce_queued(client: redis.Redis, *, run_id: int, task_id: int, workspace_id: int) -> None:
+    """A run's ``queued`` state, on its stream and its workspace's, in one round trip."""
+    queued = json.dumps({"status": "queued"})
+    feed = json.dumps({"id": run_id, "task_id": task_id, "status": "queued"})
+    with client.pipeline(transaction=False) as both:
+        both.xadd(run_stream(run_id), {"type": "state", "data": queued})
+        both.xadd(
+            workspace_stream(workspace_id), {"type": "run", "data": feed},
+            maxlen=WORKSPACE_STREAM_MAXLEN, approximate=True,
+        )  # fmt: skip
+        both.execute()
+
+
 def request_cancel(client: redis.Redis, run_id: int) -> None:
     client.set(cancel_flag(run_id), "1", ex=RUN_STREAM_TTL_S)
 
