@@ -17,7 +17,7 @@ from app.engine import live
 from app.models import RunStatus, User
 from app.redis_conn import get_redis
 from app.web import streams
-from app.web.streams import LiveEvent, RunSnapshot, Viewer, tail
+from app.web.streams import LiveEvent, RunSnapshot, Viewer, ViewerDropped, tail
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -147,8 +147,10 @@ def test_a_slow_viewer_is_dropped_and_resumes_without_holding_up_the_others(
         events += await _rest(fast)
         # The fast viewer got everything while the slow one read nothing.
         assert _text(events) == "".join(words)
-        # The slow one fell too far behind: its stream ends ...
-        assert await _rest(slow) == []
+        # The slow one fell too far behind: its stream ends (without the end a page's browser
+        # would stop at) ...
+        with pytest.raises(ViewerDropped):
+            await _rest(slow)
         # ... and its browser resumes after the last event it saw.
         resumed = await _rest(_follow(run_id, last=seen[-1].entry_id))
         assert _text(resumed) == "".join(words)
@@ -235,3 +237,22 @@ def test_a_feed_viewer_resuming_from_before_the_readers_start_gets_every_entry(
         _run(test)
     finally:
         get_redis().delete(key)
+
+
+def test_a_dropped_page_viewer_is_not_told_the_stream_ended() -> None:
+    """A page's stream ends with ``live-end`` (its browser then stays closed), but not when the
+    viewer was dropped for falling behind: that browser must reconnect and resume."""
+
+    async def dropped() -> AsyncIterator[Any]:
+        yield b"data: one\n\n"
+        raise ViewerDropped()
+
+    async def ended() -> AsyncIterator[Any]:
+        yield b"data: one\n\n"
+
+    async def sent(events: AsyncIterator[Any]) -> list[str]:
+        response = streams.event_stream(events, page=True)
+        return [getattr(item, "event", None) or "" async for item in response.body_iterator]
+
+    assert streams.END_EVENT not in asyncio.run(sent(dropped()))
+    assert streams.END_EVENT in asyncio.run(sent(ended()))

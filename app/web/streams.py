@@ -97,6 +97,11 @@ def stream_credentials(request: Request) -> None:
 END_EVENT = "live-end"
 
 
+class ViewerDropped(Exception):
+    """The viewer fell too far behind: its stream ends without ``live-end``, so the browser
+    reconnects and resumes after its ``Last-Event-ID``."""
+
+
 def event_stream(
     events: AsyncIterator[ServerSentEvent | bytes], *, page: bool = False
 ) -> EventSourceResponse:
@@ -106,8 +111,11 @@ def event_stream(
 
     async def with_retry() -> AsyncIterator[ServerSentEvent | bytes]:
         yield ServerSentEvent(retry=RETRY_MS)
-        async for event in events:
-            yield event
+        try:
+            async for event in events:
+                yield event
+        except ViewerDropped:
+            return
         if page:
             yield ServerSentEvent("end", event=END_EVENT)
 
@@ -575,7 +583,7 @@ async def tail(
                 break
             key, item = await inbox.get()
             if key == " dropped":
-                return  # too far behind: the browser resumes after its Last-Event-ID
+                raise ViewerDropped()
             if key == " error":
                 raise item
             if key == " check":
