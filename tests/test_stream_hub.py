@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -56,8 +57,11 @@ def _text(events: list[LiveEvent]) -> str:
     return "".join(str(e.data.get("text", "")) for e in events if e.type == "token")
 
 
-def _run(test: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(test())
+def _run(test: Callable[[], Awaitable[Any]]) -> Any:
+    """Run ``test`` on a loop of its own, in a thread: the browser tests leave a loop running in
+    this one."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(test())).result()  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -254,5 +258,5 @@ def test_a_dropped_page_viewer_is_not_told_the_stream_ended() -> None:
         response = streams.event_stream(events, page=True)
         return [getattr(item, "event", None) or "" async for item in response.body_iterator]
 
-    assert streams.END_EVENT not in asyncio.run(sent(dropped()))
-    assert streams.END_EVENT in asyncio.run(sent(ended()))
+    assert streams.END_EVENT not in _run(lambda: sent(dropped()))
+    assert streams.END_EVENT in _run(lambda: sent(ended()))
