@@ -577,13 +577,12 @@ def _stream_events(
     between_message = (
         f"No new token for {timeouts.between_tokens:g} s from model '{call.model}' at {call.base}"
     )
-    lines = response.iter_lines()
+    lines = _sse_lines(call, response)
     parser = _SseParser()
     progress = _Progress()
     while not progress.done:
         try:
-            with call.io():
-                line = next(lines, None)
+            line = next(lines, None)
         except ModelError:
             # Some servers keep the connection open after the finish chunk; it still counts.
             if progress.finish_reason is None:
@@ -601,6 +600,32 @@ def _stream_events(
     if progress.finish_reason is None:
         raise ModelError(ErrorKind.INCOMPLETE_STREAM, "The model stream ended without a finish")
     yield Finish(progress.finish_reason, progress.prompt_tokens, progress.completion_tokens)
+
+
+def _sse_lines(call: _Call, response: httpx.Response) -> Iterator[str]:
+    """The body's lines, split as an event stream is (CRLF, LF or CR; not at the other line
+    breaks of ``str.splitlines``, which a model's text may hold) and decoded from UTF-8 once
+    whole. Only the reads run under the call's deadline: one read often brings many lines."""
+    chunks = response.iter_bytes()
+    pending = b""
+    while True:
+        with call.io():
+            chunk = next(chunks, None)
+        if chunk is None:
+            break
+        pending += chunk
+        if b"\r" in pending:
+            # A CR at the end may be the first half of a CRLF: it waits for the next read.
+            held = pending.endswith(b"\r")
+            body = pending[:-1] if held else pending
+            pending = body.replace(b"\r\n", b"\n").replace(b"\r", b"\n") + (b"\r" if held else b"")
+        if b"\n" not in pending:
+            continue
+        *complete, pending = pending.split(b"\n")
+        for line in complete:
+            yield line.decode("utf-8", "replace")
+    if pending:
+        yield pending.removesuffix(b"\r").decode("utf-8", "replace")
 
 
 @dataclass(frozen=True)

@@ -5,39 +5,47 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Depends, Header, Request
 from sse_starlette import EventSourceResponse, JSONServerSentEvent, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
 from app.engine.live import parse_stream_id
 from app.web.streams import (
+    LiveEvent,
     StreamUser,
     Viewer,
     event_stream,
-    run_snapshot,
+    stream_credentials,
     tail,
+    user_and_run,
     viewable_workspace_id,
 )
 
 router = APIRouter(tags=["live"])
 
 
-@router.get("/runs/{run_id}/events", summary="Live events of a run (SSE)")
+@router.get(
+    "/runs/{run_id}/events",
+    summary="Live events of a run (SSE)",
+    dependencies=[Depends(stream_credentials)],
+)
 async def run_events(
     run_id: int,
     request: Request,
-    user: StreamUser,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> EventSourceResponse:
     """``token``, ``state``, ``reset``, then ``done`` or ``error``; resumes after
     ``Last-Event-ID`` (one that came after the end gets the end again)."""
-    await run_in_threadpool(run_snapshot, user, run_id)  # 404 before the stream starts
+    # Signed in, and allowed to see the run (404 before the stream starts): one session.
+    user, snapshot = await run_in_threadpool(user_and_run, request, run_id)
     viewer = Viewer(request, user)
     start = parse_stream_id(last_event_id)
+    runs = {run_id: start}
 
-    async def events() -> AsyncIterator[ServerSentEvent]:
-        async for event in tail(viewer, runs={run_id: start}, whole_text=False):
-            yield JSONServerSentEvent(event.data, event=event.type, id=event.entry_id)
+    async def events() -> AsyncIterator[ServerSentEvent | bytes]:
+        following = tail(viewer, runs=runs, whole_text=False, snapshots={run_id: snapshot})
+        async for event in following:
+            yield _json_event(event)
 
     return event_stream(events())
 
@@ -55,8 +63,20 @@ async def workspace_events(
     viewer = Viewer(request, user)
     feed = (workspace_id, parse_stream_id(last_event_id))
 
-    async def events() -> AsyncIterator[ServerSentEvent]:
+    async def events() -> AsyncIterator[ServerSentEvent | bytes]:
         async for event in tail(viewer, feed=feed):
-            yield JSONServerSentEvent(event.data, event=event.type, id=event.entry_id)
+            yield _json_event(event)
 
     return event_stream(events())
+
+
+def _json_event(event: LiveEvent) -> ServerSentEvent | bytes:
+    """The event with its data as JSON. An entry from Redis keeps its JSON, and its frame is
+    encoded once for all the viewers of this process."""
+    if event.raw is None or event.shared is None:
+        return JSONServerSentEvent(event.data, event=event.type, id=event.entry_id)
+    frame = event.shared.get("json")
+    if frame is None:
+        frame = ServerSentEvent(event.raw, event=event.type, id=event.entry_id).encode()
+        event.shared["json"] = frame
+    return frame
