@@ -32,7 +32,7 @@ import time
 from collections.abc import Generator
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 import sqlalchemy as sa
@@ -287,11 +287,40 @@ return 0
 """
 
 
+class SlotHolder(Protocol):
+    """What taking an endpoint slot needs: a Job, or a Seat before the job is built."""
+
+    @property
+    def run_id(self) -> int: ...
+    @property
+    def endpoint_id(self) -> int: ...
+    @property
+    def max_concurrency(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class Seat:
+    run_id: int
+    endpoint_id: int
+    max_concurrency: int
+
+
+def seat_of(session: Session, run_id: int) -> Seat | None:
+    """The run's endpoint and its concurrency, when it has one that is enabled."""
+    row = session.exec(
+        select(Model.endpoint_id, ModelEndpoint.max_concurrency)  # type: ignore[call-overload]
+        .join(Run, col(Run.model_id) == col(Model.id))
+        .join(ModelEndpoint, col(ModelEndpoint.id) == col(Model.endpoint_id))
+        .where(col(Run.id) == run_id, col(ModelEndpoint.enabled).is_(True))
+    ).first()
+    return Seat(run_id, row[0], row[1]) if row is not None else None
+
+
 def _slots_key(endpoint_id: int) -> str:
     return f"sb:endpoint:{endpoint_id}:slots"
 
 
-def take_slot(client: redis.Redis, job: Job, lease_s: float) -> bool:
+def take_slot(client: redis.Redis, job: SlotHolder, lease_s: float) -> bool:
     """One of the endpoint's ``max_concurrency`` slots, held under a lease that lapses if the
     worker dies (so a killed worker never keeps a slot); taking it again renews the lease."""
     now = time.time()
@@ -302,7 +331,7 @@ def take_slot(client: redis.Redis, job: Job, lease_s: float) -> bool:
     return bool(taken)
 
 
-def release_slot(client: redis.Redis, job: Job) -> None:
+def release_slot(client: redis.Redis, job: SlotHolder) -> None:
     client.zrem(_slots_key(job.endpoint_id), job.run_id)
 
 
@@ -702,30 +731,32 @@ def execute_run(
     ``time_limit_error`` (Celery's soft limit, where a pool has one) or any other error while
     it streams ends the run failed with the text so far.
 
-    The claim, the job's context and — when its server has a free slot at once, the common
-    case — the start are one transaction: the queue → start hop pays one commit, not three."""
+    The claim, the start — when its server has a free slot at once, the common case — and the
+    job's context are one transaction: the queue → start hop pays one commit, not three."""
     stop_at = time.monotonic() + settings.run_time_limit
     logs.bind_run(run_id)
     lease = run_lease(settings)
     job: Job | None = None
     cannot_run: str | None = None
+    seat: Seat | None = None
     slot = began = committed = False
     try:
         with session_scope() as session:
             attempts = _claim_or_take_over(session, run_id, worker, lease)
             held = None if attempts is not None else held_for(session, Run, run_id)
             if attempts is not None and attempts < MAX_ATTEMPTS:
+                # Started as soon as it holds a slot; building its context is its first work.
+                seat = seat_of(session, run_id)
+                slot = seat is not None and _try_slot(client, seat, settings.endpoint_slot_lease)
+                began = slot and begin(session=session, run_id=run_id, worker=worker)
                 try:
                     job = prepare(session=session, run_id=run_id, attempt=attempts + 1)
                 except CannotRun as exc:
                     cannot_run = str(exc)
-                else:
-                    slot = _try_slot(client, job, settings.endpoint_slot_lease)
-                    began = slot and begin(session=session, run_id=run_id, worker=worker)
         committed = True
     finally:
-        if slot and not (began and committed) and job is not None:
-            _release(client, job)  # the transaction failed: the run is not ours after all
+        if slot and seat is not None and not (began and committed and job is not None):
+            _release(client, seat)  # not carried out here after all
     if attempts is None:
         if held is not None:
             raise Held(f"run {run_id}", held + 1)
@@ -853,7 +884,7 @@ def _wait_for_slot(client: redis.Redis, job: Job, worker: str, settings: Setting
         slot_waiters.leave(job.endpoint_id)
 
 
-def _try_slot(client: redis.Redis, job: Job, lease_s: float) -> bool:
+def _try_slot(client: redis.Redis, job: SlotHolder, lease_s: float) -> bool:
     """A slot of the endpoint; none while the server is still starting (its runs wait)."""
     if starting_note(client, job.endpoint_id) is not None:
         return False
@@ -863,6 +894,6 @@ def _try_slot(client: redis.Redis, job: Job, lease_s: float) -> bool:
         return True  # without Redis there is no shared count; let the server queue it
 
 
-def _release(client: redis.Redis, job: Job) -> None:
+def _release(client: redis.Redis, job: SlotHolder) -> None:
     with contextlib.suppress(redis.RedisError):
         release_slot(client, job)
