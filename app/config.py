@@ -91,6 +91,14 @@ class Settings(BaseSettings):
     embedded_model_context: int = Field(
         4096, ge=512, le=32768, description="Context tokens of each embedded model slot."
     )
+    parts_niceness: int = Field(
+        0,
+        ge=0,
+        le=19,
+        description="How much lower than the embedded model `up` runs its web, worker, checker "
+        "and beat processes (a Unix nice increment; 0: the same priority). On a small machine a "
+        "higher value keeps the model's speed while people browse, at the pages' expense.",
+    )
     embedded_model_install: str = Field(
         "",
         description="The command `up` runs in the background to install the embedded model's "

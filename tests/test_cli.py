@@ -408,3 +408,15 @@ def test_up_is_up_before_the_model_is_installed_and_the_model_joins_by_itself(da
         process.wait(90)
     assert process.returncode == 0
     assert "Successfully installed" in (data_dir / "model-install.log").read_text()
+
+
+def test_parts_run_below_the_model_by_the_niceness_set():
+    from app.config import Settings
+    from app.runtime.cli import lowered
+
+    probe = [sys.executable, "-c", "import os; print(os.nice(0))"]
+    mine = os.nice(0)
+    assert lowered(Settings(parts_niceness=0), probe) == probe
+    niced = subprocess.run(lowered(Settings(parts_niceness=7), probe), capture_output=True,
+                           text=True, check=True)  # fmt: skip
+    assert int(niced.stdout) == min(mine + 7, 19)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -80,6 +81,15 @@ def web_argv(settings: Settings) -> list[str]:
         "--workers", str(settings.web_workers), "--log-level", settings.log_level,
         *proxy_argv(settings), "--log-config", str(log_config),
     ]  # fmt: skip
+
+
+def lowered(settings: Settings, argv: list[str]) -> list[str]:
+    """``argv`` run at SWITCHBOARD_PARTS_NICENESS below the model (``nice``; as it is where
+    there is no ``nice``)."""
+    nice = shutil.which("nice")
+    if not settings.parts_niceness or nice is None:
+        return argv
+    return [nice, "-n", str(settings.parts_niceness), *argv]
 
 
 def worker_argv(settings: Settings) -> list[str]:
@@ -229,10 +239,10 @@ def up() -> None:
     try:
         env = child_env(settings)
         prepare_checks(settings)
-        supervisor.spawn("worker", worker_argv(settings), env)
-        supervisor.spawn("checker", checker_argv(settings), env)
-        supervisor.spawn("beat", beat_argv(settings), env)
-        supervisor.spawn("web", web_argv(settings), env)
+        supervisor.spawn("worker", lowered(settings, worker_argv(settings)), env)
+        supervisor.spawn("checker", lowered(settings, checker_argv(settings)), env)
+        supervisor.spawn("beat", lowered(settings, beat_argv(settings)), env)
+        supervisor.spawn("web", lowered(settings, web_argv(settings)), env)
         for server in found:
             console.say(
                 "up",
