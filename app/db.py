@@ -58,9 +58,11 @@ def create_db_engine(url: str, pool: PoolSize = DEFAULT_POOL) -> Engine:
             from pathlib import Path
 
             Path(sa_url.database).parent.mkdir(parents=True, exist_ok=True)
+            # An SQLite connection costs a file handle, not a server's process: every one
+            # opened is kept (a burst of requests then opens none, and sets no pragmas, again).
             engine = sa.create_engine(
                 url, connect_args={"check_same_thread": False, "timeout": 10},
-                pool_size=pool.size, max_overflow=pool.overflow,
+                pool_size=pool.size + pool.overflow, max_overflow=0,
             )  # fmt: skip
         sa.event.listen(engine, "connect", _configure_sqlite)
         return engine

@@ -58,14 +58,17 @@ def test_a_threaded_worker_sizes_its_database_pool_for_its_threads(monkeypatch):
     app.db.get_engine.cache_clear()
     try:
         _prepare_threads(sender=SimpleNamespace(pool_cls="prefork", concurrency=32))
-        assert app.db.get_engine().pool.size() == app.db.DEFAULT_POOL.size  # type: ignore[attr-defined]
+        pool = app.db.get_engine().pool
+        default = app.db.DEFAULT_POOL
+        assert pool.size() + pool._max_overflow == default.size + default.overflow  # type: ignore[attr-defined]
 
         _prepare_threads(sender=SimpleNamespace(pool_cls="threads", concurrency=32))
 
         pool = app.db.get_engine().pool
         # Every thread and its run's heartbeat may hold a connection at once: none waits.
         assert pool.size() + pool._max_overflow >= 2 * 32  # type: ignore[attr-defined]
-        assert pool.size() <= 10  # type: ignore[attr-defined]
+        if app.db.get_engine().dialect.name != "sqlite":  # SQLite keeps every connection
+            assert pool.size() <= 10  # type: ignore[attr-defined]
     finally:
         app.db._pool = app.db.DEFAULT_POOL
         app.db.get_engine().dispose()
