@@ -74,6 +74,7 @@ BENCHES = [
     Bench("ui_latency", [], ["--requests", "20"]),
     Bench("interference", [], ["--users", "10", "--runs", "1", "--tasks", "5", "--tokens", "32"]),
     Bench("memory", [], ["--viewers", "20"]),
+    Bench("worker_footprint", [], ["--runs", "8", "--words", "100"]),
     Bench("fork_cache", [], ["--runs", "1", "--fanout-runs", "1"]),
     Bench("check_overhead", [], ["--runs", "5"]),
     Bench("leaderboard", [], ["--votes", "1000", "--requests", "20"]),

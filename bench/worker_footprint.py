@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import psutil
 
+from bench.report import emit, row
 from bench.stack import ScriptedModel, Stack, StackError, _leftovers, load_note, stack
 
 MB = 1024 * 1024
@@ -185,12 +185,18 @@ def main() -> None:
     print(f"  threads / prefork: RSS {rss_ratio:.3f}x, PSS {pss_ratio:.3f}x; "
           f"target: threads RSS <= {TARGET_RSS_MB:.0f} MB at {args.runs} streams: "
           f"{'met' if met else 'NOT met'}")  # fmt: skip
-    print(json.dumps({
-        "bench": "worker_footprint", "runs": args.runs, "words": args.words, "load": note,
+    figures = {
+        "runs": args.runs, "words": args.words, "load": note,
         "threads": asdict(threads), "prefork": asdict(prefork),
         "rss_ratio": round(rss_ratio, 4), "pss_ratio": round(pss_ratio, 4),
         "target_rss_mb": TARGET_RSS_MB, "met": met,
-    }))  # fmt: skip
+    }  # fmt: skip
+    emit("worker_footprint", figures, [
+        row(f"run worker RSS at {args.runs} streams (peak)",
+            f"{prefork.peak_rss_mb:,.0f} MB (prefork, a process per run)",
+            f"{threads.peak_rss_mb:,.0f} MB (threads, 1 process)", rss_ratio,
+            f"≤ {TARGET_RSS_MB:.0f} MB", met),
+    ])  # fmt: skip
 
 
 if __name__ == "__main__":
