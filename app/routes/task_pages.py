@@ -64,8 +64,9 @@ from app.web.templating import render, templates
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
-# A branch shows its newest messages; earlier ones load on demand, this many at a time.
-WINDOW = 40
+# A branch shows its newest messages; earlier ones load on demand, this many at a time (ten
+# questions and their answers: screens of them; each one costs the page its rendering).
+WINDOW = 20
 # A run first in line that has waited this long is not waiting for its queue.
 STALLED_AFTER = timedelta(minutes=2)
 
