@@ -436,9 +436,7 @@ class Column:
 def columns_of(*, session: Session, message_ids: list[int], baseline: int) -> list[Column]:
     """The compared answers, lettered, each marked against the ``baseline``-th one (their
     messages, runs, agents and models read in one query each, not one per column)."""
-    by_id = {
-        m.id: m for m in session.exec(select(Message).where(col(Message.id).in_(message_ids)))
-    }
+    by_id = {m.id: m for m in session.exec(select(Message).where(col(Message.id).in_(message_ids)))}
     messages = [by_id.get(message_id) for message_id in message_ids]
     runs: dict[int, Run] = {}
     for answer_run in session.exec(
