@@ -144,7 +144,9 @@ def task_context(
         "stalled": stalled,
         "live_url": page_live_url,
         "pipeline_progress": pipeline_progress,
-        "share_links": sharing.active_links_of_task(session=session, task=task, user=user),
+        "share_links": sharing.active_links_of_task(
+            session=session, task=task, user=user, role=role
+        ),
         "comparisons": comparisons_of(session=session, task=task),
         "fanout": fanout,
         "fanout_positions": {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -77,9 +78,21 @@ def web_argv(settings: Settings) -> list[str]:
     return [
         sys.executable, "-m", "uvicorn", "app.web.app:create_app", "--factory",
         "--host", settings.host, "--port", str(settings.port),
-        "--workers", str(settings.web_workers), "--log-level", settings.log_level,
+        "--workers", str(settings.effective_web_workers), "--log-level", settings.log_level,
         *proxy_argv(settings), "--log-config", str(log_config),
     ]  # fmt: skip
+
+
+def web_env(settings: Settings) -> dict[str, str]:
+    """With several web workers, each request's latency lands in one worker's histogram: they
+    are summed through prometheus-client's multiprocess folder (emptied here, before the
+    workers start), unless PROMETHEUS_MULTIPROC_DIR names one already."""
+    if settings.effective_web_workers < 2 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return {}
+    folder = settings.data_path / "web-metrics"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return {"PROMETHEUS_MULTIPROC_DIR": str(folder)}
 
 
 def worker_argv(settings: Settings) -> list[str]:
@@ -232,7 +245,7 @@ def up() -> None:
         supervisor.spawn("worker", worker_argv(settings), env)
         supervisor.spawn("checker", checker_argv(settings), env)
         supervisor.spawn("beat", beat_argv(settings), env)
-        supervisor.spawn("web", web_argv(settings), env)
+        supervisor.spawn("web", web_argv(settings), {**env, **web_env(settings)})
         for server in found:
             console.say(
                 "up",
@@ -332,6 +345,7 @@ def link() -> None:
 def web() -> None:
     """Run only the web server (uvicorn); expects migrations applied and Redis reachable."""
     settings = load()
+    os.environ.update(web_env(settings))
     os.execv(sys.executable, web_argv(settings))
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
+import sqlalchemy as sa
 from sqlmodel import Session, col, func, select
 
 from app.models import (
@@ -66,22 +67,22 @@ def _on_board(workspace: Workspace, status: str | None) -> list:
 
 
 def _cards(session: Session, workspace: Workspace, status: str, offset: int) -> list[Card]:
-    rows = session.exec(
-        select(Task.id, Task.title, Task.status, Task.assignee_agent_id)  # type: ignore[call-overload]
+    rows = session.connection().execute(  # Core: rows, no ORM bookkeeping
+        sa.select(col(Task.id), col(Task.title), col(Task.status), col(Task.assignee_agent_id))
         .where(*_on_board(workspace, status))
         .order_by(col(Task.position).desc(), col(Task.id).desc())
         .offset(offset)
         .limit(COLUMN_PAGE)
-    ).all()
-    return [Card(*row) for row in rows]
+    )
+    return [Card(*row) for row in rows]  # type: ignore[arg-type]
 
 
 def _totals(session: Session, workspace: Workspace, status: str | None = None) -> dict[str, int]:
     """Tasks per column (one query for all of them)."""
     where = _on_board(workspace, status)
-    rows = session.exec(
-        select(Task.status, func.count()).where(*where).group_by(col(Task.status))  # type: ignore[call-overload]
-    ).all()
+    rows = session.connection().execute(
+        sa.select(col(Task.status), func.count()).where(*where).group_by(col(Task.status))
+    )
     return {status: int(count) for status, count in rows}
 
 

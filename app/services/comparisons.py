@@ -107,17 +107,31 @@ class PastComparison:
 
 def comparisons_of(*, session: Session, task: Task) -> list[PastComparison]:
     """The task's comparisons, newest first, each with its votes in words ("A is better",
-    "C is best")."""
-    found = []
-    for comparison in session.exec(
+    "C is best"): three queries however many comparisons the task has."""
+    comparisons = session.exec(
         select(Comparison).where(Comparison.task_id == task.id).order_by(col(Comparison.id).desc())
+    ).all()
+    if not comparisons:
+        return []
+    ids = [c.id for c in comparisons]
+    branches: dict[int, list[int]] = {}
+    for comparison_id, message_id in session.exec(
+        select(ComparisonBranch.comparison_id, ComparisonBranch.message_id)
+        .where(col(ComparisonBranch.comparison_id).in_(ids))
+        .order_by(col(ComparisonBranch.position))
     ).all():
-        branches = branch_ids(session=session, comparison=comparison)
-        letters = {message_id: "ABCD"[i] for i, message_id in enumerate(branches)}
-        votes = [
-            _vote_words(vote, letters) for vote in votes_of(session=session, comparison=comparison)
-        ]
-        found.append(PastComparison(comparison, len(branches), votes))
+        branches.setdefault(comparison_id, []).append(message_id)
+    votes: dict[int, list[Vote]] = {}
+    for vote in session.exec(
+        select(Vote).where(col(Vote.comparison_id).in_(ids)).order_by(col(Vote.id))
+    ).all():
+        votes.setdefault(vote.comparison_id, []).append(vote)
+    found = []
+    for comparison in comparisons:
+        ordered = branches.get(comparison.id or 0, [])
+        letters = {message_id: "ABCD"[i] for i, message_id in enumerate(ordered)}
+        words = [_vote_words(vote, letters) for vote in votes.get(comparison.id or 0, [])]
+        found.append(PastComparison(comparison, len(ordered), words))
     return found
 
 

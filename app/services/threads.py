@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import sqlalchemy as sa
 from sqlmodel import Session, col, func, select
 
 from app.models import Judgement, MainBranch, Message, Run, Task
@@ -48,11 +49,12 @@ def _tree(session: Session, task: Task) -> tuple[dict[int | None, list[int]], di
     """Children by parent (oldest first), and every message's role: ids only, no texts."""
     children: dict[int | None, list[int]] = defaultdict(list)
     roles: dict[int, str] = {}
-    for message_id, parent_id, role in session.exec(
-        select(Message.id, Message.parent_id, Message.role)
-        .where(Message.task_id == task.id)
+    # A plain (Core) query: hundreds of rows of three columns, no ORM bookkeeping.
+    for message_id, parent_id, role in session.connection().execute(
+        sa.select(col(Message.id), col(Message.parent_id), col(Message.role))
+        .where(col(Message.task_id) == task.id)
         .order_by(col(Message.id))
-    ).all():
+    ):
         children[parent_id].append(message_id)  # type: ignore[arg-type]
         roles[message_id] = role  # type: ignore[index]
     return children, roles
