@@ -66,15 +66,36 @@ def _on_board(workspace: Workspace, status: str | None) -> list:
     ]
 
 
-def _cards(session: Session, workspace: Workspace, status: str, offset: int) -> list[Card]:
-    rows = session.connection().execute(  # Core: rows, no ORM bookkeeping
-        sa.select(col(Task.id), col(Task.title), col(Task.status), col(Task.assignee_agent_id))
+def _page(workspace: Workspace, status: str, offset: int) -> sa.Select:
+    return (
+        sa.select(
+            col(Task.id),
+            col(Task.title),
+            col(Task.status),
+            col(Task.assignee_agent_id),
+            col(Task.position),
+        )  # fmt: skip
         .where(*_on_board(workspace, status))
         .order_by(col(Task.position).desc(), col(Task.id).desc())
         .offset(offset)
         .limit(COLUMN_PAGE)
     )
-    return [Card(*row) for row in rows]  # type: ignore[arg-type]
+
+
+def _cards(
+    session: Session, workspace: Workspace, statuses: list[str], offset: int = 0
+) -> dict[str, list[Card]]:
+    """A page of each of these columns, newest first, in one query (each column's page read
+    through the index on workspace, status and position); Core rows, no ORM objects."""
+    if not statuses:
+        return {}
+    pages = [sa.select(_page(workspace, s, offset).subquery()) for s in statuses]
+    query = pages[0] if len(pages) == 1 else sa.union_all(*pages)
+    rows = sorted(session.connection().execute(query), key=lambda r: (-r[4], -r[0]))
+    found: dict[str, list[Card]] = {s: [] for s in statuses}
+    for task_id, title, status, assignee, _ in rows:
+        found[status].append(Card(task_id, title, status, assignee))
+    return found
 
 
 def _totals(session: Session, workspace: Workspace, status: str | None = None) -> dict[str, int]:
@@ -90,7 +111,7 @@ def column(*, session: Session, workspace: Workspace, status: str, offset: int =
     """A page of one column, newest first (the board shows the first; "Show more" the next)."""
     return Column(
         status=status,
-        tasks=_cards(session, workspace, status, offset),
+        tasks=_cards(session, workspace, [status], offset)[status],
         total=_totals(session, workspace, status).get(status, 0),
         offset=offset,
     )
@@ -98,10 +119,11 @@ def column(*, session: Session, workspace: Workspace, status: str, offset: int =
 
 def columns(*, session: Session, workspace: Workspace) -> list[Column]:
     totals = _totals(session, workspace)
+    cards = _cards(session, workspace, [s for s in TaskStatus if totals.get(s)])
     return [
         Column(
             status=s,
-            tasks=_cards(session, workspace, s, 0) if totals.get(s) else [],
+            tasks=cards.get(s, []),
             total=totals.get(s, 0),
             offset=0,
         )
