@@ -16,6 +16,24 @@ KNOWN_WEAK_KEYS = frozenset(
     {"", "changeme", "change-me", "changethis", "secret", "secret-key", "dev", "development"}
 )
 MIN_SECRET_KEY_LENGTH = 32
+# Web workers when SWITCHBOARD_WEB_WORKERS is empty: one per core, at most this many (each is a
+# process of ~100 MB; past a few, SQLite's one writer and the worker's runs are the limit).
+MAX_AUTO_WEB_WORKERS = 8
+
+
+def available_cpus() -> int:
+    """CPU cores this process may run on: its affinity, and a container's CPU quota."""
+    try:
+        count = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        count = os.cpu_count() or 1
+    try:  # cgroup v2: "max 100000", or "200000 100000" for two cores' worth
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            count = min(count, max(1, int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass
+    return max(count, 1)
 
 
 class SettingsError(ValueError):
@@ -45,7 +63,13 @@ class Settings(BaseSettings):
     )
     host: str = Field("127.0.0.1", description="Address the web server listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port the web server listens on.")
-    web_workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes.")
+    web_workers: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="uvicorn worker processes; empty: one per CPU core this process may use, "
+        f"at most {MAX_AUTO_WEB_WORKERS}.",
+    )
     worker_concurrency: int = Field(
         32,
         ge=1,
@@ -218,6 +242,11 @@ class Settings(BaseSettings):
         ports = (int(part) for part in self.discovery_ports.split(","))
         own = (self.port, self.embedded_model_port)
         return tuple(p for p in ports if 0 < p < 65536 and p not in own)
+
+    @property
+    def effective_web_workers(self) -> int:
+        """The configured web workers, or one per available core (at most eight)."""
+        return self.web_workers or min(available_cpus(), MAX_AUTO_WEB_WORKERS)
 
     @property
     def uses_embedded_redis(self) -> bool:

@@ -6,6 +6,7 @@ from bs4 import BeautifulSoup
 from sqlmodel import select
 
 from app.models import Task
+from app.services.board import COLUMN_PAGE
 from tests.engine_helpers import wait_for_runs
 
 
@@ -56,18 +57,49 @@ def test_move_a_task_between_columns(client, session, team):
 
 def test_big_columns_load_a_page_at_a_time(client, session, team):
     workspace, _ = team
+    total = 2 * COLUMN_PAGE + 5
     session.add_all(
-        Task(workspace_id=workspace.id, title=f"task {n}", position=n) for n in range(60)
+        Task(workspace_id=workspace.id, title=f"task {n}", position=n) for n in range(total)
     )
+    session.add(Task(workspace_id=workspace.id, title="finished", status="done"))
     session.commit()
     board = soup(client.get(f"/w/{workspace.slug}"))
-    assert len(board.select("#column-backlog-tasks .task-card")) == 50
+    cards = board.select("#column-backlog-tasks .task-card")
+    # The newest first, a page of them, and the column's count is of all its tasks.
+    assert len(cards) == COLUMN_PAGE and cards[0]["id"] == f"task-{total}"
+    assert board.find(id="column-backlog-count").text == str(total)
+    assert board.find(id="column-done-more") is None  # a short column has no "more"
     more = board.find(id="column-backlog-more").find("a")
-    assert more.text == "Show 10 more"
+    assert more.text == f"Show {total - COLUMN_PAGE} more"
+    # htmx swaps the next page in for the link, with a link to the page after it.
     fragment = client.get(more["hx-get"], headers={"HX-Request": "true"})
-    rest = soup(fragment)
-    assert rest.find("html") is None and len(rest.select(".task-card")) == 10
-    assert rest.find(id="task-59") is None and rest.find(id="task-1") is not None
+    second = soup(fragment)
+    assert second.find("html") is None and len(second.select(".task-card")) == COLUMN_PAGE
+    assert second.find(id=f"task-{total - COLUMN_PAGE}") is not None  # the next in order
+    following = second.find(id="column-backlog-more").find("a")
+    assert following.text == "Show 5 more"
+    last = soup(client.get(following["hx-get"], headers={"HX-Request": "true"}))
+    assert [li["id"] for li in last.select(".task-card")] == [f"task-{n}" for n in range(5, 0, -1)]
+    assert last.find(id="column-backlog-more") is None  # the end: nothing more to show
+    # Without JavaScript the link opens the board with that column at that page.
+    page = soup(client.get(more["href"]))
+    assert page.find("html") is not None
+    shown = page.select("#column-backlog-tasks .task-card")
+    assert shown[0]["id"] == f"task-{total - COLUMN_PAGE}" and len(shown) == COLUMN_PAGE
+    assert page.select_one("#column-done .task-card") is not None  # the other columns as ever
+    assert page.find(id="column-backlog-more").find("a").text == "Show 5 more"
+
+
+def test_a_page_past_the_end_of_a_column_is_empty(client, session, team):
+    workspace, _ = team
+    session.add(Task(workspace_id=workspace.id, title="only one"))
+    session.commit()
+    response = client.get(
+        f"/w/{workspace.slug}/column/backlog?offset=50", headers={"HX-Request": "true"}
+    )
+    assert response.status_code == 200
+    assert soup(response).select(".task-card") == []
+    assert client.get(f"/w/{workspace.slug}/column/sideways").status_code == 400
 
 
 def test_agents_show_their_model_and_its_health(client, session, team):

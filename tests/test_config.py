@@ -108,3 +108,25 @@ def test_setup_token_is_one_per_install(monkeypatch, tmp_path):
     assert ensure_setup_token(settings) == token
     assert setup_token_matches(settings, token) and not setup_token_matches(settings, "x")
     assert [p.name for p in tmp_path.iterdir()] == ["setup_token"]
+
+
+def test_web_workers_default_to_the_cores_available(monkeypatch, tmp_path):
+    from app.config import MAX_AUTO_WEB_WORKERS, available_cpus
+    from app.runtime.cli import web_argv, web_env
+
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    settings = settings_without_env(monkeypatch, data_dir=tmp_path)
+    assert settings.web_workers is None
+    expected = min(available_cpus(), MAX_AUTO_WEB_WORKERS)
+    assert settings.effective_web_workers == expected >= 1
+    argv = web_argv(settings)
+    assert argv[argv.index("--workers") + 1] == str(expected)
+    # Set, the setting wins; several workers sum their request metrics through a folder.
+    three = settings_without_env(monkeypatch, data_dir=tmp_path, web_workers=3)
+    assert three.effective_web_workers == 3
+    folder = Path(web_env(three)["PROMETHEUS_MULTIPROC_DIR"])
+    assert folder.is_dir() and folder.parent == tmp_path and not any(folder.iterdir())
+    one = settings_without_env(monkeypatch, data_dir=tmp_path, web_workers=1)
+    assert web_env(one) == {}
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "mine"))
+    assert web_env(three) == {}  # a folder of the operator's own is kept

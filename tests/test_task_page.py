@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 
 from bs4 import BeautifulSoup
 
+from app.routes.task_pages import WINDOW
 from tests.engine_helpers import CHAT, start_task, wait_for_runs
 from tests.live_helpers import read_until
 from tests.scripted_server import DONE, Hold, Stream, answer, chunk, sse
@@ -104,13 +105,26 @@ def test_long_branches_show_the_newest_messages_and_load_earlier_ones(client, se
     session.commit()
     html = page(client, f"/t/{task.id}")
     shown = html.select("#thread > li.message")
-    assert len(shown) == 40 and shown[-1].find(class_="md").text.strip() == "m99"
-    earlier = html.find(id="thread-earlier-60").find("a")
-    assert earlier.text == "Show 60 earlier messages"
+    assert len(shown) == WINDOW and shown[-1].find(class_="md").text.strip() == "m99"
+    earlier = html.find(id=f"thread-earlier-{100 - WINDOW}").find("a")
+    assert earlier.text == f"Show {100 - WINDOW} earlier messages"
     fragment = page(client, earlier["hx-get"], **{"HX-Request": "true"})
     assert fragment.find("html") is None
-    assert fragment.select("li.message")[0].find(class_="md").text.strip() == "m20"
-    assert fragment.find(id="thread-earlier-20") is not None
+    older = fragment.select("li.message")
+    assert len(older) == WINDOW
+    assert older[0].find(class_="md").text.strip() == f"m{100 - 2 * WINDOW}"
+    assert older[-1].find(class_="md").text.strip() == f"m{100 - WINDOW - 1}"
+    assert fragment.find(id=f"thread-earlier-{100 - 2 * WINDOW}") is not None
+    # The first window has no link to earlier ones; the page's composer still replies at the leaf.
+    first = page(
+        client, f"/t/{task.id}/earlier?at={parent}&upto={WINDOW}", **{"HX-Request": "true"}
+    )
+    assert [li.find(class_="md").text.strip() for li in first.select("li.message")] == [
+        f"m{n}" for n in range(WINDOW)
+    ]
+    assert first.find(id="thread-earlier-0") is None
+    full = page(client, f"/t/{task.id}?at={parent}&upto={WINDOW}")
+    assert full.find(id="composer-parent")["value"] == str(parent)
 
 
 def test_message_actions_load_on_demand_for_editors_only(client, session, team):

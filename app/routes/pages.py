@@ -95,10 +95,10 @@ def create_demo_page(session: SessionDep, user: CurrentUser) -> Response:
     return RedirectResponse(f"/t/{demo.task.id}", status_code=303)
 
 
-def _board_context(session: Session, access: Access) -> dict[str, Any]:
+def _cards_context(session: Session, access: Access, cols: list[board.Column]) -> dict[str, Any]:
+    """What the cards of ``cols`` need: agents, live and failed runs, checks."""
     workspace, role = access
-    cols = board.columns(session=session, workspace=workspace)
-    shown = [task.id for c in cols for task in c.tasks if task.id is not None]
+    shown = [task.id for c in cols for task in c.tasks]
     agents = board.agents_with_models(session=session, workspace=workspace)
     return {
         "workspace": workspace,
@@ -106,12 +106,23 @@ def _board_context(session: Session, access: Access) -> dict[str, Any]:
         "can_edit": role.allows(Role.editor),
         "columns": cols,
         "statuses": list(TaskStatus),
-        "has_tasks": any(c.total for c in cols),
         "active": board.active_runs(session=session, task_ids=shown),
         "failed": board.failed_tasks(session=session, task_ids=shown),
         "best_checks": best_checks(session=session, task_ids=shown),
         "agents": agents,
         "agents_by_id": {row.agent.id: row.agent for row in agents},
+    }
+
+
+def _board_context(
+    session: Session, access: Access, cols: list[board.Column] | None = None
+) -> dict[str, Any]:
+    workspace, _ = access
+    if cols is None:
+        cols = board.columns(session=session, workspace=workspace)
+    return {
+        **_cards_context(session, access, cols),
+        "has_tasks": any(c.total for c in cols),
         "feed": board.feed_lines(session=session, workspace=workspace),
         "form": {},
         "live_url": f"/w/{workspace.slug}/live",
@@ -135,20 +146,20 @@ def column_page(
     access: ViewableWorkspace,
     offset: int = 0,
 ) -> Response:
-    """More tasks of one column (the board shows a page at a time)."""
-    workspace = access.workspace
-    context = _board_context(session, access)
+    """More tasks of one column (the board shows a page at a time): the next cards for the
+    board's "Show more", or (a plain link, without JavaScript) the board with that column at
+    this page."""
     column = board.column(
-        session=session, workspace=workspace, status=status, offset=max(offset, 0)
+        session=session, workspace=access.workspace, status=status, offset=max(offset, 0)
     )
-    ids = [task.id for task in column.tasks if task.id is not None]
-    context.update(
-        column=column,
-        active=board.active_runs(session=session, task_ids=ids),
-        failed=board.failed_tasks(session=session, task_ids=ids),
-        best_checks=best_checks(session=session, task_ids=ids),
-    )
-    return render(request, "workspace.html", context, block="column_items")
+    if wants_fragment(request):
+        context = {**_cards_context(session, access, [column]), "column": column}
+        return render(request, "workspace.html", context, block="column_items")
+    cols = [
+        column if c.status == status else c
+        for c in board.columns(session=session, workspace=access.workspace)
+    ]
+    return render(request, "workspace.html", _board_context(session, access, cols))
 
 
 @router.post("/w/{slug}/tasks")

@@ -64,8 +64,9 @@ from app.web.templating import render, templates
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
-# A branch shows its newest messages; earlier ones load on demand, this many at a time.
-WINDOW = 40
+# A branch shows its newest messages; earlier ones load on demand, this many at a time (ten
+# questions and their answers: screens of them; each one costs the page its rendering).
+WINDOW = 20
 # A run first in line that has waited this long is not waiting for its queue.
 STALLED_AFTER = timedelta(minutes=2)
 
@@ -75,8 +76,9 @@ def task_context(
 ) -> dict[str, Any]:
     role = require_role(session=session, workspace_id=task.workspace_id, user=user,
                         min_role=Role.viewer)  # fmt: skip
-    shown = branch(session=session, task=task, at=at)
-    end = len(shown.messages) if upto is None else max(0, min(upto, len(shown.messages)))
+    # The window of the branch shown (and its leaf) is loaded; of the rest only ids and roles.
+    shown = branch(session=session, task=task, at=at, upto=upto, window=WINDOW)
+    end = shown.start + len(shown.messages)
     agents = agents_of(session=session, workspace_id=task.workspace_id)
     positions = {
         message_id: queue_position(session=session, run=run)
@@ -84,12 +86,12 @@ def task_context(
     }
     # Offer a comparison where a question has several answers on this branch.
     compare_question = next(
-        (m.id for m in reversed(shown.messages)
-         if m.role == "user" and shown.children_count.get(m.id or 0, 0) > 1),
+        (i for i in reversed(shown.ids)
+         if shown.roles[i] == "user" and shown.children_count.get(i, 0) > 1),
         None,
     )  # fmt: skip
     # A fan-out is seen at once: the answers of the leaf's question side by side.
-    leaf = shown.messages[end - 1] if end else None
+    leaf = shown.messages[-1] if shown.messages else None
     fanout: list[tuple[Message, Run | None]] = []
     if (
         leaf is not None
@@ -105,7 +107,7 @@ def task_context(
             ).all()
         }
         fanout = [(message, by_output.get(message.id)) for message in answers]
-    shown_runs = [shown.runs.get(m.id or 0) for m in shown.messages[max(end - WINDOW, 0) : end]]
+    shown_runs = [shown.runs.get(m.id or 0) for m in shown.messages]
     shown_runs += [run for _, run in fanout]
     live_runs = list(dict.fromkeys(
         run.id for run in shown_runs if run is not None and run.status in ACTIVE_STATUSES
@@ -118,7 +120,7 @@ def task_context(
         and now - run.queued_at > STALLED_AFTER
     }  # fmt: skip
     agents_by_id = {a.id: a for a in agents}
-    on_screen = shown.messages[max(end - WINDOW, 0) : end] + [m for m, _ in fanout]
+    on_screen = shown.messages + [m for m, _ in fanout]
     # The composer replies under the leaf: not while the leaf's answer is still being written.
     leaf_run = shown.runs.get(shown.leaf.id or 0) if shown.leaf is not None else None
     waiting = leaf_run if leaf_run is not None and leaf_run.status in ACTIVE_STATUSES else None
@@ -142,7 +144,9 @@ def task_context(
         "stalled": stalled,
         "live_url": page_live_url,
         "pipeline_progress": pipeline_progress,
-        "share_links": sharing.active_links_of_task(session=session, task=task, user=user),
+        "share_links": sharing.active_links_of_task(
+            session=session, task=task, user=user, role=role
+        ),
         "comparisons": comparisons_of(session=session, task=task),
         "fanout": fanout,
         "fanout_positions": {
@@ -151,11 +155,11 @@ def task_context(
         "agents": agents,
         "agents_by_id": agents_by_id,
         # The first question: its picker ticks the agents the brief names (and the assignee).
-        "preticked": named_in(task.brief, agents) if not shown.messages else [],
+        "preticked": named_in(task.brief, agents) if not shown.ids else [],
         "can_edit": role.allows(Role.editor),
         "positions": positions,
         "compare_question": compare_question,
-        "window_start": max(end - WINDOW, 0),
+        "window_start": shown.start,
         "window_end": end,
         "pipelines": session.exec(
             select(Pipeline)
@@ -349,11 +353,10 @@ def message_actions(
         session=session, message_id=message_id, user=user, min_role=Role.editor
     )
     context = task_context(session, task, user, message_id)
-    context.update(
-        message=message,
-        run=context["branch"].runs.get(message_id),
-        form=form,
-    )
+    run = context["branch"].runs.get(message_id)
+    if run is None:  # a message above the window shown (the branch goes on far below it)
+        run = session.exec(select(Run).where(Run.output_message_id == message_id)).first()
+    context.update(message=message, run=run, form=form)
     if message.role == MessageRole.assistant and check_operations.has_tests(message.content):
         handed = check_operations.handed_answer(session=session, message=message)
         answers = check_operations.code_answers(session=session, task_id=task.id, tests=message)  # type: ignore[arg-type]

@@ -78,7 +78,7 @@ def web_argv(settings: Settings) -> list[str]:
     return [
         sys.executable, "-m", "uvicorn", "app.web.app:create_app", "--factory",
         "--host", settings.host, "--port", str(settings.port),
-        "--workers", str(settings.web_workers), "--log-level", settings.log_level,
+        "--workers", str(settings.effective_web_workers), "--log-level", settings.log_level,
         *proxy_argv(settings), "--log-config", str(log_config),
     ]  # fmt: skip
 
@@ -90,6 +90,18 @@ def lowered(settings: Settings, argv: list[str]) -> list[str]:
     if not settings.parts_niceness or nice is None:
         return argv
     return [nice, "-n", str(settings.parts_niceness), *argv]
+
+
+def web_env(settings: Settings) -> dict[str, str]:
+    """With several web workers, each request's latency lands in one worker's histogram: they
+    are summed through prometheus-client's multiprocess folder (emptied here, before the
+    workers start), unless PROMETHEUS_MULTIPROC_DIR names one already."""
+    if settings.effective_web_workers < 2 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return {}
+    folder = settings.data_path / "web-metrics"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return {"PROMETHEUS_MULTIPROC_DIR": str(folder)}
 
 
 def worker_argv(settings: Settings) -> list[str]:
@@ -242,7 +254,7 @@ def up() -> None:
         supervisor.spawn("worker", lowered(settings, worker_argv(settings)), env)
         supervisor.spawn("checker", lowered(settings, checker_argv(settings)), env)
         supervisor.spawn("beat", lowered(settings, beat_argv(settings)), env)
-        supervisor.spawn("web", lowered(settings, web_argv(settings)), env)
+        supervisor.spawn("web", lowered(settings, web_argv(settings)), {**env, **web_env(settings)})
         for server in found:
             console.say(
                 "up",
@@ -342,6 +354,7 @@ def link() -> None:
 def web() -> None:
     """Run only the web server (uvicorn); expects migrations applied and Redis reachable."""
     settings = load()
+    os.environ.update(web_env(settings))
     os.execv(sys.executable, web_argv(settings))
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
+import sqlalchemy as sa
 from sqlmodel import Session, col, func, select
 
 from app.models import (
@@ -21,14 +23,26 @@ from app.models import (
     Workspace,
 )
 
-COLUMN_PAGE = 50
+# A column shows its newest cards, this many at a time ("Show N more" under them for the rest):
+# more than a screenful already, and each card costs the page its rendering.
+COLUMN_PAGE = 20
 FEED_SIZE = 20
+
+
+class Card(NamedTuple):
+    """What a board card shows of a task: a row of four columns, not a whole Task (its brief,
+    its timestamps) made into an ORM object, for each of a board's cards."""
+
+    id: int
+    title: str
+    status: str
+    assignee_agent_id: int | None
 
 
 @dataclass(frozen=True)
 class Column:
     status: str
-    tasks: list[Task]
+    tasks: list[Card]
     total: int
     offset: int
 
@@ -37,11 +51,12 @@ class Column:
         return max(self.total - self.offset - len(self.tasks), 0)
 
 
-def _on_board(workspace: Workspace, status: str) -> list:
-    """A column's tasks: not those of evaluation suites (they are shown under their suite)."""
+def _on_board(workspace: Workspace, status: str | None) -> list:
+    """A column's tasks (every column's without ``status``): not those of evaluation suites
+    (they are shown under their suite)."""
     return [
         Task.workspace_id == workspace.id,
-        Task.status == status,
+        *([Task.status == status] if status is not None else []),
         col(Task.id).not_in(
             select(SuiteResult.task_id).where(col(SuiteResult.task_id).is_not(None))
         ),
@@ -51,21 +66,69 @@ def _on_board(workspace: Workspace, status: str) -> list:
     ]
 
 
-def column(*, session: Session, workspace: Workspace, status: str, offset: int = 0) -> Column:
-    query = select(Task).where(*_on_board(workspace, status))
-    tasks = session.exec(
-        query.order_by(col(Task.position).desc(), col(Task.id).desc())
+def _page(workspace: Workspace, status: str, offset: int) -> sa.Select:
+    return (
+        sa.select(
+            col(Task.id),
+            col(Task.title),
+            col(Task.status),
+            col(Task.assignee_agent_id),
+            col(Task.position),
+        )  # fmt: skip
+        .where(*_on_board(workspace, status))
+        .order_by(col(Task.position).desc(), col(Task.id).desc())
         .offset(offset)
         .limit(COLUMN_PAGE)
-    ).all()
-    total = session.exec(
-        select(func.count()).select_from(Task).where(*_on_board(workspace, status))
-    ).one()
-    return Column(status=status, tasks=list(tasks), total=int(total), offset=offset)
+    )
+
+
+def _cards(
+    session: Session, workspace: Workspace, statuses: list[str], offset: int = 0
+) -> dict[str, list[Card]]:
+    """A page of each of these columns, newest first, in one query (each column's page read
+    through the index on workspace, status and position); Core rows, no ORM objects."""
+    if not statuses:
+        return {}
+    pages = [sa.select(_page(workspace, s, offset).subquery()) for s in statuses]
+    query = pages[0] if len(pages) == 1 else sa.union_all(*pages)
+    rows = sorted(session.connection().execute(query), key=lambda r: (-r[4], -r[0]))
+    found: dict[str, list[Card]] = {s: [] for s in statuses}
+    for task_id, title, status, assignee, _ in rows:
+        found[status].append(Card(task_id, title, status, assignee))
+    return found
+
+
+def _totals(session: Session, workspace: Workspace, status: str | None = None) -> dict[str, int]:
+    """Tasks per column (one query for all of them)."""
+    where = _on_board(workspace, status)
+    rows = session.connection().execute(
+        sa.select(col(Task.status), func.count()).where(*where).group_by(col(Task.status))
+    )
+    return {status: int(count) for status, count in rows}
+
+
+def column(*, session: Session, workspace: Workspace, status: str, offset: int = 0) -> Column:
+    """A page of one column, newest first (the board shows the first; "Show more" the next)."""
+    return Column(
+        status=status,
+        tasks=_cards(session, workspace, [status], offset)[status],
+        total=_totals(session, workspace, status).get(status, 0),
+        offset=offset,
+    )
 
 
 def columns(*, session: Session, workspace: Workspace) -> list[Column]:
-    return [column(session=session, workspace=workspace, status=s) for s in TaskStatus]
+    totals = _totals(session, workspace)
+    cards = _cards(session, workspace, [s for s in TaskStatus if totals.get(s)])
+    return [
+        Column(
+            status=s,
+            tasks=cards.get(s, []),
+            total=totals.get(s, 0),
+            offset=0,
+        )
+        for s in TaskStatus
+    ]
 
 
 def active_runs(*, session: Session, task_ids: list[int]) -> dict[int, int]:

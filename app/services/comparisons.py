@@ -107,17 +107,31 @@ class PastComparison:
 
 def comparisons_of(*, session: Session, task: Task) -> list[PastComparison]:
     """The task's comparisons, newest first, each with its votes in words ("A is better",
-    "C is best")."""
-    found = []
-    for comparison in session.exec(
+    "C is best"): three queries however many comparisons the task has."""
+    comparisons = session.exec(
         select(Comparison).where(Comparison.task_id == task.id).order_by(col(Comparison.id).desc())
+    ).all()
+    if not comparisons:
+        return []
+    ids = [c.id for c in comparisons]
+    branches: dict[int, list[int]] = {}
+    for comparison_id, message_id in session.exec(
+        select(ComparisonBranch.comparison_id, ComparisonBranch.message_id)
+        .where(col(ComparisonBranch.comparison_id).in_(ids))
+        .order_by(col(ComparisonBranch.position))
     ).all():
-        branches = branch_ids(session=session, comparison=comparison)
-        letters = {message_id: "ABCD"[i] for i, message_id in enumerate(branches)}
-        votes = [
-            _vote_words(vote, letters) for vote in votes_of(session=session, comparison=comparison)
-        ]
-        found.append(PastComparison(comparison, len(branches), votes))
+        branches.setdefault(comparison_id, []).append(message_id)
+    votes: dict[int, list[Vote]] = {}
+    for vote in session.exec(
+        select(Vote).where(col(Vote.comparison_id).in_(ids)).order_by(col(Vote.id))
+    ).all():
+        votes.setdefault(vote.comparison_id, []).append(vote)
+    found = []
+    for comparison in comparisons:
+        ordered = branches.get(comparison.id or 0, [])
+        letters = {message_id: "ABCD"[i] for i, message_id in enumerate(ordered)}
+        words = [_vote_words(vote, letters) for vote in votes.get(comparison.id or 0, [])]
+        found.append(PastComparison(comparison, len(ordered), words))
     return found
 
 
@@ -434,16 +448,27 @@ class Column:
 
 
 def columns_of(*, session: Session, message_ids: list[int], baseline: int) -> list[Column]:
-    """The compared answers, lettered, each marked against the ``baseline``-th one."""
-    messages = [session.get(Message, message_id) for message_id in message_ids]
+    """The compared answers, lettered, each marked against the ``baseline``-th one (their
+    messages, runs, agents and models read in one query each, not one per column)."""
+    by_id = {m.id: m for m in session.exec(select(Message).where(col(Message.id).in_(message_ids)))}
+    messages = [by_id.get(message_id) for message_id in message_ids]
+    runs: dict[int, Run] = {}
+    for answer_run in session.exec(
+        select(Run).where(col(Run.output_message_id).in_(message_ids)).order_by(col(Run.id))
+    ):
+        runs.setdefault(answer_run.output_message_id, answer_run)  # type: ignore[arg-type]
+    agent_ids = {m.agent_id for m in messages if m is not None and m.agent_id}
+    agents = {a.id: a for a in session.exec(select(Agent).where(col(Agent.id).in_(agent_ids)))}
+    model_ids = {r.model_id for r in runs.values() if r.model_id}
+    models = {m.id: m for m in session.exec(select(Model).where(col(Model.id).in_(model_ids)))}
     base = messages[baseline]
     base_text = base.content if base else ""
     columns = []
     for letter, message in zip(LETTERS, messages, strict=False):
         assert message is not None
-        run = session.exec(select(Run).where(Run.output_message_id == message.id)).first()
-        agent = session.get(Agent, message.agent_id) if message.agent_id else None
-        model = session.get(Model, run.model_id) if run and run.model_id else None
+        run: Run | None = runs.get(message.id or 0)
+        agent = agents.get(message.agent_id) if message.agent_id else None
+        model = models.get(run.model_id) if run and run.model_id else None
         live = bool(run and run.status in (RunStatus.queued, RunStatus.running))
         # A live answer streams in its column; it is compared once it is finished.
         diff = NOT_COMPARED if live else word_diff(base_text, message.content)

@@ -58,12 +58,16 @@ def message_labels(
             ),
         )
     ).all()
-    pipelines = {
-        p.id: p
-        for p in session.exec(
-            select(Pipeline).where(col(Pipeline.id).in_([r.pipeline_id for r in runs]))
-        ).all()
-    }
+    pipelines = (
+        {
+            p.id: p
+            for p in session.exec(
+                select(Pipeline).where(col(Pipeline.id).in_([r.pipeline_id for r in runs]))
+            ).all()
+        }
+        if runs
+        else {}
+    )
     steps: dict[int, str] = {}
     for run in runs:
         text = _step(pipelines.get(run.pipeline_id), run)
@@ -73,14 +77,12 @@ def message_labels(
             steps.setdefault(run.output_message_id, text)
         if run.input_message_id in shown and shown[run.input_message_id].handoff:
             steps.setdefault(run.input_message_id, text)
-    parents = {
-        m.id: m
-        for m in session.exec(
-            select(Message).where(
-                col(Message.id).in_([m.parent_id for m in shown.values() if m.handoff])
-            )
-        ).all()
-    }
+    handed = [m.parent_id for m in shown.values() if m.handoff]
+    parents = (
+        {m.id: m for m in session.exec(select(Message).where(col(Message.id).in_(handed))).all()}
+        if handed
+        else {}
+    )
     labels = {}
     for message_id, message in shown.items():
         title = None

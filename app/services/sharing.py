@@ -247,13 +247,14 @@ def active_read_only_links(
 
 
 def active_links_of_task(
-    *, session: Session, task: Task, user: User
+    *, session: Session, task: Task, user: User, role: Role | None = None
 ) -> list[tuple[ShareLink, User | None]]:
     """The read-only links to a task and to its comparisons that still work and that ``user``
     may revoke (an owner: all of them; anyone else: their own), newest first, with who made
-    each."""
-    role = require_role(session=session, workspace_id=task.workspace_id, user=user,
-                        min_role=Role.viewer)  # fmt: skip
+    each. ``role``: the user's role in the task's workspace, when the caller has read it."""
+    if role is None:
+        role = require_role(session=session, workspace_id=task.workspace_id, user=user,
+                            min_role=Role.viewer)  # fmt: skip
     comparisons = select(Comparison.id).where(Comparison.task_id == task.id)
     query = (
         select(ShareLink, User)

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import sqlalchemy as sa
 from sqlmodel import Session, col, func, select
 
 from app.models import Judgement, MainBranch, Message, Run, Task
@@ -27,30 +28,52 @@ class Siblings:
 
 @dataclass
 class Branch:
+    """A branch root to leaf. ``messages`` are the ones loaded: the whole branch, or (asked for
+    a window) ``ids[start:start + len(messages)]``; ``ids`` is always the whole branch."""
+
     messages: list[Message]
     siblings: dict[int, Siblings]
-    runs: dict[int, Run] = field(default_factory=dict)  # by output message id
+    runs: dict[int, Run] = field(default_factory=dict)  # by output message id (of those loaded)
     children_count: dict[int, int] = field(default_factory=dict)
+    ids: list[int] = field(default_factory=list)
+    roles: dict[int, str] = field(default_factory=dict)  # of every message of the branch
+    start: int = 0
+    last: Message | None = None  # the leaf, loaded also when the window ends before it
 
     @property
     def leaf(self) -> Message | None:
-        return self.messages[-1] if self.messages else None
+        return self.last
 
 
-def _tree(session: Session, task: Task) -> dict[int | None, list[int]]:
+def _tree(session: Session, task: Task) -> tuple[dict[int | None, list[int]], dict[int, str]]:
+    """Children by parent (oldest first), and every message's role: ids only, no texts."""
     children: dict[int | None, list[int]] = defaultdict(list)
-    for message_id, parent_id in session.exec(
-        select(Message.id, Message.parent_id)
-        .where(Message.task_id == task.id)
+    roles: dict[int, str] = {}
+    # A plain (Core) query: hundreds of rows of three columns, no ORM bookkeeping.
+    for message_id, parent_id, role in session.connection().execute(
+        sa.select(col(Message.id), col(Message.parent_id), col(Message.role))
+        .where(col(Message.task_id) == task.id)
         .order_by(col(Message.id))
-    ).all():
-        children[parent_id].append(message_id)  # type: ignore[index,arg-type]
-    return children
+    ):
+        children[parent_id].append(message_id)  # type: ignore[arg-type]
+        roles[message_id] = role  # type: ignore[index]
+    return children, roles
 
 
-def branch(*, session: Session, task: Task, at: int | None = None) -> Branch:
-    """The branch through message ``at`` (default: the newest branch), root to leaf."""
-    children = _tree(session, task)
+def branch(
+    *,
+    session: Session,
+    task: Task,
+    at: int | None = None,
+    upto: int | None = None,
+    window: int | None = None,
+) -> Branch:
+    """The branch through message ``at`` (default: the newest branch), root to leaf.
+
+    With ``window``, only the ``window`` messages before position ``upto`` (default: the end)
+    and the leaf are loaded, with their runs: a long branch's page shows a window of it, and
+    making hundreds of messages into objects was most of that page's cost."""
+    children, roles = _tree(session, task)
     parents = {child: parent for parent, kids in children.items() for child in kids}
     if at is None:
         main = session.get(MainBranch, task.id)
@@ -78,7 +101,14 @@ def branch(*, session: Session, task: Task, at: int | None = None) -> Branch:
     # Down from there along the newest answers.
     while ids and children.get(ids[-1]):
         ids.append(children[ids[-1]][-1])
-    by_id = {m.id: m for m in session.exec(select(Message).where(col(Message.id).in_(ids))).all()}
+    end = len(ids) if upto is None else max(0, min(upto, len(ids)))
+    start = max(end - window, 0) if window is not None else 0
+    if window is None:
+        end = len(ids)
+    wanted = ids[start:end] + ids[-1:]
+    by_id = {
+        m.id: m for m in session.exec(select(Message).where(col(Message.id).in_(wanted))).all()
+    }
     siblings = {}
     for message_id in ids:
         kin = children[parents[message_id]]
@@ -91,14 +121,18 @@ def branch(*, session: Session, task: Task, at: int | None = None) -> Branch:
         )
     runs = {
         run.output_message_id: run
-        for run in session.exec(select(Run).where(col(Run.output_message_id).in_(ids))).all()
+        for run in session.exec(select(Run).where(col(Run.output_message_id).in_(wanted))).all()
         if run.output_message_id is not None
     }
     return Branch(
-        messages=[by_id[i] for i in ids],
+        messages=[by_id[i] for i in ids[start:end]],
         siblings=siblings,
         runs=runs,
         children_count={i: len(children.get(i, [])) for i in ids},
+        ids=ids,
+        roles={i: roles[i] for i in ids},
+        start=start,
+        last=by_id[ids[-1]] if ids else None,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from fastapi import Request
@@ -14,6 +15,9 @@ from app.paths import TEMPLATES_DIR
 from app.web.rendering import render_markdown
 
 templates = Jinja2Blocks(directory=str(TEMPLATES_DIR))
+# Templates are read once per process, as the code is: checking every included template's file
+# for changes (a stat per include, hundreds per board) was a good share of a page's CPU.
+templates.env.auto_reload = False
 
 
 def human_count(value: int | None) -> str:
@@ -33,8 +37,10 @@ def markdown(text: str | None) -> Markup:
 
 templates.env.filters["count"] = human_count
 templates.env.filters["markdown"] = markdown
-templates.env.filters["has_code"] = has_code  # an answer whose code can be run as a check
-templates.env.filters["has_tests"] = has_tests  # an answer whose tests can be run against code
+# An answer whose code can be run as a check, one whose tests can be run against code: asked of
+# every answer shown, again on every view; a finished answer never changes, so once per text.
+templates.env.filters["has_code"] = lru_cache(maxsize=4096)(has_code)
+templates.env.filters["has_tests"] = lru_cache(maxsize=4096)(has_tests)
 
 
 def wants_fragment(request: Request) -> bool:
