@@ -34,7 +34,16 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from bench.report import emit, row
-from bench.stack import REPO, ScriptedModel, Stack, _leftovers, afollow_run, load_note, stack
+from bench.stack import (
+    REPO,
+    ScriptedModel,
+    Stack,
+    _leftovers,
+    afollow_run,
+    load_note,
+    part_of,
+    stack,
+)
 
 MIB = 1024 * 1024
 
@@ -51,8 +60,7 @@ def web_rss(sb: Stack) -> int:
     total = 0
     for pid in _leftovers(sb.data_dir):
         try:
-            command = Path(f"/proc/{pid}/cmdline").read_bytes()
-            if b"uvicorn" in command:
+            if part_of(pid) == "web":
                 total += rss_bytes(pid)
         except OSError:
             continue

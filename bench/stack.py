@@ -93,11 +93,12 @@ class Stack:
         return str(self.post("/workspaces", {"name": name, "description": "benchmark"})["slug"])
 
     def agent(
-        self, slug: str, *, name: str, model_id: int, role_prompt: str, max_tokens: int
-    ) -> int:
+        self, slug: str, *, name: str, model_id: int, role_prompt: str, max_tokens: int,
+        loop_guard: bool = True,
+    ) -> int:  # fmt: skip
         """A new agent at temperature 0; its id."""
         body = {"name": name, "model_id": model_id, "role_prompt": role_prompt,
-                "max_tokens": max_tokens, "temperature": 0.0}  # fmt: skip
+                "max_tokens": max_tokens, "temperature": 0.0, "loop_guard": loop_guard}  # fmt: skip
         return int(self.post(f"/workspaces/{slug}/agents", body)["id"])
 
     def run(self, run_id: int) -> dict[str, Any]:
@@ -153,13 +154,28 @@ _PARTS = (("llama-server", "model"), ("celery", "worker"), ("uvicorn", "web"),
           ("redis-server", "redis"), ("app.runtime.cli", "up"))  # fmt: skip
 
 
+def part_of(pid: int) -> str:
+    """Which part of the stack a process is: by its command line, or its parent's (uvicorn's
+    and prefork Celery's workers are started as bare ``multiprocessing`` children)."""
+    for who in (pid, _parent(pid)):
+        command = Path(f"/proc/{who}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        part = next((name for marker, name in _PARTS if marker in command), None)
+        if part is not None:
+            return part
+    return "other"
+
+
+def _parent(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rindex(")") + 2 :].split()[1])
+
+
 def cpu_seconds(data_dir: Path) -> dict[str, float]:
     """CPU seconds of each part of the stack on ``data_dir`` (processes alive now)."""
     totals: dict[str, float] = {}
     for pid in _leftovers(data_dir):
         with contextlib.suppress(OSError):
-            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-            part = next((name for marker, name in _PARTS if marker in command), "other")
+            part = part_of(pid)
             totals[part] = totals.get(part, 0.0) + process_cpu_seconds(pid)
     return totals
 
