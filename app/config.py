@@ -67,8 +67,9 @@ class Settings(BaseSettings):
         None,
         ge=1,
         le=64,
-        description="uvicorn worker processes; empty: one per CPU core this process may use, "
-        f"at most {MAX_AUTO_WEB_WORKERS}.",
+        description="uvicorn worker processes; empty: one per CPU core this process may use "
+        "(half of them when the embedded model runs: its threads use the cores too), at least "
+        f"one, at most {MAX_AUTO_WEB_WORKERS}.",
     )
     worker_concurrency: int = Field(
         32,
@@ -246,7 +247,12 @@ class Settings(BaseSettings):
     @property
     def effective_web_workers(self) -> int:
         """The configured web workers, or one per available core (at most eight)."""
-        return self.web_workers or min(available_cpus(), MAX_AUTO_WEB_WORKERS)
+        if self.web_workers:
+            return self.web_workers
+        # The embedded model decodes on every core: pages that could take them all would take
+        # them from its tokens (on two cores, one web worker).
+        cores = available_cpus() // 2 if self.embedded_model else available_cpus()
+        return max(1, min(cores, MAX_AUTO_WEB_WORKERS))
 
     @property
     def uses_embedded_redis(self) -> bool:

@@ -115,10 +115,13 @@ def test_web_workers_default_to_the_cores_available(monkeypatch, tmp_path):
     from app.runtime.cli import web_argv, web_env
 
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
-    settings = settings_without_env(monkeypatch, data_dir=tmp_path)
+    settings = settings_without_env(monkeypatch, data_dir=tmp_path, embedded_model=False)
     assert settings.web_workers is None
     expected = min(available_cpus(), MAX_AUTO_WEB_WORKERS)
     assert settings.effective_web_workers == expected >= 1
+    # Beside the embedded model, half the cores (at least one): the model decodes on them.
+    beside = settings_without_env(monkeypatch, data_dir=tmp_path, embedded_model=True)
+    assert beside.effective_web_workers == max(1, min(available_cpus() // 2, MAX_AUTO_WEB_WORKERS))
     argv = web_argv(settings)
     assert argv[argv.index("--workers") + 1] == str(expected)
     # Set, the setting wins; several workers sum their request metrics through a folder.
