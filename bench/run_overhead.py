@@ -201,7 +201,10 @@ def main() -> None:
     note = load_note()
     with stack() as sb:
         endpoint = sb.embedded_endpoint()
-        model = endpoint["models"][0]
+        # The chat format: through it the bundled base model never stops before max_tokens
+        # (answer_quality), so every answer on both sides is max_tokens long, as the issue's
+        # measurement was; in its transcript format answers end early, at lengths that differ.
+        model = sb.patch(f"/models/{endpoint['models'][0]['id']}", {"prompt_format": "chat"})
         key = sb.embedded_key()
         log = LlamaLog(sb.data_dir / "llama-server.log")
         slug = sb.workspace("bench run overhead")

@@ -72,6 +72,9 @@ class Stack:
     def get(self, path: str) -> Any:
         return self.api("GET", path)
 
+    def patch(self, path: str, body: dict[str, Any]) -> Any:
+        return self.api("PATCH", path, json=body)
+
     def cpu_seconds(self) -> dict[str, float]:
         """CPU time (user + system) used so far by the stack's processes, by part: ``model``
         (llama-server), ``worker`` (Celery and its pool), ``web``, ``redis``, ``up``."""
