@@ -158,8 +158,8 @@ _PARTS = (("llama-server", "model"), ("celery", "worker"), ("uvicorn", "web"),
 
 
 def part_of(pid: int) -> str:
-    """Which part of the stack a process is: by its command line, or its parent's (uvicorn's
-    and prefork Celery's workers are started as bare ``multiprocessing`` children)."""
+    """Which part of the stack a process is: by its command line, or its parent's (uvicorn
+    starts its workers as bare ``multiprocessing`` children)."""
     for who in (pid, _parent(pid)):
         command = Path(f"/proc/{who}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         part = next((name for marker, name in _PARTS if marker in command), None)
@@ -169,8 +169,13 @@ def part_of(pid: int) -> str:
 
 
 def _parent(pid: int) -> int:
+    return int(_stat_fields(pid)[1])
+
+
+def _stat_fields(pid: int) -> list[str]:
+    """/proc/PID/stat after the command name (which may hold spaces): state, ppid, …"""
     stat = Path(f"/proc/{pid}/stat").read_text()
-    return int(stat[stat.rindex(")") + 2 :].split()[1])
+    return stat[stat.rindex(")") + 2 :].split()
 
 
 def cpu_seconds(data_dir: Path) -> dict[str, float]:
@@ -185,8 +190,7 @@ def cpu_seconds(data_dir: Path) -> dict[str, float]:
 
 def process_cpu_seconds(pid: int) -> float:
     """CPU seconds (user + system) one process has used so far."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
+    fields = _stat_fields(pid)
     return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
 
 

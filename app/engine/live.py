@@ -71,9 +71,21 @@ def parse_stream_id(value: str | None) -> str | None:
     return value if all(part <= _MAX_PART for part in parts) else None
 
 
+def _entry(type_: str, data: dict[str, Any]) -> dict[Any, Any]:
+    return {"type": type_, "data": json.dumps(data)}
+
+
+def _add_to_workspace(client: redis.Redis, workspace_id: int, entry: dict[Any, Any]) -> Any:
+    """XADD to a workspace's stream, kept to about its newest WORKSPACE_STREAM_MAXLEN entries
+    (on a pipeline: queued with it)."""
+    return client.xadd(
+        workspace_stream(workspace_id), entry, maxlen=WORKSPACE_STREAM_MAXLEN, approximate=True
+    )
+
+
 def append_run(client: redis.Redis, run_id: int, type_: str, data: dict[str, Any]) -> str:
     """Add one entry to a run's stream; terminal entries start its expiry clock."""
-    entry_id = str(client.xadd(run_stream(run_id), {"type": type_, "data": json.dumps(data)}))
+    entry_id = str(client.xadd(run_stream(run_id), _entry(type_, data)))
     if type_ in TERMINAL_TYPES:
         client.expire(run_stream(run_id), RUN_STREAM_TTL_S)
     return entry_id
@@ -82,26 +94,15 @@ def append_run(client: redis.Redis, run_id: int, type_: str, data: dict[str, Any
 def append_workspace(
     client: redis.Redis, workspace_id: int, type_: str, data: dict[str, Any]
 ) -> str:
-    return str(
-        client.xadd(
-            workspace_stream(workspace_id),
-            {"type": type_, "data": json.dumps(data)},
-            maxlen=WORKSPACE_STREAM_MAXLEN,
-            approximate=True,
-        )
-    )
+    return str(_add_to_workspace(client, workspace_id, _entry(type_, data)))
 
 
 def announce_queued(client: redis.Redis, *, run_id: int, task_id: int, workspace_id: int) -> None:
     """A run's ``queued`` state, on its stream and its workspace's, in one round trip."""
-    queued = json.dumps({"status": "queued"})
-    feed = json.dumps({"id": run_id, "task_id": task_id, "status": "queued"})
     with client.pipeline(transaction=False) as both:
-        both.xadd(run_stream(run_id), {"type": "state", "data": queued})
-        both.xadd(
-            workspace_stream(workspace_id), {"type": "run", "data": feed},
-            maxlen=WORKSPACE_STREAM_MAXLEN, approximate=True,
-        )  # fmt: skip
+        both.xadd(run_stream(run_id), _entry("state", {"status": "queued"}))
+        feed = {"id": run_id, "task_id": task_id, "status": "queued"}
+        _add_to_workspace(both, workspace_id, _entry("run", feed))
         both.execute()
 
 
