@@ -109,20 +109,19 @@ def through_switchboard(sb: Stack, slug: str, agent: int, number: int) -> tuple[
     return run_id, sent_at
 
 
-def run_times(sb: Stack, run_ids: list[int]) -> dict[int, tuple[float, float, float]]:
-    """Each run's (queued_at, dispatched_at, started_at) from the stack's database, as epoch
-    seconds (dispatched_at is not in the API)."""
+def run_times(sb: Stack, run_ids: list[int]) -> dict[int, tuple[float, float]]:
+    """Each run's (queued_at, started_at) from the stack's database, as epoch seconds."""
     from app.db import create_db_engine
     from app.models import Run
 
     engine = create_db_engine(f"sqlite:///{sb.data_dir / 'switchboard.db'}")
-    query = sa.select(Run.id, Run.queued_at, Run.dispatched_at, Run.started_at).where(  # type: ignore[call-overload]
+    query = sa.select(Run.id, Run.queued_at, Run.started_at).where(  # type: ignore[call-overload]
         Run.id.in_(run_ids)  # type: ignore[union-attr]
     )
     with engine.connect() as connection:
         rows = connection.execute(query).all()
     engine.dispose()
-    return {row[0]: (row[1].timestamp(), row[2].timestamp(), row[3].timestamp()) for row in rows}
+    return {row[0]: (row[1].timestamp(), row[2].timestamp()) for row in rows}
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -161,9 +160,8 @@ def main() -> None:
             noop_worker.terminate()
             noop_worker.wait(60)
 
-    queued = [started - queued for queued, _, started in times.values()]
-    sending = [dispatched - queued for queued, dispatched, _ in times.values()]
-    posted = [times[run_id][2] - sent_at for run_id, sent_at in sent.items()]
+    queued = [started - queued for queued, started in times.values()]
+    posted = [times[run_id][1] - sent_at for run_id, sent_at in sent.items()]
 
     def ms(values: list[float], share: float) -> float:
         return (statistics.median(values) if share == 0.5 else percentile(values, share)) * 1000
@@ -177,9 +175,6 @@ def main() -> None:
     print(f"  {'bare Celery: send_task → task body starts':44}{base_p50:8.1f}{base_p95:8.1f}")
     print(f"  {'Switchboard: queued_at → started_at':44}{sb_p50:8.1f}{sb_p95:8.1f}")
     print(f"  {'Switchboard: POST sent → started_at':44}{post_p50:8.1f}{post_p95:8.1f}")
-    # dispatched_at is written after the message is sent: the request's own share, at most.
-    print(f"  {'   queued_at → dispatched_at (the request)':44}{ms(sending, 0.5):8.1f}"
-          f"{ms(sending, 0.95):8.1f}")  # fmt: skip
     print(f"  Switchboard / bare Celery: p50 {sb_p50 / base_p50:.2f}x, p95 {sb_p95 / base_p95:.2f}x"
           f"   (target: Switchboard p95 ≤ {TARGET_P95_MS:.0f} ms)")  # fmt: skip
     figures = {

@@ -1,7 +1,8 @@
 """The delivery contract's SQL, shared by runs and checks (see ``app.engine``).
 
 A run and a check are both rows with ``status`` (queued, running, then an end), ``attempts``,
-``queued_at``, ``dispatched_at`` (when its Celery message was sent), ``claimed_by`` (the worker
+``queued_at``, ``dispatched_at`` (when its Celery message was sent; a run's is stamped by the
+commit that queues it and cleared should the send then fail), ``claimed_by`` (the worker
 process that holds it) and ``lease_until`` (until when). Each is sent only after commit, taken
 by a conditional UPDATE before it is carried out, and changed afterwards only by conditional
 UPDATEs guarded by who holds it and what its state was — so a redelivered or duplicate message
@@ -114,13 +115,16 @@ def holder_is_gone(holder: str | None) -> bool:
     return False
 
 
-def mark_dispatched(table: Delivered, row_ids: list[int]) -> None:
-    """Record that these rows' messages reached the broker now."""
+def mark_dispatched(table: Delivered, row_ids: list[int], *, sent: bool = True) -> None:
+    """Record that these rows' messages reached the broker now (``sent=False``: that they did
+    not, after all — the sweeper sends them once ``UNSENT_GRACE`` has passed)."""
     if not row_ids:
         return
     with session_scope() as session:
         session.execute(
-            sa.update(table).where(col(table.id).in_(row_ids)).values(dispatched_at=utcnow())
+            sa.update(table)
+            .where(col(table.id).in_(row_ids))
+            .values(dispatched_at=utcnow() if sent else None)
         )
 
 

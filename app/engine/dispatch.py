@@ -11,9 +11,10 @@ import logging
 from functools import lru_cache
 
 import redis
+import sqlalchemy as sa
 from celery import Celery, signature
 from kombu.exceptions import KombuError
-from sqlmodel import Session, col, select
+from sqlmodel import col, select
 
 from app.config import get_settings
 from app.db import get_engine
@@ -57,30 +58,42 @@ def producer() -> Celery:
     return app
 
 
+# What sending a run needs; prebuilt, and read on a bare connection (no ORM session): it is on
+# the path from a request's commit to a worker starting the run.
+_TO_SEND = (
+    select(  # type: ignore[call-overload]
+        Run.id,
+        Model.endpoint_id,
+        Run.pipeline_id,
+        Task.workspace_id,
+        Run.task_id,
+        Judgement.id,
+        Run.dispatched_at,
+    )
+    .join(Model, col(Model.id) == col(Run.model_id))
+    .join(Task, col(Task.id) == col(Run.task_id))
+    .outerjoin(Judgement, col(Judgement.run_id) == col(Run.id))
+    .where(
+        col(Run.id).in_(sa.bindparam("p_run_ids", expanding=True)), Run.status == RunStatus.queued
+    )
+)
+
+
 def dispatch(run_ids: list[int]) -> bool:
     """Queue each run on its endpoint's queue; False when the broker is unreachable (the runs
-    stay queued in SQL and the sweeper sends them once it is back)."""
+    stay queued in SQL and the sweeper sends them once it is back). A run is marked sent
+    before its message goes (``runs.enqueue``, the sweeper), so a successful send writes
+    nothing; one that fails is marked unsent."""
     if not run_ids:
         return True
-    with Session(get_engine()) as session:
-        rows = session.exec(
-            select(  # type: ignore[call-overload]
-                Run.id,
-                Model.endpoint_id,
-                Run.pipeline_id,
-                Task.workspace_id,
-                Run.task_id,
-                Judgement.id,
-            )
-            .join(Model, col(Model.id) == col(Run.model_id))
-            .join(Task, col(Task.id) == col(Run.task_id))
-            .outerjoin(Judgement, col(Judgement.run_id) == col(Run.id))
-            .where(col(Run.id).in_(run_ids), Run.status == RunStatus.queued)
-        ).all()
+    with get_engine().connect() as connection:
+        rows = connection.execute(_TO_SEND, {"p_run_ids": run_ids}).all()
     client = get_redis()
     app = producer()
     sent: list[int] = []
-    for run_id, endpoint_id, pipeline_id, workspace_id, task_id, judgement_id in rows:
+    unmarked: list[int] = []
+    unsent: list[int] = []
+    for run_id, endpoint_id, pipeline_id, workspace_id, task_id, judgement_id, marked in rows:
         with contextlib.suppress(redis.RedisError):
             # Before the message: the worker's "running" must come after "queued".
             live.announce_queued(client, run_id=run_id, task_id=task_id, workspace_id=workspace_id)
@@ -93,9 +106,13 @@ def dispatch(run_ids: list[int]) -> bool:
             app.send_task(RUN_AGENT, args=[run_id], queue=endpoint_queue(endpoint_id), link=link)
         except (KombuError, redis.RedisError, OSError) as exc:
             log.warning("could not queue run %s (the sweeper will retry): %s", run_id, exc)
+            unsent.append(run_id)
             continue
         sent.append(run_id)
-    mark_dispatched(Run, sent)
+        if marked is None:
+            unmarked.append(run_id)
+    mark_dispatched(Run, unmarked)
+    mark_dispatched(Run, unsent, sent=False)
     return len(sent) == len(rows)
 
 

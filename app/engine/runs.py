@@ -42,7 +42,13 @@ _ENQUEUED = "switchboard.enqueued_runs"
 def enqueue(session: Session, run: Run) -> None:
     """Queue ``run`` in the caller's transaction: its ``queued_at`` is the moment that
     transaction commits — when the run enters the queue and a worker may take it — not when
-    the request began building it (a fan-out's messages and events come first)."""
+    the request began building it (a fan-out's messages and events come first).
+
+    Its ``dispatched_at`` is that moment too: the caller sends it right after the commit
+    (``app.engine.dispatch``), which clears the stamp should the broker refuse it. So sending
+    writes nothing when it succeeds — a write then would take SQLite's lock just as the worker
+    claims the run. Were the process to die between the commit and the send, the run is sent
+    again like a lost message, once the broker would have redelivered it."""
     session.info.setdefault(_ENQUEUED, []).append(run)
     session.add(run)
 
@@ -53,7 +59,7 @@ def _stamp_enqueued(session: Session) -> None:
     now = utcnow()
     for run in runs:
         if run.status == RunStatus.queued:
-            run.queued_at = now  # flushed by the commit
+            run.queued_at = run.dispatched_at = now  # flushed by the commit
 
 
 @event.listens_for(Session, "after_rollback")

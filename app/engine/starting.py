@@ -19,24 +19,24 @@ from app.models import Model, Run
 NOTE_TTL_S = 120
 
 
-def _key(endpoint_id: int) -> str:
+def starting_key(endpoint_id: int) -> str:
     return f"sb:endpoint:{endpoint_id}:starting"
 
 
 def say_starting(client: redis.Redis, endpoint_id: int, note: str) -> None:
     """The endpoint is starting and not taking runs yet: ``note`` says what it is doing."""
-    client.set(_key(endpoint_id), note, ex=NOTE_TTL_S)
+    client.set(starting_key(endpoint_id), note, ex=NOTE_TTL_S)
 
 
 def say_started(client: redis.Redis, endpoint_id: int) -> None:
-    client.delete(_key(endpoint_id))
+    client.delete(starting_key(endpoint_id))
 
 
 def starting_note(client: redis.Redis, endpoint_id: int) -> str | None:
     """What the endpoint is doing while it starts; None when it is not starting (or Redis is
     away: then nobody can say, and its runs go ahead)."""
     try:
-        note = client.get(_key(endpoint_id))
+        note = client.get(starting_key(endpoint_id))
     except redis.RedisError:
         return None
     return str(note) if note else None

@@ -75,6 +75,8 @@ def sweep(*, settings: Settings) -> list[int]:
             resend.append(run_id)
     if resend:
         with session_scope() as session:
+            # Marked sent before they are (dispatch writes only when a send fails).
+            session.execute(sa.update(Run).where(col(Run.id).in_(resend)).values(dispatched_at=now))
             # A running run whose lease expired goes back to queued so a worker can claim it —
             # unless a redelivery of its message claimed it since the select above.
             session.execute(
