@@ -6,6 +6,7 @@ so a task with hundreds of messages renders quickly.
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -68,15 +69,54 @@ _ANSWERS = (
 )
 
 
-def _tree(session: Session, task: Task) -> tuple[dict[int | None, list[int]], dict[int, str]]:
-    """Children by parent (oldest first), and every message's role: ids only, no texts."""
+_TREE_VERSION = sa.select(func.count(), func.max(col(Message.id))).where(
+    col(Message.task_id) == sa.bindparam("task_id")
+)
+
+
+@dataclass(frozen=True)
+class _Tree:
+    """A task's tree, ids only; shared between requests, so never changed once built."""
+
+    children: dict[int | None, list[int]]  # by parent, oldest first
+    parents: dict[int, int | None]
+    roles: dict[int, str]
+
+    @property
+    def version(self) -> tuple[int, int | None]:
+        return len(self.roles), max(self.roles, default=None)
+
+
+# The trees of the tasks viewed last, each under its version: how many messages the task has
+# and the newest one's id. A message's id, parent and role never change once written, and a
+# message leaves only with its whole task, so a task's tree changes exactly when a message is
+# added to it, and every addition changes the version.
+_TREES: dict[int, _Tree] = {}
+_TREES_KEPT = 256
+_trees_lock = threading.Lock()
+
+
+def _tree(session: Session, task: Task) -> _Tree:
+    """The task's tree as it is in the database now (its messages' ids, parents and roles)."""
+    assert task.id is not None
+    count, newest = session.connection().execute(_TREE_VERSION, {"task_id": task.id}).one()
+    kept = _TREES.get(task.id)
+    if kept is not None and kept.version == (count, newest):
+        return kept
     children: dict[int | None, list[int]] = defaultdict(list)
     roles: dict[int, str] = {}
     # A plain (Core) query: hundreds of rows of three columns, no ORM bookkeeping.
     for message_id, parent_id, role in session.connection().execute(_TREE, {"task_id": task.id}):
         children[parent_id].append(message_id)  # type: ignore[arg-type]
         roles[message_id] = role  # type: ignore[index]
-    return children, roles
+    parents = {child: parent for parent, kids in children.items() for child in kids}
+    tree = _Tree(dict(children), parents, roles)  # a plain dict: a lookup adds no key
+    with _trees_lock:
+        _TREES.pop(task.id, None)
+        _TREES[task.id] = tree
+        while len(_TREES) > _TREES_KEPT:
+            _TREES.pop(next(iter(_TREES)))
+    return tree
 
 
 def branch(
@@ -92,8 +132,8 @@ def branch(
     With ``window``, only the ``window`` messages before position ``upto`` (default: the end)
     and the leaf are loaded, with their runs: a long branch's page shows a window of it, and
     making hundreds of messages into objects was most of that page's cost."""
-    children, roles = _tree(session, task)
-    parents = {child: parent for parent, kids in children.items() for child in kids}
+    found = _tree(session, task)
+    children, parents, roles = found.children, found.parents, found.roles
     if at is None:
         at = session.exec(_MAIN_BRANCH, params={"task_id": task.id}).first()
     if at is not None and at not in parents:
