@@ -307,12 +307,19 @@ _NEWEST_PIPELINE_RUN = (
 )
 
 
-def continues_after(*, session: Session, message: Message) -> bool:
+def continues_after(
+    *, session: Session, message: Message, known: tuple[Check | None, Run | None] | None = None
+) -> bool:
     """Whether a pipeline's next step is still to come right under ``message`` (a page showing
     it then looks for that step): a pipeline step's finished answer that is handed on, or a
-    pipeline check's summary — a running check, or a finished one that does not stop it."""
+    pipeline check's summary — a running check, or a finished one that does not stop it.
+    ``known``: the check shown as ``message`` and the run that wrote it, when the caller has
+    read them already."""
     now = utcnow()
-    check = session.exec(_CHECK_SHOWN_AS, params={"message_id": message.id}).first()
+    if known is None:
+        check = session.exec(_CHECK_SHOWN_AS, params={"message_id": message.id}).first()
+    else:
+        check, run = known
     if check is not None:
         pipeline = session.get(Pipeline, check.pipeline_id) if check.pipeline_id else None
         if pipeline is None:
@@ -326,7 +333,8 @@ def continues_after(*, session: Session, message: Message) -> bool:
         if check.finished_at is None or now - check.finished_at > FOLLOW_WINDOW:
             return False
         return next_step(pipeline, check.pipeline_round or 0, check.pipeline_step or 0) is not None
-    run = session.exec(_RUN_THAT_WROTE, params={"message_id": message.id}).first()
+    if known is None:
+        run = session.exec(_RUN_THAT_WROTE, params={"message_id": message.id}).first()
     if run is None or run.pipeline_id is None or run.status != RunStatus.succeeded:
         return False
     pipeline = session.get(Pipeline, run.pipeline_id)

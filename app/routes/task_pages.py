@@ -136,6 +136,16 @@ def task_context(
     leaf_run = shown.runs.get(shown.leaf.id or 0) if shown.leaf is not None else None
     waiting = leaf_run if leaf_run is not None and leaf_run.status in ACTIVE_STATUSES else None
     waiting_agent = next((a.name for a in agents if waiting and a.id == waiting.agent_id), None)
+    checks = {
+        check.message_id: check
+        for check in session.exec(_CHECKS_OF, params={"ids": [m.id for m in shown.messages]})
+    }
+    # The leaf's check and run, when the window ends with it (read above already).
+    leaf_known = (
+        (checks.get(shown.leaf.id), shown.runs.get(shown.leaf.id or 0))
+        if shown.leaf is not None and shown.messages and shown.messages[-1].id == shown.leaf.id
+        else None
+    )
     # A running pipeline: the page follows it (new steps appended below the newest message).
     pipeline_progress = pipeline_engine.progress(session=session, task=task)
     page_live_url = live_url(f"/t/{task.id}/live", live_runs)
@@ -174,20 +184,17 @@ def task_context(
         "window_end": end,
         "pipelines": session.exec(_PIPELINES, params={"workspace_id": task.workspace_id}).all(),
         "check_slot": _awaiting_check(session, shown),
-        "follow": _following(session, shown.leaf),
-        "checks": {
-            check.message_id: check
-            for check in session.exec(
-                _CHECKS_OF, params={"ids": [m.id for m in shown.messages]}
-            ).all()
-        },
+        "follow": _following(session, shown.leaf, leaf_known),
+        "checks": checks,
     }
 
 
-def _following(session: Session, message: Message | None) -> int | None:
+def _following(
+    session: Session, message: Message | None, known: tuple[Check | None, Run | None] | None = None
+) -> int | None:
     """``message``'s id when a pipeline's next step is to come under it (the page then looks
-    for that step, and shows it once it exists)."""
-    if message is None or not continues_after(session=session, message=message):
+    for that step, and shows it once it exists); ``known``: its check and run, if read."""
+    if message is None or not continues_after(session=session, message=message, known=known):
         return None
     return message.id
 
