@@ -6,7 +6,9 @@ import threading
 from urllib.parse import urlsplit
 
 from bs4 import BeautifulSoup
+from sqlmodel import select
 
+from app.models import Message, Task
 from app.routes.task_pages import WINDOW
 from tests.engine_helpers import CHAT, start_task, wait_for_runs
 from tests.live_helpers import read_until
@@ -262,3 +264,26 @@ def test_a_hand_off_is_labelled_on_the_task_page_and_its_shared_view(client, ses
         "Test",
         "this.",
     ]
+
+
+def test_a_message_added_after_a_view_shows_on_the_next_view(client, session, team):
+    """The tree of a task is kept between views: every message added must show at once."""
+    workspace, _ = team
+    client.post(f"/w/{workspace.slug}/tasks", data={"title": "Kept", "brief": ""})
+    task = session.exec(select(Task).where(Task.title == "Kept")).one()
+    question = Message(task_id=task.id, role="user", content="First question")
+    session.add(question)
+    session.commit()
+    assert page(client, f"/t/{task.id}").find(id=f"message-{question.id}") is not None
+    first = Message(task_id=task.id, parent_id=question.id, role="user", content="Follow-up")
+    session.add(first)
+    session.commit()
+    html = page(client, f"/t/{task.id}")
+    assert html.find(id=f"message-{first.id}-body").text.strip() == "Follow-up"
+    # A fork beside it: the earlier branch now counts two siblings.
+    fork = Message(task_id=task.id, parent_id=question.id, role="user", content="Fork")
+    session.add(fork)
+    session.commit()
+    assert page(client, f"/t/{task.id}").find(id=f"message-{fork.id}") is not None
+    earlier = page(client, f"/t/{task.id}?at={first.id}")
+    assert earlier.find(id=f"message-{first.id}-siblings").text == "1 / 2"

@@ -143,13 +143,7 @@ def read_verdict(text: str, *, columns: int) -> Verdict:
 
 def judge_agents(*, session: Session, workspace_id: int) -> list[Agent]:
     """The workspace's agents that can judge (those with a model)."""
-    return list(
-        session.exec(
-            select(Agent)
-            .where(Agent.workspace_id == workspace_id, col(Agent.model_id).isnot(None))
-            .order_by(col(Agent.name))
-        ).all()
-    )
+    return list(session.exec(_JUDGE_AGENTS, params={"workspace_id": workspace_id}).all())
 
 
 def ask_judge(
@@ -199,25 +193,33 @@ def ask_judge(
     return judgement, started
 
 
+# Built once: a compare page asks them on every view.
+_JUDGEMENTS = (
+    select(Judgement)
+    .where(Judgement.comparison_id == sa.bindparam("comparison_id"))
+    .order_by(col(Judgement.id).desc())
+)
+_ENDED = select(Run.id).where(
+    col(Run.id).in_(sa.bindparam("ids", expanding=True)), col(Run.status).not_in(ACTIVE_STATUSES)
+)
+_JUDGE_AGENTS = (
+    select(Agent)
+    .where(Agent.workspace_id == sa.bindparam("workspace_id"), col(Agent.model_id).isnot(None))
+    .order_by(col(Agent.name))
+)
+
+
 def judgements_of(*, session: Session, comparison: Comparison) -> list[Judgement]:
     """The judgements asked on a comparison, newest first. One whose run has ended but is
     still pending (its follow-up was lost) is settled first, in a transaction of its own — so
     the caller's transaction is ended first; the caller must have nothing uncommitted."""
 
     def load() -> list[Judgement]:
-        return list(
-            session.exec(
-                select(Judgement)
-                .where(Judgement.comparison_id == comparison.id)
-                .order_by(col(Judgement.id).desc())
-            ).all()
-        )
+        return list(session.exec(_JUDGEMENTS, params={"comparison_id": comparison.id}).all())
 
     found = load()
     pending = [j.run_id for j in found if j.status == JudgementStatus.pending]
-    ended = session.exec(
-        select(Run.id).where(col(Run.id).in_(pending), col(Run.status).not_in(ACTIVE_STATUSES))
-    ).all()
+    ended = session.exec(_ENDED, params={"ids": pending}).all() if pending else []
     if not ended:
         return found
     session.commit()

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, col, select
 
@@ -295,12 +296,30 @@ def _hand_on(
     return [r.id for r in started.runs if r.id is not None]
 
 
-def continues_after(*, session: Session, message: Message) -> bool:
+# Built once: a task page asks these on every view.
+_CHECK_SHOWN_AS = select(Check).where(Check.message_id == sa.bindparam("message_id"))
+_RUN_THAT_WROTE = select(Run).where(Run.output_message_id == sa.bindparam("message_id"))
+_NEWEST_PIPELINE_RUN = (
+    select(Run)
+    .where(Run.task_id == sa.bindparam("task_id"), col(Run.pipeline_id).is_not(None))
+    .order_by(col(Run.id).desc())
+    .limit(1)
+)
+
+
+def continues_after(
+    *, session: Session, message: Message, known: tuple[Check | None, Run | None] | None = None
+) -> bool:
     """Whether a pipeline's next step is still to come right under ``message`` (a page showing
     it then looks for that step): a pipeline step's finished answer that is handed on, or a
-    pipeline check's summary — a running check, or a finished one that does not stop it."""
+    pipeline check's summary — a running check, or a finished one that does not stop it.
+    ``known``: the check shown as ``message`` and the run that wrote it, when the caller has
+    read them already."""
     now = utcnow()
-    check = session.exec(select(Check).where(Check.message_id == message.id)).first()
+    if known is None:
+        check = session.exec(_CHECK_SHOWN_AS, params={"message_id": message.id}).first()
+    else:
+        check, run = known
     if check is not None:
         pipeline = session.get(Pipeline, check.pipeline_id) if check.pipeline_id else None
         if pipeline is None:
@@ -314,7 +333,8 @@ def continues_after(*, session: Session, message: Message) -> bool:
         if check.finished_at is None or now - check.finished_at > FOLLOW_WINDOW:
             return False
         return next_step(pipeline, check.pipeline_round or 0, check.pipeline_step or 0) is not None
-    run = session.exec(select(Run).where(Run.output_message_id == message.id)).first()
+    if known is None:
+        run = session.exec(_RUN_THAT_WROTE, params={"message_id": message.id}).first()
     if run is None or run.pipeline_id is None or run.status != RunStatus.succeeded:
         return False
     pipeline = session.get(Pipeline, run.pipeline_id)
@@ -380,12 +400,7 @@ class Progress:
 def progress(*, session: Session, task: Task) -> Progress | None:
     """The task's newest pipeline step and whether the pipeline is running (a step or its
     check is active, or one just ended and the next is due), or None when none ever ran."""
-    run = session.exec(
-        select(Run)
-        .where(Run.task_id == task.id, col(Run.pipeline_id).is_not(None))
-        .order_by(col(Run.id).desc())
-        .limit(1)
-    ).first()
+    run = session.exec(_NEWEST_PIPELINE_RUN, params={"task_id": task.id}).first()
     pipeline = session.get(Pipeline, run.pipeline_id) if run and run.pipeline_id else None
     if run is None or pipeline is None:
         return None

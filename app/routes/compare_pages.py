@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Header, Request
 from jinja2_fragments import render_block
-from sqlmodel import Session, select
+from sqlmodel import Session
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
@@ -27,7 +27,12 @@ from app.models import (
 )
 from app.services import ServiceError
 from app.services import comparisons as service
-from app.services.access import comparison_for, require_role, task_for
+from app.services.access import (
+    comparison_and_role_for,
+    comparison_for,
+    require_role,
+    task_for,
+)
 from app.services.agents import agents_of
 from app.services.checks import latest_checks
 from app.services.threads import answers_to
@@ -78,16 +83,18 @@ def _judge_context(session: Session, comparison: Comparison, context: dict[str, 
     }
 
 
-def _context(session: Session, comparison: Comparison, user: User, baseline: int) -> dict[str, Any]:
+def _context(
+    session: Session, comparison: Comparison, user: User, baseline: int, role: Role | None = None
+) -> dict[str, Any]:
+    """What the compare page shows; ``role``: the user's, when the caller has read it already."""
     task = session.get(Task, comparison.task_id)
     assert task is not None
-    role = require_role(session=session, workspace_id=task.workspace_id, user=user,
-                        min_role=Role.viewer)  # fmt: skip
+    if role is None:
+        role = require_role(session=session, workspace_id=task.workspace_id, user=user,
+                            min_role=Role.viewer)  # fmt: skip
     message_ids = service.branch_ids(session=session, comparison=comparison)
     baseline = baseline if 0 <= baseline < len(message_ids) else 0
-    mine = session.exec(
-        select(Vote).where(Vote.comparison_id == comparison.id, Vote.voter_user_id == user.id)
-    ).first()
+    mine = service.vote_of(session=session, comparison=comparison, voter=user)
     columns = service.columns_of(session=session, message_ids=message_ids, baseline=baseline)
     label = _vote_label(mine, columns) if mine else None
     agents = agents_of(session=session, workspace_id=task.workspace_id)
@@ -137,10 +144,10 @@ def compare_page(
     request: Request, comparison_id: int, session: SessionDep, user: CurrentUser,
     baseline: int = 0,
 ) -> Response:  # fmt: skip
-    comparison, task = comparison_for(
+    comparison, _, role = comparison_and_role_for(
         session=session, comparison_id=comparison_id, user=user, min_role=Role.viewer
     )
-    context = _context(session, comparison, user, baseline)
+    context = _context(session, comparison, user, baseline, role)
     context.update(_judge_context(session, comparison, context))
     return render(request, "compare.html", context)
 

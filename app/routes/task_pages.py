@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any
 
+import sqlalchemy as sa
 from fastapi import APIRouter, Form, Header, Query, Request
 from sqlmodel import Session, col, select
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -38,11 +39,18 @@ from app.models import (
 from app.models.common import utcnow
 from app.redis_conn import get_redis
 from app.services import NotFound, ServiceError, sharing
-from app.services.access import check_for, message_for, require_role, run_for, task_for
+from app.services.access import (
+    check_for,
+    message_for,
+    require_role,
+    run_for,
+    task_and_role_for,
+    task_for,
+)
 from app.services.agents import agents_of, named_in
 from app.services.comparisons import battle, comparisons_of
 from app.services.labels import message_labels, tree_marks
-from app.services.threads import answers_to, branch, tree
+from app.services.threads import answers_with_runs, branch, tree
 from app.web.deps import CurrentUser, SessionDep
 from app.web.forms import form_id, form_ids
 from app.web.pipeline_live import panel_html, step_html, steps_since
@@ -69,13 +77,23 @@ router = APIRouter(tags=["pages"], include_in_schema=False)
 WINDOW = 20
 # A run first in line that has waited this long is not waiting for its queue.
 STALLED_AFTER = timedelta(minutes=2)
+# Built once (building a statement costs more than running these).
+_PIPELINES = (
+    select(Pipeline)
+    .where(Pipeline.workspace_id == sa.bindparam("workspace_id"))
+    .order_by(col(Pipeline.name))
+)
+_CHECKS_OF = select(Check).where(col(Check.message_id).in_(sa.bindparam("ids", expanding=True)))
 
 
 def task_context(
-    session: Session, task: Task, user: User, at: int | None, upto: int | None = None
-) -> dict[str, Any]:
-    role = require_role(session=session, workspace_id=task.workspace_id, user=user,
-                        min_role=Role.viewer)  # fmt: skip
+    session: Session, task: Task, user: User, at: int | None, upto: int | None = None,
+    role: Role | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """What the task page shows; ``role``: the user's, when the caller has read it already."""
+    if role is None:
+        role = require_role(session=session, workspace_id=task.workspace_id, user=user,
+                            min_role=Role.viewer)  # fmt: skip
     # The window of the branch shown (and its leaf) is loaded; of the rest only ids and roles.
     shown = branch(session=session, task=task, at=at, upto=upto, window=WINDOW)
     end = shown.start + len(shown.messages)
@@ -99,14 +117,7 @@ def task_context(
         and shown.siblings.get(leaf.id or 0)
         and (shown.siblings[leaf.id or 0].total > 1 and leaf.role == "assistant")
     ):
-        answers = answers_to(session=session, message_id=leaf.parent_id)
-        by_output = {
-            run.output_message_id: run
-            for run in session.exec(
-                select(Run).where(col(Run.output_message_id).in_([m.id for m in answers]))
-            ).all()
-        }
-        fanout = [(message, by_output.get(message.id)) for message in answers]
+        fanout = answers_with_runs(session=session, message_id=leaf.parent_id)
     shown_runs = [shown.runs.get(m.id or 0) for m in shown.messages]
     shown_runs += [run for _, run in fanout]
     live_runs = list(dict.fromkeys(
@@ -125,6 +136,16 @@ def task_context(
     leaf_run = shown.runs.get(shown.leaf.id or 0) if shown.leaf is not None else None
     waiting = leaf_run if leaf_run is not None and leaf_run.status in ACTIVE_STATUSES else None
     waiting_agent = next((a.name for a in agents if waiting and a.id == waiting.agent_id), None)
+    checks = {
+        check.message_id: check
+        for check in session.exec(_CHECKS_OF, params={"ids": [m.id for m in shown.messages]})
+    }
+    # The leaf's check and run, when the window ends with it (read above already).
+    leaf_known = (
+        (checks.get(shown.leaf.id), shown.runs.get(shown.leaf.id or 0))
+        if shown.leaf is not None and shown.messages and shown.messages[-1].id == shown.leaf.id
+        else None
+    )
     # A running pipeline: the page follows it (new steps appended below the newest message).
     pipeline_progress = pipeline_engine.progress(session=session, task=task)
     page_live_url = live_url(f"/t/{task.id}/live", live_runs)
@@ -161,26 +182,19 @@ def task_context(
         "compare_question": compare_question,
         "window_start": shown.start,
         "window_end": end,
-        "pipelines": session.exec(
-            select(Pipeline)
-            .where(Pipeline.workspace_id == task.workspace_id)
-            .order_by(col(Pipeline.name))
-        ).all(),
+        "pipelines": session.exec(_PIPELINES, params={"workspace_id": task.workspace_id}).all(),
         "check_slot": _awaiting_check(session, shown),
-        "follow": _following(session, shown.leaf),
-        "checks": {
-            check.message_id: check
-            for check in session.exec(
-                select(Check).where(col(Check.message_id).in_([m.id for m in shown.messages]))
-            ).all()
-        },
+        "follow": _following(session, shown.leaf, leaf_known),
+        "checks": checks,
     }
 
 
-def _following(session: Session, message: Message | None) -> int | None:
+def _following(
+    session: Session, message: Message | None, known: tuple[Check | None, Run | None] | None = None
+) -> int | None:
     """``message``'s id when a pipeline's next step is to come under it (the page then looks
-    for that step, and shows it once it exists)."""
-    if message is None or not continues_after(session=session, message=message):
+    for that step, and shows it once it exists); ``known``: its check and run, if read."""
+    if message is None or not continues_after(session=session, message=message, known=known):
         return None
     return message.id
 
@@ -205,8 +219,10 @@ def task_page(
     upto: int | None = None,
     started: bool = False,
 ) -> Response:
-    task = task_for(session=session, task_id=task_id, user=user, min_role=Role.viewer)
-    context = {**task_context(session, task, user, at, upto), "started": started}
+    task, role = task_and_role_for(
+        session=session, task_id=task_id, user=user, min_role=Role.viewer
+    )
+    context = {**task_context(session, task, user, at, upto, role), "started": started}
     return render(request, "task.html", context, block="thread")
 
 
@@ -215,8 +231,10 @@ def earlier_messages(
     request: Request, task_id: int, at: int, upto: int, session: SessionDep, user: CurrentUser
 ) -> Response:
     """The messages of a branch before the ones shown (a window at a time)."""
-    task = task_for(session=session, task_id=task_id, user=user, min_role=Role.viewer)
-    context = task_context(session, task, user, at, upto)
+    task, role = task_and_role_for(
+        session=session, task_id=task_id, user=user, min_role=Role.viewer
+    )
+    context = task_context(session, task, user, at, upto, role)
     return render(request, "task.html", context, block="window")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TypeVar
 
+import sqlalchemy as sa
 from sqlmodel import Session, SQLModel, select
 
 from app.models import (
@@ -26,12 +27,15 @@ from app.services import NotFound
 T = TypeVar("T", bound=SQLModel)
 
 
+# Built once: every page asks it, and building a statement costs more than running this one.
+_ROLE = select(Membership.role).where(
+    Membership.workspace_id == sa.bindparam("workspace_id"),
+    Membership.user_id == sa.bindparam("user_id"),
+)
+
+
 def require_role(*, session: Session, workspace_id: int, user: User, min_role: Role) -> Role:
-    role = session.exec(
-        select(Membership.role).where(
-            Membership.workspace_id == workspace_id, Membership.user_id == user.id
-        )
-    ).first()
+    role = session.exec(_ROLE, params={"workspace_id": workspace_id, "user_id": user.id}).first()
     if role is None or not Role(role).allows(min_role):
         raise NotFound("Not found.")
     return Role(role)
@@ -45,9 +49,19 @@ def _get(session: Session, model: type[T], object_id: int, label: str) -> T:
 
 
 def task_for(*, session: Session, task_id: int, user: User, min_role: Role) -> Task:
+    return task_and_role_for(session=session, task_id=task_id, user=user, min_role=min_role)[0]
+
+
+def task_and_role_for(
+    *, session: Session, task_id: int, user: User, min_role: Role
+) -> tuple[Task, Role]:
+    """The task and the user's role in its workspace (for a page that shows what that role
+    may do, without asking for the role again)."""
     task = _get(session, Task, task_id, "task")
-    require_role(session=session, workspace_id=task.workspace_id, user=user, min_role=min_role)
-    return task
+    role = require_role(
+        session=session, workspace_id=task.workspace_id, user=user, min_role=min_role
+    )
+    return task, role
 
 
 def agent_for(*, session: Session, agent_id: int, user: User, min_role: Role) -> Agent:
@@ -79,9 +93,21 @@ def run_for(*, session: Session, run_id: int, user: User, min_role: Role) -> tup
 def comparison_for(
     *, session: Session, comparison_id: int, user: User, min_role: Role
 ) -> tuple[Comparison, Task]:
-    comparison = _get(session, Comparison, comparison_id, "comparison")
-    task = task_for(session=session, task_id=comparison.task_id, user=user, min_role=min_role)
+    comparison, task, _ = comparison_and_role_for(
+        session=session, comparison_id=comparison_id, user=user, min_role=min_role
+    )
     return comparison, task
+
+
+def comparison_and_role_for(
+    *, session: Session, comparison_id: int, user: User, min_role: Role
+) -> tuple[Comparison, Task, Role]:
+    """The comparison, its task, and the user's role in their workspace."""
+    comparison = _get(session, Comparison, comparison_id, "comparison")
+    task, role = task_and_role_for(
+        session=session, task_id=comparison.task_id, user=user, min_role=min_role
+    )
+    return comparison, task, role
 
 
 def check_for(*, session: Session, check_id: int, user: User, min_role: Role) -> tuple[Check, Task]:

@@ -146,13 +146,17 @@ def start_session(*, session: Session, user: User, lifetime: timedelta) -> str:
     return token
 
 
+# Built once: every signed-in request runs it.
+_SESSION_USER = (
+    select(LoginSession, User)
+    .join(User, User.id == LoginSession.user_id)  # type: ignore[arg-type]
+    .where(LoginSession.token_hash == sa.bindparam("token_hash"))
+)
+
+
 def user_for_session(*, session: Session, token: str) -> User | None:
     """The active user behind a session cookie, or None when it is unknown or expired."""
-    row = session.exec(
-        select(LoginSession, User)
-        .join(User, User.id == LoginSession.user_id)  # type: ignore[arg-type]
-        .where(LoginSession.token_hash == hash_token(token))
-    ).first()
+    row = session.exec(_SESSION_USER, params={"token_hash": hash_token(token)}).first()
     if row is None:
         return None
     login, user = row

@@ -10,6 +10,7 @@ import re
 from collections.abc import Mapping
 from typing import TypeVar
 
+import sqlalchemy as sa
 from pydantic import ValidationError
 from sqlmodel import Session, col, select
 
@@ -57,13 +58,17 @@ def next_colour(*, session: Session, workspace_id: int) -> str:
     return PALETTE[len(used) % len(PALETTE)]
 
 
+# Built once: pages list the agents on every view.
+_AGENTS_OF = (
+    select(Agent)
+    .where(Agent.workspace_id == sa.bindparam("workspace_id"))
+    .order_by(col(Agent.name))
+)
+
+
 def agents_of(*, session: Session, workspace_id: int) -> list[Agent]:
     """The workspace's agents, by name."""
-    return list(
-        session.exec(
-            select(Agent).where(Agent.workspace_id == workspace_id).order_by(col(Agent.name))
-        ).all()
-    )
+    return list(session.exec(_AGENTS_OF, params={"workspace_id": workspace_id}).all())
 
 
 def agent_fields(schema: type[FieldsT], data: Mapping[str, object]) -> FieldsT:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import NamedTuple
 
 import sqlalchemy as sa
@@ -51,11 +52,17 @@ class Column:
         return max(self.total - self.offset - len(self.tasks), 0)
 
 
-def _on_board(workspace: Workspace, status: str | None) -> list:
-    """A column's tasks (every column's without ``status``): not those of evaluation suites
-    (they are shown under their suite)."""
+# The board's statements are built once per process (building one cost more than running it);
+# they take the workspace (and a column's offset, lists of task ids) as parameters.
+_WORKSPACE: sa.BindParameter[int] = sa.bindparam("workspace_id")
+_TASK_IDS: sa.BindParameter[list[int]] = sa.bindparam("task_ids", expanding=True)
+
+
+def _on_board(status: str | None) -> list:
+    """A column's tasks (every column's without ``status``), of the workspace: not those of
+    evaluation suites (they are shown under their suite)."""
     return [
-        Task.workspace_id == workspace.id,
+        Task.workspace_id == _WORKSPACE,
         *([Task.status == status] if status is not None else []),
         col(Task.id).not_in(
             select(SuiteResult.task_id).where(col(SuiteResult.task_id).is_not(None))
@@ -66,7 +73,7 @@ def _on_board(workspace: Workspace, status: str | None) -> list:
     ]
 
 
-def _page(workspace: Workspace, status: str, offset: int) -> sa.Select:
+def _page(status: str) -> sa.Select:
     return (
         sa.select(
             col(Task.id),
@@ -75,10 +82,26 @@ def _page(workspace: Workspace, status: str, offset: int) -> sa.Select:
             col(Task.assignee_agent_id),
             col(Task.position),
         )  # fmt: skip
-        .where(*_on_board(workspace, status))
+        .where(*_on_board(status))
         .order_by(col(Task.position).desc(), col(Task.id).desc())
-        .offset(offset)
+        .offset(sa.bindparam("offset", type_=sa.Integer))
         .limit(COLUMN_PAGE)
+    )
+
+
+@lru_cache(maxsize=32)
+def _pages(statuses: tuple[str, ...]) -> sa.Executable:
+    """A page of each of these columns in one statement (at most 15 sets of columns)."""
+    pages = [sa.select(_page(s).subquery()) for s in statuses]
+    return pages[0] if len(pages) == 1 else sa.union_all(*pages)
+
+
+@lru_cache(maxsize=8)
+def _counts(status: str | None) -> sa.Select:
+    return (
+        sa.select(col(Task.status), func.count())
+        .where(*_on_board(status))
+        .group_by(col(Task.status))
     )
 
 
@@ -89,9 +112,9 @@ def _cards(
     through the index on workspace, status and position); Core rows, no ORM objects."""
     if not statuses:
         return {}
-    pages = [sa.select(_page(workspace, s, offset).subquery()) for s in statuses]
-    query = pages[0] if len(pages) == 1 else sa.union_all(*pages)
-    rows = sorted(session.connection().execute(query), key=lambda r: (-r[4], -r[0]))
+    query = _pages(tuple(statuses))
+    params = {"workspace_id": workspace.id, "offset": offset}
+    rows = sorted(session.connection().execute(query, params), key=lambda r: (-r[4], -r[0]))
     found: dict[str, list[Card]] = {s: [] for s in statuses}
     for task_id, title, status, assignee, _ in rows:
         found[status].append(Card(task_id, title, status, assignee))
@@ -100,10 +123,7 @@ def _cards(
 
 def _totals(session: Session, workspace: Workspace, status: str | None = None) -> dict[str, int]:
     """Tasks per column (one query for all of them)."""
-    where = _on_board(workspace, status)
-    rows = session.connection().execute(
-        sa.select(col(Task.status), func.count()).where(*where).group_by(col(Task.status))
-    )
+    rows = session.connection().execute(_counts(status), {"workspace_id": workspace.id})
     return {status: int(count) for status, count in rows}
 
 
@@ -131,31 +151,36 @@ def columns(*, session: Session, workspace: Workspace) -> list[Column]:
     ]
 
 
+_ACTIVE_RUNS = (
+    select(Run.task_id, func.count())
+    .where(
+        col(Run.task_id).in_(_TASK_IDS),
+        col(Run.status).in_([RunStatus.queued, RunStatus.running]),
+    )
+    .group_by(col(Run.task_id))
+)
+
+
 def active_runs(*, session: Session, task_ids: list[int]) -> dict[int, int]:
     """Queued or running runs per task."""
-    rows = session.exec(
-        select(Run.task_id, func.count())
-        .where(
-            col(Run.task_id).in_(task_ids),
-            col(Run.status).in_([RunStatus.queued, RunStatus.running]),
-        )
-        .group_by(col(Run.task_id))
-    ).all()
+    rows = session.exec(_ACTIVE_RUNS, params={"task_ids": task_ids}).all()
     return {task_id: int(count) for task_id, count in rows}
+
+
+_NEWEST_RUN_FAILED = select(Run.task_id).where(
+    col(Run.id).in_(
+        select(func.max(Run.id))
+        .where(col(Run.task_id).in_(_TASK_IDS))
+        .group_by(col(Run.task_id))
+        .scalar_subquery()
+    ),
+    Run.status == RunStatus.failed,
+)
 
 
 def failed_tasks(*, session: Session, task_ids: list[int]) -> set[int]:
     """The tasks whose newest run failed (a card flags them until a retry or a new run)."""
-    newest = (
-        select(func.max(Run.id))
-        .where(col(Run.task_id).in_(task_ids))
-        .group_by(col(Run.task_id))
-        .scalar_subquery()
-    )
-    rows = session.exec(
-        select(Run.task_id).where(col(Run.id).in_(newest), Run.status == RunStatus.failed)
-    ).all()
-    return set(rows)
+    return set(session.exec(_NEWEST_RUN_FAILED, params={"task_ids": task_ids}).all())
 
 
 @dataclass(frozen=True)
@@ -171,26 +196,32 @@ class AgentRow:
         return bool(self.endpoint.enabled and self.endpoint.health_ok)
 
 
+_AGENTS_WITH_MODELS = (
+    select(Agent, Model, ModelEndpoint)
+    .join(Model, col(Model.id) == col(Agent.model_id), isouter=True)
+    .join(ModelEndpoint, col(ModelEndpoint.id) == col(Model.endpoint_id), isouter=True)
+    .where(Agent.workspace_id == _WORKSPACE)
+    .order_by(col(Agent.name))
+)
+
+
 def agents_with_models(*, session: Session, workspace: Workspace) -> list[AgentRow]:
-    rows = session.exec(
-        select(Agent, Model, ModelEndpoint)
-        .join(Model, col(Model.id) == col(Agent.model_id), isouter=True)
-        .join(ModelEndpoint, col(ModelEndpoint.id) == col(Model.endpoint_id), isouter=True)
-        .where(Agent.workspace_id == workspace.id)
-        .order_by(col(Agent.name))
-    ).all()
+    rows = session.exec(_AGENTS_WITH_MODELS, params={"workspace_id": workspace.id}).all()
     return [AgentRow(agent, model, endpoint) for agent, model, endpoint in rows]
+
+
+_FEED = (
+    select(Event, User)
+    .join(User, col(User.id) == col(Event.actor_user_id), isouter=True)
+    .where(Event.workspace_id == _WORKSPACE)
+    .order_by(col(Event.id).desc())
+    .limit(FEED_SIZE)
+)
 
 
 def feed(*, session: Session, workspace: Workspace) -> list[tuple[Event, User | None]]:
     """The newest activity, newest first."""
-    rows = session.exec(
-        select(Event, User)
-        .join(User, col(User.id) == col(Event.actor_user_id), isouter=True)
-        .where(Event.workspace_id == workspace.id)
-        .order_by(col(Event.id).desc())
-        .limit(FEED_SIZE)
-    ).all()
+    rows = session.exec(_FEED, params={"workspace_id": workspace.id}).all()
     return [(event, user) for event, user in rows]
 
 
@@ -212,13 +243,16 @@ def _task_id(event: Event) -> int | None:
     return event.data.get("task_id") or (event.subject_id if event.subject_type == "task" else None)
 
 
+_EVALUATION_TASKS = select(SuiteResult.task_id, SuiteResult.judge_task_id).where(
+    col(SuiteResult.task_id).in_(_TASK_IDS) | col(SuiteResult.judge_task_id).in_(_TASK_IDS)
+)
+
+
 def _evaluation_tasks(session: Session, task_ids: list[int | None]) -> set[int]:
     ids = [task_id for task_id in task_ids if task_id]
-    rows = session.exec(
-        select(SuiteResult.task_id, SuiteResult.judge_task_id).where(
-            col(SuiteResult.task_id).in_(ids) | col(SuiteResult.judge_task_id).in_(ids)
-        )
-    ).all()
+    if not ids:
+        return set()
+    rows = session.exec(_EVALUATION_TASKS, params={"task_ids": ids}).all()
     return {task_id for row in rows for task_id in row if task_id is not None}
 
 

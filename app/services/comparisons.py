@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from app.engine.runs import Started, ask
@@ -105,26 +106,58 @@ class PastComparison:
     votes: list[str]
 
 
+# Built once: the task and compare pages ask them on every view.
+_COMPARISONS_OF = (
+    select(Comparison)
+    .where(Comparison.task_id == sa.bindparam("task_id"))
+    .order_by(col(Comparison.id).desc())
+)
+_BRANCHES_OF = (
+    select(ComparisonBranch.comparison_id, ComparisonBranch.message_id)
+    .where(col(ComparisonBranch.comparison_id).in_(sa.bindparam("ids", expanding=True)))
+    .order_by(col(ComparisonBranch.position))
+)
+_VOTES_OF = (
+    select(Vote)
+    .where(col(Vote.comparison_id).in_(sa.bindparam("ids", expanding=True)))
+    .order_by(col(Vote.id))
+)
+
+
+_BRANCH_IDS = (
+    select(ComparisonBranch.message_id)
+    .where(ComparisonBranch.comparison_id == sa.bindparam("comparison_id"))
+    .order_by(col(ComparisonBranch.position))
+)
+_VOTE_BY = select(Vote).where(
+    Vote.comparison_id == sa.bindparam("comparison_id"),
+    Vote.voter_user_id == sa.bindparam("voter_id"),
+)
+_VOTES = (
+    select(Vote).where(Vote.comparison_id == sa.bindparam("comparison_id")).order_by(col(Vote.id))
+)
+_COLUMN_MESSAGES = select(Message).where(col(Message.id).in_(sa.bindparam("ids", expanding=True)))
+_COLUMN_RUNS = (
+    select(Run)
+    .where(col(Run.output_message_id).in_(sa.bindparam("ids", expanding=True)))
+    .order_by(col(Run.id))
+)
+_COLUMN_AGENTS = select(Agent).where(col(Agent.id).in_(sa.bindparam("ids", expanding=True)))
+_COLUMN_MODELS = select(Model).where(col(Model.id).in_(sa.bindparam("ids", expanding=True)))
+
+
 def comparisons_of(*, session: Session, task: Task) -> list[PastComparison]:
     """The task's comparisons, newest first, each with its votes in words ("A is better",
     "C is best"): three queries however many comparisons the task has."""
-    comparisons = session.exec(
-        select(Comparison).where(Comparison.task_id == task.id).order_by(col(Comparison.id).desc())
-    ).all()
+    comparisons = session.exec(_COMPARISONS_OF, params={"task_id": task.id}).all()
     if not comparisons:
         return []
     ids = [c.id for c in comparisons]
     branches: dict[int, list[int]] = {}
-    for comparison_id, message_id in session.exec(
-        select(ComparisonBranch.comparison_id, ComparisonBranch.message_id)
-        .where(col(ComparisonBranch.comparison_id).in_(ids))
-        .order_by(col(ComparisonBranch.position))
-    ).all():
+    for comparison_id, message_id in session.exec(_BRANCHES_OF, params={"ids": ids}).all():
         branches.setdefault(comparison_id, []).append(message_id)
     votes: dict[int, list[Vote]] = {}
-    for vote in session.exec(
-        select(Vote).where(col(Vote.comparison_id).in_(ids)).order_by(col(Vote.id))
-    ).all():
+    for vote in session.exec(_VOTES_OF, params={"ids": ids}).all():
         votes.setdefault(vote.comparison_id, []).append(vote)
     found = []
     for comparison in comparisons:
@@ -199,13 +232,13 @@ def battle(
 
 
 def branch_ids(*, session: Session, comparison: Comparison) -> list[int]:
-    return list(
-        session.exec(
-            select(ComparisonBranch.message_id)
-            .where(ComparisonBranch.comparison_id == comparison.id)
-            .order_by(col(ComparisonBranch.position))
-        ).all()
-    )
+    return list(session.exec(_BRANCH_IDS, params={"comparison_id": comparison.id}).all())
+
+
+def vote_of(*, session: Session, comparison: Comparison, voter: User) -> Vote | None:
+    """``voter``'s vote on the comparison, if they cast one."""
+    params = {"comparison_id": comparison.id, "voter_id": voter.id}
+    return session.exec(_VOTE_BY, params=params).first()
 
 
 def _winner(branches: list[int], outcome: VoteOutcome, winner_message_id: int | None) -> int | None:
@@ -235,9 +268,11 @@ def cast_vote(
     """Record ``voter``'s verdict; voting again replaces it."""
     branches = branch_ids(session=session, comparison=comparison)
     winner_message_id = _winner(branches, outcome, winner_message_id)
-    vote = session.exec(
-        select(Vote).where(Vote.comparison_id == comparison.id, Vote.voter_user_id == voter.id)
-    ).first() or Vote(comparison_id=comparison.id, voter_user_id=voter.id, outcome=outcome)  # type: ignore[arg-type]
+    vote = vote_of(session=session, comparison=comparison, voter=voter) or Vote(
+        comparison_id=comparison.id,  # type: ignore[arg-type]
+        voter_user_id=voter.id,
+        outcome=outcome,
+    )
     vote.outcome = outcome
     vote.winner_message_id = winner_message_id
     vote.created_at = utcnow()
@@ -290,11 +325,7 @@ def cast_judge_vote(
 
 
 def votes_of(*, session: Session, comparison: Comparison) -> list[Vote]:
-    return list(
-        session.exec(
-            select(Vote).where(Vote.comparison_id == comparison.id).order_by(col(Vote.id))
-        ).all()
-    )
+    return list(session.exec(_VOTES, params={"comparison_id": comparison.id}).all())
 
 
 def continue_with(*, session: Session, task: Task, message_id: int, actor: User) -> MainBranch:
@@ -450,17 +481,16 @@ class Column:
 def columns_of(*, session: Session, message_ids: list[int], baseline: int) -> list[Column]:
     """The compared answers, lettered, each marked against the ``baseline``-th one (their
     messages, runs, agents and models read in one query each, not one per column)."""
-    by_id = {m.id: m for m in session.exec(select(Message).where(col(Message.id).in_(message_ids)))}
+    ids = {"ids": message_ids}
+    by_id = {m.id: m for m in session.exec(_COLUMN_MESSAGES, params=ids)}
     messages = [by_id.get(message_id) for message_id in message_ids]
     runs: dict[int, Run] = {}
-    for answer_run in session.exec(
-        select(Run).where(col(Run.output_message_id).in_(message_ids)).order_by(col(Run.id))
-    ):
+    for answer_run in session.exec(_COLUMN_RUNS, params=ids):
         runs.setdefault(answer_run.output_message_id, answer_run)  # type: ignore[arg-type]
-    agent_ids = {m.agent_id for m in messages if m is not None and m.agent_id}
-    agents = {a.id: a for a in session.exec(select(Agent).where(col(Agent.id).in_(agent_ids)))}
-    model_ids = {r.model_id for r in runs.values() if r.model_id}
-    models = {m.id: m for m in session.exec(select(Model).where(col(Model.id).in_(model_ids)))}
+    agent_ids = list({m.agent_id for m in messages if m is not None and m.agent_id})
+    agents = {a.id: a for a in session.exec(_COLUMN_AGENTS, params={"ids": agent_ids})}
+    model_ids = list({r.model_id for r in runs.values() if r.model_id})
+    models = {m.id: m for m in session.exec(_COLUMN_MODELS, params={"ids": model_ids})}
     base = messages[baseline]
     base_text = base.content if base else ""
     columns = []

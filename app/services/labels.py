@@ -42,6 +42,16 @@ def _step(pipeline: Pipeline | None, run: Run) -> str:
     return " · ".join(parts)
 
 
+# Built once: every task page view asks it.
+_PIPELINE_RUNS_OF = select(Run).where(
+    col(Run.pipeline_id).is_not(None),
+    sa.or_(
+        col(Run.input_message_id).in_(sa.bindparam("ids", expanding=True)),
+        col(Run.output_message_id).in_(sa.bindparam("ids", expanding=True)),
+    ),
+)
+
+
 def message_labels(
     *, session: Session, messages: Iterable[Message], agents_by_id: dict[int | None, Agent]
 ) -> dict[int, Label]:
@@ -49,15 +59,7 @@ def message_labels(
     shown = {m.id: m for m in messages if m.id is not None}
     if not shown:
         return {}
-    runs = session.exec(
-        select(Run).where(
-            col(Run.pipeline_id).is_not(None),
-            sa.or_(
-                col(Run.input_message_id).in_(list(shown)),
-                col(Run.output_message_id).in_(list(shown)),
-            ),
-        )
-    ).all()
+    runs = session.exec(_PIPELINE_RUNS_OF, params={"ids": list(shown)}).all()
     pipelines = (
         {
             p.id: p

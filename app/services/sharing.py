@@ -246,6 +246,28 @@ def active_read_only_links(
     return [(link, user) for link, user in rows]
 
 
+# Built once (the task page asks on every view): the links to a task and to its comparisons
+# that still work, newest first, with who made each; and those of one maker.
+_TASK_LINKS = (
+    select(ShareLink, User)
+    .join(User, col(User.id) == col(ShareLink.created_by_id), isouter=True)
+    .where(
+        sa.or_(
+            col(ShareLink.task_id) == sa.bindparam("task_id"),
+            col(ShareLink.comparison_id).in_(
+                select(Comparison.id).where(Comparison.task_id == sa.bindparam("task_id"))
+            ),
+        ),
+        col(ShareLink.revoked_at).is_(None),
+        sa.or_(
+            col(ShareLink.expires_at).is_(None), col(ShareLink.expires_at) > sa.bindparam("now")
+        ),
+    )
+    .order_by(col(ShareLink.id).desc())
+)
+_TASK_LINKS_BY = _TASK_LINKS.where(ShareLink.created_by_id == sa.bindparam("maker_id"))
+
+
 def active_links_of_task(
     *, session: Session, task: Task, user: User, role: Role | None = None
 ) -> list[tuple[ShareLink, User | None]]:
@@ -255,23 +277,12 @@ def active_links_of_task(
     if role is None:
         role = require_role(session=session, workspace_id=task.workspace_id, user=user,
                             min_role=Role.viewer)  # fmt: skip
-    comparisons = select(Comparison.id).where(Comparison.task_id == task.id)
-    query = (
-        select(ShareLink, User)
-        .join(User, col(User.id) == col(ShareLink.created_by_id), isouter=True)
-        .where(
-            sa.or_(
-                col(ShareLink.task_id) == task.id,
-                col(ShareLink.comparison_id).in_(comparisons),
-            ),
-            col(ShareLink.revoked_at).is_(None),
-            sa.or_(col(ShareLink.expires_at).is_(None), col(ShareLink.expires_at) > utcnow()),
-        )
-        .order_by(col(ShareLink.id).desc())
-    )
-    if role != Role.owner:
-        query = query.where(ShareLink.created_by_id == user.id)
-    return [(link, maker) for link, maker in session.exec(query).all()]
+    params = {"task_id": task.id, "now": utcnow()}
+    if role == Role.owner:
+        rows = session.exec(_TASK_LINKS, params=params).all()
+    else:
+        rows = session.exec(_TASK_LINKS_BY, params={**params, "maker_id": user.id}).all()
+    return [(link, maker) for link, maker in rows]
 
 
 def joined_through(*, session: Session, link: ShareLink) -> list[User]:

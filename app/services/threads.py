@@ -6,6 +6,7 @@ so a task with hundreds of messages renders quickly.
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ class Branch:
     a window) ``ids[start:start + len(messages)]``; ``ids`` is always the whole branch."""
 
     messages: list[Message]
-    siblings: dict[int, Siblings]
+    siblings: dict[int, Siblings]  # of the messages loaded, and of the one asked for
     runs: dict[int, Run] = field(default_factory=dict)  # by output message id (of those loaded)
     children_count: dict[int, int] = field(default_factory=dict)
     ids: list[int] = field(default_factory=list)
@@ -45,19 +46,77 @@ class Branch:
         return self.last
 
 
-def _tree(session: Session, task: Task) -> tuple[dict[int | None, list[int]], dict[int, str]]:
-    """Children by parent (oldest first), and every message's role: ids only, no texts."""
+# The statements of a task page, built once (building one costs more than running it); lists
+# of ids go in as expanding parameters, so each is compiled once however long the list.
+_TREE = (
+    sa.select(col(Message.id), col(Message.parent_id), col(Message.role))
+    .where(col(Message.task_id) == sa.bindparam("task_id"))
+    .order_by(col(Message.id))
+)
+_MESSAGES = select(Message).where(col(Message.id).in_(sa.bindparam("ids", expanding=True)))
+_RUNS_OF = select(Run).where(col(Run.output_message_id).in_(sa.bindparam("ids", expanding=True)))
+_MAIN_BRANCH = select(MainBranch.message_id).where(MainBranch.task_id == sa.bindparam("task_id"))
+_JUDGED = (
+    select(Run.input_message_id)
+    .join(Judgement, col(Judgement.run_id) == col(Run.id))
+    .where(Run.task_id == sa.bindparam("task_id"))
+)
+_ANSWERS = (
+    select(Message, Run)
+    .join(Run, col(Run.output_message_id) == col(Message.id), isouter=True)
+    .where(Message.parent_id == sa.bindparam("parent_id"))
+    .order_by(col(Message.id))
+)
+
+
+_TREE_VERSION = sa.select(func.count(), func.max(col(Message.id))).where(
+    col(Message.task_id) == sa.bindparam("task_id")
+)
+
+
+@dataclass(frozen=True)
+class _Tree:
+    """A task's tree, ids only; shared between requests, so never changed once built."""
+
+    children: dict[int | None, list[int]]  # by parent, oldest first
+    parents: dict[int, int | None]
+    roles: dict[int, str]
+
+    @property
+    def version(self) -> tuple[int, int | None]:
+        return len(self.roles), max(self.roles, default=None)
+
+
+# The trees of the tasks viewed last, each under its version: how many messages the task has
+# and the newest one's id. A message's id, parent and role never change once written, and a
+# message leaves only with its whole task, so a task's tree changes exactly when a message is
+# added to it, and every addition changes the version.
+_TREES: dict[int, _Tree] = {}
+_TREES_KEPT = 256
+_trees_lock = threading.Lock()
+
+
+def _tree(session: Session, task: Task) -> _Tree:
+    """The task's tree as it is in the database now (its messages' ids, parents and roles)."""
+    assert task.id is not None
+    count, newest = session.connection().execute(_TREE_VERSION, {"task_id": task.id}).one()
+    kept = _TREES.get(task.id)
+    if kept is not None and kept.version == (count, newest):
+        return kept
     children: dict[int | None, list[int]] = defaultdict(list)
     roles: dict[int, str] = {}
     # A plain (Core) query: hundreds of rows of three columns, no ORM bookkeeping.
-    for message_id, parent_id, role in session.connection().execute(
-        sa.select(col(Message.id), col(Message.parent_id), col(Message.role))
-        .where(col(Message.task_id) == task.id)
-        .order_by(col(Message.id))
-    ):
+    for message_id, parent_id, role in session.connection().execute(_TREE, {"task_id": task.id}):
         children[parent_id].append(message_id)  # type: ignore[arg-type]
         roles[message_id] = role  # type: ignore[index]
-    return children, roles
+    parents = {child: parent for parent, kids in children.items() for child in kids}
+    tree = _Tree(dict(children), parents, roles)  # a plain dict: a lookup adds no key
+    with _trees_lock:
+        _TREES.pop(task.id, None)
+        _TREES[task.id] = tree
+        while len(_TREES) > _TREES_KEPT:
+            _TREES.pop(next(iter(_TREES)))
+    return tree
 
 
 def branch(
@@ -73,11 +132,10 @@ def branch(
     With ``window``, only the ``window`` messages before position ``upto`` (default: the end)
     and the leaf are loaded, with their runs: a long branch's page shows a window of it, and
     making hundreds of messages into objects was most of that page's cost."""
-    children, roles = _tree(session, task)
-    parents = {child: parent for parent, kids in children.items() for child in kids}
+    found = _tree(session, task)
+    children, parents, roles = found.children, found.parents, found.roles
     if at is None:
-        main = session.get(MainBranch, task.id)
-        at = main.message_id if main else None
+        at = session.exec(_MAIN_BRANCH, params={"task_id": task.id}).first()
     if at is not None and at not in parents:
         raise NotFound("No such message in this task.")
     ids: list[int] = []
@@ -89,13 +147,7 @@ def branch(
         ids.reverse()
     elif children.get(None):
         # A judge's thread (a root of its own) is never where the task page opens.
-        judged = set(
-            session.exec(
-                select(Run.input_message_id)
-                .join(Judgement, col(Judgement.run_id) == col(Run.id))
-                .where(Run.task_id == task.id)
-            ).all()
-        )
+        judged = set(session.exec(_JUDGED, params={"task_id": task.id}).all())
         roots = [root for root in children[None] if root not in judged] or children[None]
         ids.append(roots[-1])
     # Down from there along the newest answers.
@@ -106,11 +158,10 @@ def branch(
     if window is None:
         end = len(ids)
     wanted = ids[start:end] + ids[-1:]
-    by_id = {
-        m.id: m for m in session.exec(select(Message).where(col(Message.id).in_(wanted))).all()
-    }
+    by_id = {m.id: m for m in session.exec(_MESSAGES, params={"ids": wanted}).all()}
     siblings = {}
-    for message_id in ids:
+    # Of the messages loaded, and of ``at`` (a page may show its card alone).
+    for message_id in dict.fromkeys([*wanted, *([at] if at is not None else [])]):
         kin = children[parents[message_id]]
         index = kin.index(message_id)
         siblings[message_id] = Siblings(
@@ -121,7 +172,7 @@ def branch(
         )
     runs = {
         run.output_message_id: run
-        for run in session.exec(select(Run).where(col(Run.output_message_id).in_(wanted))).all()
+        for run in session.exec(_RUNS_OF, params={"ids": wanted}).all()
         if run.output_message_id is not None
     }
     return Branch(
@@ -134,6 +185,12 @@ def branch(
         start=start,
         last=by_id[ids[-1]] if ids else None,
     )
+
+
+def answers_with_runs(*, session: Session, message_id: int) -> list[tuple[Message, Run | None]]:
+    """The direct answers of a message, oldest first, each with the run that wrote it."""
+    rows = session.exec(_ANSWERS, params={"parent_id": message_id}).all()
+    return [(message, run) for message, run in rows]
 
 
 def answers_to(*, session: Session, message_id: int) -> list[Message]:

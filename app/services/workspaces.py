@@ -7,6 +7,7 @@ import re
 import unicodedata
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
@@ -104,16 +105,20 @@ def workspaces_of(*, session: Session, user: User) -> list[tuple[Workspace, str]
     return [(workspace, role) for workspace, role in rows]
 
 
+# Built once: every workspace page runs it.
+_WORKSPACE_AND_ROLE = (
+    select(Workspace, Membership.role)
+    .join(Membership, col(Membership.workspace_id) == col(Workspace.id))
+    .where(Workspace.slug == sa.bindparam("slug"), Membership.user_id == sa.bindparam("user_id"))
+)
+
+
 def workspace_for(
     *, session: Session, slug: str, user: User, min_role: Role
 ) -> tuple[Workspace, Role]:
     """The workspace ``slug`` and the user's role, if it is at least ``min_role``; NotFound
     otherwise."""
-    row = session.exec(
-        select(Workspace, Membership.role)
-        .join(Membership, col(Membership.workspace_id) == col(Workspace.id))
-        .where(Workspace.slug == slug, Membership.user_id == user.id)
-    ).first()
+    row = session.exec(_WORKSPACE_AND_ROLE, params={"slug": slug, "user_id": user.id}).first()
     if row is None or not Role(row[1]).allows(min_role):
         raise NotFound("No such workspace.")
     return row[0], Role(row[1])
