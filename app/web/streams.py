@@ -89,9 +89,10 @@ def stream_user(request: Request) -> User:
 StreamUser = Annotated[User, Depends(stream_user)]
 
 
-def stream_credentials(request: Request) -> None:
+async def stream_credentials(request: Request) -> None:
     """Refuse a request without a token or session cookie before anything else (its path is
-    not even validated); the caller looks the user up later, with what else it reads."""
+    not even validated); the caller looks the user up later, with what else it reads. Async:
+    FastAPI runs a plain ``def`` dependency in its thread pool, a hop for nothing here."""
     if not request.headers.get("authorization") and not request.cookies.get(SESSION_COOKIE):
         raise SignInRequired()
 
