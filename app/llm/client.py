@@ -74,7 +74,7 @@ class Timeouts:
                 raise ValueError(f"Timeouts.{name} must be a positive number of seconds")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: one is made for every chunk of an answer
 class TextDelta:
     text: str
 
