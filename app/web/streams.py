@@ -128,8 +128,8 @@ def event_stream(
 
 class _EventSource(EventSourceResponse):
     """sse-starlette's response, without a cancel scope around every send when no send timeout
-    is set (``anyio.move_on_after(None)`` times nothing, and every event to every viewer paid
-    for one: a sixth of the web's CPU when one run's entries went out to 100 viewers)."""
+    is set: ``anyio.move_on_after(None)`` times nothing, and every event to every viewer paid
+    for one (8.6 µs against 0.2 µs for the send itself, timed on a busy machine)."""
 
     async def _send_with_timeout(self, send: Send, message: Message) -> None:
         if self.send_timeout is None:
