@@ -260,3 +260,18 @@ def test_a_dropped_page_viewer_is_not_told_the_stream_ended() -> None:
 
     assert streams.END_EVENT not in _run(lambda: sent(dropped()))
     assert streams.END_EVENT in _run(lambda: sent(ended()))
+
+
+def test_the_event_source_overrides_a_send_sse_starlette_still_has() -> None:
+    """``streams._EventSource`` replaces sse-starlette's private ``_send_with_timeout`` (to skip
+    a cancel scope per event when no timeout is set); were it renamed upstream, the override
+    would silently do nothing."""
+    from sse_starlette import EventSourceResponse
+
+    assert "_send_with_timeout" in vars(EventSourceResponse)
+    assert streams.event_stream(_no_events()).send_timeout is None
+
+
+async def _no_events() -> AsyncIterator[bytes]:
+    return
+    yield b""

@@ -21,7 +21,6 @@ pooling it; the model server sees the disconnect and frees its slot.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import ssl
@@ -30,7 +29,7 @@ import unicodedata
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import httpcore
@@ -75,7 +74,7 @@ class Timeouts:
                 raise ValueError(f"Timeouts.{name} must be a positive number of seconds")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: one is made for every chunk of an answer
 class TextDelta:
     text: str
 
@@ -204,6 +203,24 @@ class ModelHTTPClient(httpx.Client):
         )
 
 
+class _CallIO:
+    """:meth:`_Call.io` (a class, not ``contextlib.contextmanager``: a stream enters it on
+    every read, thousands of times an answer)."""
+
+    __slots__ = ("_call", "_token")
+
+    def __init__(self, call: _Call) -> None:
+        self._call = call
+
+    def __enter__(self) -> None:
+        self._token = _active_deadline.set(self._call.deadline)
+
+    def __exit__(self, kind: object, exc: BaseException | None, traceback: object) -> None:
+        _active_deadline.reset(self._token)
+        if isinstance(exc, httpx.HTTPError):
+            raise self._call._transport_error(exc) from exc
+
+
 class _Call:
     """One request: where it goes, its deadline, and how to say that the deadline passed."""
 
@@ -237,16 +254,9 @@ class _Call:
         text = " ".join(text.split())
         return text[:_SNIPPET_CHARS] + ("…" if len(text) > _SNIPPET_CHARS else "")
 
-    @contextlib.contextmanager
-    def io(self) -> Iterator[None]:
+    def io(self) -> _CallIO:
         """Run network I/O under the current deadline, turning httpx failures into ModelError."""
-        token = _active_deadline.set(self.deadline)
-        try:
-            yield
-        except httpx.HTTPError as exc:
-            raise self._transport_error(exc) from exc
-        finally:
-            _active_deadline.reset(token)
+        return _CallIO(self)
 
     def _transport_error(self, exc: httpx.HTTPError) -> ModelError:
         at = f"Model server at {self.base}"
@@ -577,35 +587,41 @@ def _stream_events(
     between_message = (
         f"No new token for {timeouts.between_tokens:g} s from model '{call.model}' at {call.base}"
     )
-    lines = _sse_lines(call, response)
+    reads = _sse_lines(call, response)
     parser = _SseParser()
     progress = _Progress()
     while not progress.done:
         try:
-            line = next(lines, None)
+            lines = next(reads, None)
         except ModelError:
             # Some servers keep the connection open after the finish chunk; it still counts.
             if progress.finish_reason is None:
                 raise
             break
-        event = parser.feed(line) if line is not None else parser.flush()
-        if event is not None:
+        for line in lines if lines is not None else (None,):
+            event = parser.feed(line) if line is not None else parser.flush()
+            if event is None:
+                continue
             texts = _apply_event(call, event, progress)
             if progress.started:  # from the first token on, every chunk restarts the clock
                 call.expect_within(timeouts.between_tokens, between_message)
             for text in texts:
                 yield TextDelta(text)
-        if line is None:
+            if progress.done:
+                break
+        if lines is None:
             break
     if progress.finish_reason is None:
         raise ModelError(ErrorKind.INCOMPLETE_STREAM, "The model stream ended without a finish")
     yield Finish(progress.finish_reason, progress.prompt_tokens, progress.completion_tokens)
 
 
-def _sse_lines(call: _Call, response: httpx.Response) -> Iterator[str]:
-    """The body's lines, split as an event stream is (CRLF, LF or CR; not at the other line
-    breaks of ``str.splitlines``, which a model's text may hold) and decoded from UTF-8 once
-    whole. Only the reads run under the call's deadline: one read often brings many lines."""
+def _sse_lines(call: _Call, response: httpx.Response) -> Iterator[list[str]]:
+    """The body's lines, the ones each read completes together (a read often brings many: the
+    caller loops over them, not over one generator step a line), split as an event stream is
+    (CRLF, LF or CR; not at the other line breaks of ``str.splitlines``, which a model's text
+    may hold) and decoded from UTF-8 once whole. Only the reads run under the call's
+    deadline."""
     chunks = response.iter_bytes()
     pending = b""
     while True:
@@ -619,17 +635,18 @@ def _sse_lines(call: _Call, response: httpx.Response) -> Iterator[str]:
             held = pending.endswith(b"\r")
             body = pending[:-1] if held else pending
             pending = body.replace(b"\r\n", b"\n").replace(b"\r", b"\n") + (b"\r" if held else b"")
-        if b"\n" not in pending:
+        end = pending.rfind(b"\n")
+        if end < 0:
             continue
-        *complete, pending = pending.split(b"\n")
-        for line in complete:
-            yield line.decode("utf-8", "replace")
+        # A LF is never part of a longer UTF-8 sequence: decoding the whole lines at once is
+        # decoding each.
+        complete, pending = pending[:end], pending[end + 1 :]
+        yield complete.decode("utf-8", "replace").split("\n")
     if pending:
-        yield pending.removesuffix(b"\r").decode("utf-8", "replace")
+        yield [pending.removesuffix(b"\r").decode("utf-8", "replace")]
 
 
-@dataclass(frozen=True)
-class _SseEvent:
+class _SseEvent(NamedTuple):
     name: str
     data: str
 
@@ -642,6 +659,9 @@ class _SseParser:
         self._data: list[str] = []
 
     def feed(self, line: str) -> _SseEvent | None:
+        if line.startswith("data:"):  # nearly every line; the rest are handled below
+            self._data.append(line[6:] if line.startswith("data: ") else line[5:])
+            return None
         if not line:
             return self.flush()
         if line.startswith(":"):  # comment, used as keep-alive

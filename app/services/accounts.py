@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
@@ -160,9 +160,12 @@ def user_for_session(*, session: Session, token: str) -> User | None:
     if row is None:
         return None
     login, user = row
-    if login.expires_at <= utcnow() or not user.is_active:
-        return None
-    return user
+    return user if session_is_valid(login.expires_at, user) else None
+
+
+def session_is_valid(expires_at: datetime, user: User) -> bool:
+    """Whether a sign-in that lasts until ``expires_at`` still signs ``user`` in."""
+    return expires_at > utcnow() and user.is_active
 
 
 def end_session(*, session: Session, token: str) -> None:

@@ -31,6 +31,7 @@ from app.routes import (
     task_pages,
     team_pages,
 )
+from app.routes.api import live_router as api_live_router
 from app.routes.api import router as api_router
 from app.services import ServiceError
 from app.services.accounts import has_users
@@ -96,12 +97,17 @@ def create_app() -> FastAPI:
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
+        # Switchboard's metrics are Prometheus's (app/web/metrics.py). FastAPI's own
+        # OpenTelemetry looks up three global providers on every request to see whether it is
+        # wanted (about 30 µs a request on a busy machine; a hundred viewers connect at once).
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(SecurityMiddleware)
     install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     for router in (
+        api_live_router,  # first: see app/routes/api/__init__.py
         health.router,
         metrics.router,
         auth.router,

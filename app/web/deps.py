@@ -67,14 +67,23 @@ def _user_for_bearer(session: Session, token: str) -> User | None:
     return user if user.is_active else None
 
 
+def _bearer_token(request: Request) -> str | None:
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    return credentials.strip() if scheme.lower() == "bearer" and credentials else None
+
+
+def session_cookie(request: Request) -> str | None:
+    """The session cookie, when it is what signs the request in (a bearer token comes first)."""
+    return None if _bearer_token(request) is not None else request.cookies.get(SESSION_COOKIE)
+
+
 def user_from_request(request: Request, session: Session) -> User | None:
     """The user behind the request's bearer token or session cookie, if any."""
-    authorization = request.headers.get("authorization", "")
-    scheme, _, credentials = authorization.partition(" ")
+    token = _bearer_token(request)
     user: User | None = None
     request.state.signed_in_by = None
-    if scheme.lower() == "bearer" and credentials:
-        user = _user_for_bearer(session, credentials.strip())
+    if token is not None:
+        user = _user_for_bearer(session, token)
         request.state.signed_in_by = "token"
     elif cookie := request.cookies.get(SESSION_COOKIE):
         user = user_for_session(session=session, token=cookie)

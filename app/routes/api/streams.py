@@ -14,10 +14,10 @@ from app.web.streams import (
     LiveEvent,
     StreamUser,
     Viewer,
+    connecting_viewer,
     event_stream,
     stream_credentials,
     tail,
-    user_and_run,
     viewable_workspace_id,
 )
 
@@ -36,8 +36,8 @@ async def run_events(
 ) -> EventSourceResponse:
     """``token``, ``state``, ``reset``, then ``done`` or ``error``; resumes after
     ``Last-Event-ID`` (one that came after the end gets the end again)."""
-    # Signed in, and allowed to see the run (404 before the stream starts): one session.
-    user, snapshot = await run_in_threadpool(user_and_run, request, run_id)
+    # Signed in, and allowed to see the run (404 before the stream starts): one query.
+    user, snapshot = await connecting_viewer(request, run_id)
     viewer = Viewer(request, user)
     start = parse_stream_id(last_event_id)
     runs = {run_id: start}
