@@ -105,10 +105,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--tasks", type=int, default=30, help="tasks on the board")
+    parser.add_argument(
+        "--niceness", type=int, default=None, help="the stack's SWITCHBOARD_PARTS_NICENESS"
+    )
     args = parser.parse_args()
 
     note = load_note()
-    with stack() as sb:
+    niceness = {} if args.niceness is None else {"SWITCHBOARD_PARTS_NICENESS": str(args.niceness)}
+    with stack(settings=niceness) as sb:
         paths = seed(sb, args.tasks)
         decode_rate(sb, 16)  # warm-up
         idle = [decode_rate(sb, args.tokens) for _ in range(args.runs)]
@@ -134,7 +138,7 @@ def main() -> None:
     print(f"  CPU seconds of the stack's processes in all: {used}")
     figures = {"users": args.users, "runs": args.runs, "idle_tokens_per_s": round(idle_rate, 2),
                "browsing_tokens_per_s": round(busy_rate, 2), "ratio": round(ratio, 3),
-               "people": people}  # fmt: skip
+               "people": people, "parts_niceness": args.niceness}  # fmt: skip
     emit("interference", figures, [
         row(f"model tokens/s while {args.users} people browse ÷ idle",
             f"{idle_rate:.1f} tok/s idle", f"{busy_rate:.1f} tok/s",
