@@ -42,9 +42,17 @@ class Held(Exception):
         self.seconds = seconds
 
 
-def lapsed(table: Delivered, now: datetime) -> sa.ColumnElement[bool]:
+def lapsed(table: Delivered, now: datetime | sa.BindParameter[datetime]) -> sa.ColumnElement[bool]:
     """Its lease ran out: the worker that held it stopped renewing it (it died)."""
     return col(table.lease_until) < now
+
+
+def held_by(table: Delivered, row_id: Any, *, worker: Any, statuses: tuple[str, ...]) -> Any:
+    """``worker`` holds the row in one of ``statuses`` (the ids may be bound parameters, for a
+    statement built once)."""
+    return sa.and_(
+        col(table.id) == row_id, col(table.claimed_by) == worker, col(table.status).in_(statuses)
+    )
 
 
 def update_held(
@@ -56,11 +64,7 @@ def update_held(
     return bool(
         session.execute(  # type: ignore[attr-defined]
             sa.update(table)
-            .where(
-                col(table.id) == row_id,
-                col(table.claimed_by) == worker,
-                col(table.status).in_(statuses),
-            )
+            .where(held_by(table, row_id, worker=worker, statuses=statuses))
             .values(**values)
         ).rowcount
     )
@@ -72,9 +76,7 @@ def is_held(
     """Whether ``worker`` still holds the row in one of ``statuses``."""
     found = session.exec(
         select(table.id).where(  # type: ignore[arg-type]
-            col(table.id) == row_id,
-            col(table.claimed_by) == worker,
-            col(table.status).in_(statuses),
+            held_by(table, row_id, worker=worker, statuses=statuses)
         )
     ).first()
     return found is not None

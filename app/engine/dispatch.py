@@ -68,7 +68,6 @@ _TO_SEND = (
         Task.workspace_id,
         Run.task_id,
         Judgement.id,
-        Run.dispatched_at,
     )
     .join(Model, col(Model.id) == col(Run.model_id))
     .join(Task, col(Task.id) == col(Run.task_id))
@@ -90,10 +89,8 @@ def dispatch(run_ids: list[int]) -> bool:
         rows = connection.execute(_TO_SEND, {"p_run_ids": run_ids}).all()
     client = get_redis()
     app = producer()
-    sent: list[int] = []
-    unmarked: list[int] = []
     unsent: list[int] = []
-    for run_id, endpoint_id, pipeline_id, workspace_id, task_id, judgement_id, marked in rows:
+    for run_id, endpoint_id, pipeline_id, workspace_id, task_id, judgement_id in rows:
         with contextlib.suppress(redis.RedisError):
             # Before the message: the worker's "running" must come after "queued".
             live.announce_queued(client, run_id=run_id, task_id=task_id, workspace_id=workspace_id)
@@ -107,13 +104,8 @@ def dispatch(run_ids: list[int]) -> bool:
         except (KombuError, redis.RedisError, OSError) as exc:
             log.warning("could not queue run %s (the sweeper will retry): %s", run_id, exc)
             unsent.append(run_id)
-            continue
-        sent.append(run_id)
-        if marked is None:
-            unmarked.append(run_id)
-    mark_dispatched(Run, unmarked)
     mark_dispatched(Run, unsent, sent=False)
-    return len(sent) == len(rows)
+    return not unsent
 
 
 def announce_cancel(run: Run) -> None:

@@ -45,10 +45,12 @@ from app.engine import live
 from app.engine.conversation import message_path, render_context, render_transcript
 from app.engine.delivery import (
     Held,
+    held_by,
     held_for,
     holder_is_gone,
     holder_of,
     is_held,
+    lapsed,
     update_held,
 )
 from app.engine.loop_guard import LoopGuard
@@ -136,12 +138,12 @@ _CLAIM = (
                 sa.or_(
                     _run.c.claimed_by.is_(None),  # free (a lease is then the sweeper's)
                     _run.c.lease_until.is_(None),
-                    _run.c.lease_until < sa.bindparam("p_now"),  # lapsed
+                    lapsed(Run, sa.bindparam("p_now")),
                 ),
             ),
             sa.and_(
                 _run.c.status == RunStatus.running,
-                _run.c.lease_until < sa.bindparam("p_now"),
+                lapsed(Run, sa.bindparam("p_now")),
                 _run.c.cancel_requested_at.is_(None),  # end_cancelled_orphan's
             ),
             sa.and_(  # a holder known to be dead (NULL, never equal to anything, when none)
@@ -161,9 +163,12 @@ _CLAIM = (
 _BEGIN = (
     sa.update(_run)
     .where(
-        _run.c.id == sa.bindparam("p_run_id"),
-        _run.c.claimed_by == sa.bindparam("p_worker"),
-        _run.c.status == RunStatus.queued,
+        held_by(
+            Run,
+            sa.bindparam("p_run_id"),
+            worker=sa.bindparam("p_worker"),
+            statuses=(RunStatus.queued,),
+        )  # fmt: skip
     )
     .values(
         status=RunStatus.running,
@@ -208,7 +213,7 @@ def end_cancelled_orphan(*, session: Session, run_id: int) -> bool:
         .where(
             col(Run.id) == run_id,
             col(Run.status) == RunStatus.running,
-            col(Run.lease_until) < utcnow(),
+            lapsed(Run, utcnow()),
             col(Run.cancel_requested_at).is_not(None),
         )
         .values(
