@@ -34,11 +34,17 @@ _ROLE = select(Membership.role).where(
 )
 
 
+def at_least(role: str | None, min_role: Role, *, missing: str = "Not found.") -> Role:
+    """``role`` (a membership's, None for none) when it allows ``min_role``; otherwise NotFound:
+    to someone who may not see a thing, it does not exist."""
+    if role is None or not Role(role).allows(min_role):
+        raise NotFound(missing)
+    return Role(role)
+
+
 def require_role(*, session: Session, workspace_id: int, user: User, min_role: Role) -> Role:
     role = session.exec(_ROLE, params={"workspace_id": workspace_id, "user_id": user.id}).first()
-    if role is None or not Role(role).allows(min_role):
-        raise NotFound("Not found.")
-    return Role(role)
+    return at_least(role, min_role)
 
 
 def _get(session: Session, model: type[T], object_id: int, label: str) -> T:

@@ -19,6 +19,7 @@ from sqlmodel import Session, col
 from app.models import LoginSession, Membership, Message, Role, Run, RunStatus, Task, User
 from app.security import hash_token
 from app.services import NotFound
+from app.services.access import at_least
 from app.services.accounts import session_is_valid
 
 ENDED = (RunStatus.succeeded, RunStatus.failed, RunStatus.cancelled)
@@ -60,8 +61,7 @@ def _sight(status: str | None, error: str | None, workspace_id: int | None, role
            text: str | None) -> RunSight:  # fmt: skip
     if status is None or workspace_id is None:
         raise NotFound("No such run.")
-    if role is None or not Role(role).allows(Role.viewer):
-        raise NotFound("Not found.")
+    at_least(role, Role.viewer)
     return RunSight(status, text or "", error, workspace_id)
 
 

@@ -14,6 +14,7 @@ from sqlmodel import Session, col, select
 from app.engine import live
 from app.models import Event, Membership, Role, Run, Task, User, Workspace
 from app.services import Conflict, NotFound, ServiceError
+from app.services.access import at_least
 
 log = logging.getLogger(__name__)
 MAX_NAME_LENGTH = 120
@@ -119,9 +120,9 @@ def workspace_for(
     """The workspace ``slug`` and the user's role, if it is at least ``min_role``; NotFound
     otherwise."""
     row = session.exec(_WORKSPACE_AND_ROLE, params={"slug": slug, "user_id": user.id}).first()
-    if row is None or not Role(row[1]).allows(min_role):
+    if row is None:
         raise NotFound("No such workspace.")
-    return row[0], Role(row[1])
+    return row[0], at_least(row[1], min_role, missing="No such workspace.")
 
 
 def role_in(*, session: Session, workspace: Workspace, user: User) -> Role | None:
