@@ -11,6 +11,9 @@ throwaway stack (``switchboard up`` without the embedded model) and an agent use
 * 1 viewer: words/s that one SSE client (``GET /api/v1/runs/{id}/events``) receives;
 * N viewers: N SSE clients (asyncio, one connection each) following the same run.
 
+The viewers are ``bench.sse_viewer``'s lean HTTP/1.1 readers: they stand for browsers on other
+machines, and httpx's async client used more of the two cores than the web process did.
+
 For the viewers the scripted answer is held back until every viewer is connected and the worker
 is waiting on the model, and the clock starts when it is released; each viewer's rate is the
 words it received divided by the time until its last word. Words are counted, not events: the
@@ -30,12 +33,12 @@ from dataclasses import dataclass
 import httpx
 
 from bench.report import emit, row
+from bench.sse_viewer import cookie_header, view_run
 from bench.stack import (
     Event,
     ScriptedModel,
     Stack,
     StackError,
-    afollow_run,
     last_token_at,
     load_note,
     stack,
@@ -93,29 +96,26 @@ async def deliver(sb: Stack, model: ScriptedModel, slug: str, agent: int, viewer
         f"/workspaces/{slug}/tasks", {"title": "stream", "brief": "Go.", "agent_ids": [agent]}
     )
     run_id = created["started"]["runs"][0]["id"]
-    limits = httpx.Limits(max_connections=viewers + 10, max_keepalive_connections=viewers + 10)
-    async with httpx.AsyncClient(
-        base_url=sb.base_url, cookies=sb.cookies, limits=limits, timeout=120
-    ) as client:
-        opened = [asyncio.Event() for _ in range(viewers)]
-        tasks = [asyncio.create_task(afollow_run(client, run_id, o)) for o in opened]
-        connecting = time.perf_counter()
-        await asyncio.wait_for(asyncio.gather(*(o.wait() for o in opened)), 120)
-        connected_s = time.perf_counter() - connecting
-        # The worker has claimed the run and its request waits at the model.
-        deadline = time.monotonic() + 60
-        while model.waiting < 1:
-            if time.monotonic() > deadline:
-                model.release()
-                raise StackError(f"run {run_id} did not reach the model within 60 s")
-            await asyncio.sleep(0.005)
-        cpu_before = {**sb.cpu_seconds(), "model": model.cpu_seconds(),
-                      "viewers": time.process_time()}  # fmt: skip
-        released = time.perf_counter()
-        model.release()
-        results: list[list[Event]] = await asyncio.wait_for(asyncio.gather(*tasks), 300)
-        cpu_after = {**sb.cpu_seconds(), "model": model.cpu_seconds(),
-                     "viewers": time.process_time()}  # fmt: skip
+    cookies = cookie_header(sb.cookies)
+    opened = [asyncio.Event() for _ in range(viewers)]
+    connecting = time.perf_counter()
+    tasks = [asyncio.create_task(view_run(sb.base_url, cookies, run_id, o)) for o in opened]
+    await asyncio.wait_for(asyncio.gather(*(o.wait() for o in opened)), 120)
+    connected_s = time.perf_counter() - connecting
+    # The worker has claimed the run and its request waits at the model.
+    deadline = time.monotonic() + 60
+    while model.waiting < 1:
+        if time.monotonic() > deadline:
+            model.release()
+            raise StackError(f"run {run_id} did not reach the model within 60 s")
+        await asyncio.sleep(0.005)
+    cpu_before = {**sb.cpu_seconds(), "model": model.cpu_seconds(),
+                  "viewers": time.process_time()}  # fmt: skip
+    released = time.perf_counter()
+    model.release()
+    results: list[list[Event]] = await asyncio.wait_for(asyncio.gather(*tasks), 300)
+    cpu_after = {**sb.cpu_seconds(), "model": model.cpu_seconds(),
+                 "viewers": time.process_time()}  # fmt: skip
     cpu = {part: cpu_after[part] - cpu_before.get(part, 0.0) for part in cpu_after}
     if model.answered != answered_before + 1:
         raise StackError("the scripted model did not serve exactly one answer")

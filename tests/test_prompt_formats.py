@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from sqlmodel import select
 
@@ -9,7 +11,7 @@ from app.engine.runner import LOOP_STOPPED
 from app.models import Message, Model, ModelEndpoint
 from tests.engine_helpers import start_task, wait_for_runs
 from tests.factories import make_model, make_user, sign_in
-from tests.scripted_server import Reply, completion
+from tests.scripted_server import Drop, Hold, Reply, Send, Stream, completion, sse, text_chunk
 
 COMPLETIONS = "/v1/completions"
 
@@ -100,6 +102,40 @@ def test_a_looping_model_is_stopped_keeping_the_text_before_the_loop(
     assert answer_of(session, run) == "Sure.\nThe answer is that it depends on the input."
     page = client.get(f"/t/{task['id']}")
     assert LOOP_STOPPED in page.text
+
+
+def test_a_loop_is_stopped_while_the_model_goes_on(client, session, team, model_server):
+    # Paced past the publisher's ~50 ms flushes, where the guard looks: the run ends, and the
+    # connection is closed, before the model would ever finish (it holds until disconnected).
+    workspace, (coder, *_) = team
+    as_transcript(session, [coder])
+    never = threading.Event()
+    paced = completion(LOOP, pause=0.02, finish="length")
+    model_server.on(COMPLETIONS, Stream([*paced.steps[:-2], Hold(never)]))
+
+    task = start_task(client, workspace, [coder])
+    (run,) = wait_for_runs(client, task["id"], 1)
+
+    assert run["status"] == "succeeded" and run["error"] == LOOP_STOPPED
+    assert answer_of(session, run) == "Sure.\nThe answer is that it depends on the input."
+    assert model_server.received[-1].disconnected.wait(5)
+
+
+def test_a_loop_that_ends_the_stream_is_stopped_even_if_the_model_then_fails(
+    client, session, team, model_server
+):
+    # Every token before the first flush: the guard looks at them once the stream has ended,
+    # here by the model dropping the connection.
+    workspace, (coder, *_) = team
+    as_transcript(session, [coder])
+    burst = b"".join(sse(text_chunk(piece)).data for piece in LOOP)
+    model_server.on(COMPLETIONS, Stream([Send(burst), Drop()]))
+
+    task = start_task(client, workspace, [coder])
+    (run,) = wait_for_runs(client, task["id"], 1)
+
+    assert run["status"] == "succeeded" and run["error"] == LOOP_STOPPED
+    assert answer_of(session, run) == "Sure.\nThe answer is that it depends on the input."
 
 
 def test_the_loop_guard_is_off_for_an_agent_that_says_so(client, session, team, model_server):

@@ -584,6 +584,7 @@ def stream_answer(
     status = RunStatus.succeeded
     error = None
     guard = LoopGuard() if job.loop_guard else None
+    unchecked = 0  # parts the loop guard has yet to see
     events = _model_stream(job, timeouts, extra)
     try:
         for event in events:
@@ -598,13 +599,16 @@ def stream_answer(
             if first_token_at is None:
                 first_token_at, first_token_clock = utcnow(), time.monotonic()
             parts.append(text)
-            if guard is not None and guard.feed(text):
-                status, error = RunStatus.succeeded, LOOP_STOPPED
-                # The stored answer is the text before the loop; the done event that follows
-                # makes viewers render it from SQL.
-                parts = [guard.kept]
+            unchecked += 1
+            # The guard and the cancel flag are looked at when the publisher flushes (the
+            # first token, then every ~50 ms), not at every token: a loop is found a few
+            # tokens later, and its text is cut all the same.
+            if not publisher.token(text):
+                continue
+            if guard is not None and guard.feed(_joined(parts, unchecked)):
                 break
-            if publisher.token(text) and publisher.cancel_requested():
+            unchecked = 0
+            if publisher.cancel_requested():
                 status = RunStatus.cancelled
                 error = "Cancelled; the text so far is kept."
                 break
@@ -614,6 +618,16 @@ def stream_answer(
             error = _time_limit_message(settings)
     finally:
         events.close()  # closes the connection: the server frees the slot at once
+    # What came since the last flush is looked at too: a loop found there counts even if the
+    # stream then failed (looked at per token, it would have been stopped before).
+    if (
+        guard is not None
+        and status is not RunStatus.cancelled
+        and (guard.looping or (unchecked and guard.feed(_joined(parts, unchecked))))
+    ):
+        # The stored answer is the text before the loop; the done event that follows makes
+        # viewers render it from SQL.
+        status, error, parts = RunStatus.succeeded, LOOP_STOPPED, [guard.kept]
     publisher.flush()
     ended = time.monotonic()
     outcome = Outcome(status, "".join(parts), error, first_token_at, utcnow())
@@ -624,6 +638,11 @@ def stream_answer(
         if finish.completion_tokens and finish.completion_tokens > 1 and decode_s > 0:
             outcome.tokens_per_second = round((finish.completion_tokens - 1) / decode_s, 2)
     return outcome
+
+
+def _joined(parts: list[str], last: int) -> str:
+    """The text of the ``last`` parts."""
+    return parts[-1] if last == 1 else "".join(parts[-last:])
 
 
 def _model_stream(

@@ -74,8 +74,11 @@ class Timeouts:
                 raise ValueError(f"Timeouts.{name} must be a positive number of seconds")
 
 
-@dataclass(frozen=True, slots=True)  # slots: one is made for every chunk of an answer
+@dataclass(frozen=True, slots=True)  # slots: one is made for every read of an answer
 class TextDelta:
+    """New text: that of every chunk one read of the stream brought (one token from a model
+    that keeps up with its reader, many from one that outruns it)."""
+
     text: str
 
 
@@ -598,17 +601,30 @@ def _stream_events(
             if progress.finish_reason is None:
                 raise
             break
+        # The text of every chunk one read brought goes out as one delta: a reader that falls
+        # behind a fast server then pays the caller's per-delta work (loop guard, publishing)
+        # once a read, not once a token. A slow model brings one chunk a read.
+        texts: list[str] = []
+        failure: ModelError | None = None
+        applied = False
         for line in lines if lines is not None else (None,):
             event = parser.feed(line) if line is not None else parser.flush()
             if event is None:
                 continue
-            texts = _apply_event(call, event, progress)
-            if progress.started:  # from the first token on, every chunk restarts the clock
-                call.expect_within(timeouts.between_tokens, between_message)
-            for text in texts:
-                yield TextDelta(text)
+            try:
+                texts += _apply_event(call, event, progress)
+            except ModelError as exc:
+                failure = exc  # the text before it still goes out first
+                break
+            applied = True
             if progress.done:
                 break
+        if applied and progress.started:  # from the first token on, every chunk restarts the clock
+            call.expect_within(timeouts.between_tokens, between_message)
+        if texts:
+            yield TextDelta(texts[0] if len(texts) == 1 else "".join(texts))
+        if failure is not None:
+            raise failure
         if lines is None:
             break
     if progress.finish_reason is None:

@@ -101,6 +101,33 @@ def test_deltas_concatenate_and_usage_comes_from_the_last_chunk(
     assert finish == Finish(reason="stop", prompt_tokens=12, completion_tokens=3)
 
 
+def test_the_chunks_one_read_brings_come_as_one_delta(model_server: ScriptedServer) -> None:
+    # Fifty chunks in one write arrive in one read (or a few): the caller's per-delta work
+    # (loop guard, publishing) is paid a read, not a token, when the server outruns it.
+    words = [f"w{index} " for index in range(50)]
+    burst = b"".join(sse(chunk(word)).data for word in words)
+    model_server.on(CHAT, Stream([Send(burst), sse(chunk(finish="stop")), DONE]))
+
+    *deltas, finish = list(chat(model_server))
+
+    assert "".join(d.text for d in deltas if isinstance(d, TextDelta)) == "".join(words)
+    assert 1 <= len(deltas) < 5, [d for d in deltas if isinstance(d, TextDelta)]
+    assert finish == Finish("stop", None, None)
+
+
+def test_text_read_together_with_an_error_still_comes_before_it(
+    model_server: ScriptedServer,
+) -> None:
+    error = b'data: {"error": {"code": 500, "message": "slot crashed"}}\n\n'
+    burst = sse(chunk("one ")).data + sse(chunk("two")).data + error
+    model_server.on(CHAT, Stream([Send(burst)]))
+
+    failure, text, _ = fail(model_server)
+
+    assert text == "one two"
+    assert "slot crashed" in str(failure)
+
+
 def test_usage_in_a_separate_chunk_with_empty_choices(model_server: ScriptedServer) -> None:
     usage = {"prompt_tokens": 5, "completion_tokens": 7}
     steps = [
