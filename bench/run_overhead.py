@@ -15,10 +15,12 @@ then, in pairs whose order alternates (direct first, then Switchboard first, …
   SSE events until ``done``.
 
 Both requests of a pair ask the same question, so the model does the same work: the same
-prompt tokens, the same answer (temperature 0). Only its cache differs — the second of a pair
-finds the whole prompt cached — so llama-server's prompt evaluation time (from its log) is set
-aside on both sides: the figures compare everything else, the model's decoding included. The
-prompt tokens it evaluated and the answers' token counts are printed for both sides.
+prompt tokens, the same answer (temperature 0). Before each pair, a direct request for one
+token puts the question's prompt in llama-server's cache, so both sides find it there and
+evaluate the same (about one token); llama-server's prompt evaluation time (from its log) is
+still set aside on both sides, and the figures compare everything else, the model's decoding
+included. The prompt tokens it evaluated and the answers' token counts are printed for both
+sides.
 
 Prints the medians, the end-to-end ratio Switchboard / direct (target ≤ 1.03) and the time to
 first token Switchboard adds (target ≤ 25 ms), then where the time goes: the run's timestamps
@@ -58,6 +60,7 @@ from bench.stack import (
 # Issue 14's targets.
 TARGET_RATIO = 1.03
 TARGET_ADDED_MS = 25.0
+CACHED_PROMPT_TOKENS = 8  # at most this many prompt tokens evaluated: the prompt was cached
 ROLE_PROMPT = "You are a storyteller. You answer with long, detailed stories."
 SUBJECTS = [
     "lighthouse keeper who finds a message in a bottle", "baker who bakes bread for a dragon",
@@ -195,11 +198,15 @@ def main() -> None:
         metavar="SECONDS",
         help="first wait up to this long for the load average to fall below 1",
     )
+    parser.add_argument(
+        "--niceness", type=int, default=None, help="the stack's SWITCHBOARD_PARTS_NICENESS"
+    )
     args = parser.parse_args()
 
     wait_for_quiet(args.quiet_wait)
     note = load_note()
-    with stack() as sb:
+    niceness = {} if args.niceness is None else {"SWITCHBOARD_PARTS_NICENESS": str(args.niceness)}
+    with stack(settings=niceness) as sb:
         endpoint = sb.embedded_endpoint()
         # The chat format: through it the bundled base model never stops before max_tokens
         # (answer_quality), so every answer on both sides is max_tokens long, as the issue's
@@ -215,6 +222,10 @@ def main() -> None:
         def ask_direct(content: str) -> Sample:
             return direct(log, endpoint["base_url"], key, engine_request(model, content, tokens))
 
+        def ask_direct_warm(content: str) -> None:
+            """The prompt into llama-server's cache (one token of answer)."""
+            direct(log, endpoint["base_url"], key, engine_request(model, content, 1))
+
         def ask_switchboard(content: str) -> Sample:
             return through_switchboard(sb, log, slug, agent, content)
 
@@ -228,6 +239,7 @@ def main() -> None:
         cpu_before = sb.cpu_seconds()
         for pair in range(args.runs):
             asked = question(4 + pair)
+            ask_direct_warm(asked)
             if pair % 2:
                 routed.append(ask_switchboard(asked))
                 directs.append(ask_direct(asked))
@@ -270,9 +282,17 @@ def report(
         print(f"  note: {len(unequal)} pairs' answers differ in length (direct, Switchboard): "
               f"{unequal}")  # fmt: skip
     placed = breakdown(directs, routed)
-    if not placed:
+    # With the prompt cached on both sides the correction is a few ms, and what it is does not
+    # depend on where the log is placed on the wall clock.
+    cached = all(
+        s.server is not None and (s.server.evaluated or 0) <= CACHED_PROMPT_TOKENS
+        for s in directs + routed
+    )
+    judged = placed or cached
+    if not judged:
         print("  llama-server's log is misplaced on the wall clock (it starts the routed requests "
-              "before a worker claimed them): the first-token figures are not judged")  # fmt: skip
+              "before a worker claimed them) and the prompts were not all cached: the "
+              "first-token figures are not judged")  # fmt: skip
     runs = args.runs
     used = ", ".join(f"{part} {seconds / runs * 1000:.0f}" for part, seconds in sorted(cpu.items()))
     print(f"  CPU ms per direct + Switchboard pair, by process: {used}")
@@ -281,16 +301,17 @@ def report(
                "switchboard_ttft_ms": round(r_ttft, 1), "direct_s": round(d_wall, 4),
                "switchboard_s": round(r_wall, 4), "ratio": round(ratio, 4),
                "paired_ratio": round(paired, 4), "ttft_added_ms": round(added, 1),
-               "cpu_ms_per_pair": {k: round(v / runs * 1000) for k, v in cpu.items()}}  # fmt: skip
+               "cpu_ms_per_pair": {k: round(v / runs * 1000) for k, v in cpu.items()},
+               "parts_niceness": args.niceness}  # fmt: skip
     emit("run_overhead", figures, [
         row(f"one answer (≤ {args.tokens} tokens), end to end, less prompt evaluation "
             f"(median of {len(alike)} pairs of equal answers)",
             f"{d_wall:.3f} s (llama-server)", f"{r_wall:.3f} s", ratio, f"≤ {TARGET_RATIO}×",
             ratio <= TARGET_RATIO),
         row("time to first token, less prompt evaluation"
-            + ("" if placed else " (not judged: llama-server's log misplaced)"),
+            + ("" if judged else " (not judged: llama-server's log misplaced)"),
             f"{d_ttft:.0f} ms (llama-server)", f"{r_ttft:.0f} ms", r_ttft / d_ttft,
-            f"≤ +{TARGET_ADDED_MS:.0f} ms", added <= TARGET_ADDED_MS if placed else None),
+            f"≤ +{TARGET_ADDED_MS:.0f} ms", added <= TARGET_ADDED_MS if judged else None),
     ])  # fmt: skip
 
 
