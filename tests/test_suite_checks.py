@@ -188,3 +188,14 @@ def test_a_bad_suite_file_is_refused_with_where_the_mistake_is(text, message):
         parse_suite(text)
     assert message in caught.value.message
     assert caught.value.status_code == 400
+
+
+def test_a_regex_that_backtracks_without_end_is_stopped_and_gives_no_verdict(monkeypatch):
+    # (a|aa)+$ on "aaa…b" tries every way to split the a's: about 2^60 steps here. Model output
+    # is hostile input, and a suite's pattern must not hold a worker for ever.
+    monkeypatch.setattr("app.evals.kinds.REGEX_TIMEOUT_S", 0.05)
+
+    finding = decide({"kind": "regex", "pattern": r"(a|aa)+$"}, "a" * 60 + "b")
+
+    assert finding.passed is None and finding.error, finding
+    assert "was stopped" in finding.reason

@@ -12,12 +12,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import jsonschema
+import regex
 
 from app.checks.codeblocks import code_blocks
 
 # Decided at once from the answer's text; "python" and "judge" take a worker's time.
 IMMEDIATE = ("contains", "not_contains", "regex", "json")
 MAX_REASON_CHARS = 300
+# A suite's pattern that backtracks catastrophically on an answer (``(a|aa)+$`` on "aaa…b")
+# would hold a worker for ever; ``re`` cannot be stopped, the ``regex`` package can.
+REGEX_TIMEOUT_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -80,8 +84,13 @@ def decide(check: dict[str, Any], answer: str) -> Finding:
         said = "contains" if found else "does not contain"
         return Finding(kind, passed, f"The answer {said} “{check['text'][:80]}”.")
     if kind == "regex":
-        flags = re.IGNORECASE if check.get("ignore_case") else 0
-        match = re.search(check["pattern"], answer, flags)
+        flags = regex.IGNORECASE if check.get("ignore_case") else 0
+        try:
+            match = regex.search(check["pattern"], answer, flags, timeout=REGEX_TIMEOUT_S)
+        except TimeoutError:
+            why = (f"The regular expression took more than {REGEX_TIMEOUT_S:g} s on this answer "
+                   "and was stopped; simplify its repetitions.")  # fmt: skip
+            return Finding(kind, None, why, error=True)
         if match is None:
             return Finding(kind, False, "No match in the answer.")
         return Finding(kind, True, f"Matched “{match.group(0)[:80]}”.")

@@ -27,10 +27,10 @@ Every mistake is reported with where it is (``prompts[2].checks[0]``) and nothin
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import jsonschema
+import regex
 import yaml
 
 from app.services import ServiceError
@@ -185,8 +185,8 @@ def validate_suite(document: Any) -> dict[str, Any]:
             where = f"prompts[{p}].checks[{c}]"
             if check["kind"] == "regex":
                 try:
-                    re.compile(check["pattern"])
-                except re.error as exc:
+                    regex.compile(check["pattern"])  # the dialect the check runs in
+                except regex.error as exc:
                     raise ServiceError(
                         f"{where}: the regular expression is wrong: {exc}."
                     ) from None
