@@ -55,6 +55,23 @@ def test_move_a_task_between_columns(client, session, team):
     assert client.post(f"/t/{task['id']}/move", data={"status": "sideways"}).status_code == 400
 
 
+def test_each_card_offers_the_moves_with_its_own_column_selected(client, session, team):
+    # The options are rendered once per status and kept: each column's cards must still get
+    # their own, on the board and again on the next view.
+    workspace, _ = team
+    created = {}
+    for status in ("backlog", "running", "review", "done", "review"):
+        task = client.post(f"/api/v1/workspaces/{workspace.slug}/tasks", json={"title": status})
+        client.post(f"/t/{task.json()['id']}/move", data={"status": status})
+        created[task.json()["id"]] = status
+    for _ in range(2):
+        board = soup(client.get(f"/w/{workspace.slug}"))
+        for task_id, status in created.items():
+            options = board.select(f"#move-{task_id} option")
+            assert [o["value"] for o in options] == ["backlog", "running", "review", "done"]
+            assert [o["value"] for o in options if o.has_attr("selected")] == [status]
+
+
 def test_big_columns_load_a_page_at_a_time(client, session, team):
     workspace, _ = team
     total = 2 * COLUMN_PAGE + 5
