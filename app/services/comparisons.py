@@ -154,7 +154,7 @@ def comparisons_of(*, session: Session, task: Task) -> list[PastComparison]:
         return []
     ids = [c.id for c in comparisons]
     branches: dict[int, list[int]] = {}
-    for comparison_id, message_id in session.exec(_BRANCHES_OF, params={"ids": ids}).all():
+    for comparison_id, message_id in session.connection().execute(_BRANCHES_OF, {"ids": ids}):
         branches.setdefault(comparison_id, []).append(message_id)
     votes: dict[int, list[Vote]] = {}
     for vote in session.exec(_VOTES_OF, params={"ids": ids}).all():
