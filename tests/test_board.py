@@ -6,8 +6,10 @@ from bs4 import BeautifulSoup
 from sqlmodel import select
 
 from app.models import Task
+from app.services import board as board_service
 from app.services.board import COLUMN_PAGE
-from tests.engine_helpers import wait_for_runs
+from tests.engine_helpers import start_task, wait_for_runs
+from tests.orm_helpers import orm_statements, went_through_orm
 
 
 def soup(response) -> BeautifulSoup:
@@ -53,6 +55,36 @@ def test_move_a_task_between_columns(client, session, team):
     board = soup(client.get(f"/w/{workspace.slug}"))
     assert board.select_one(f"#column-done #task-{task['id']}") is not None
     assert client.post(f"/t/{task['id']}/move", data={"status": "sideways"}).status_code == 400
+
+
+def test_each_card_offers_the_moves_with_its_own_column_selected(client, session, team):
+    # The options are rendered once per status and kept: each column's cards must still get
+    # their own, on the board and again on the next view.
+    workspace, _ = team
+    created = {}
+    for status in ("backlog", "running", "review", "done", "review"):
+        task = client.post(f"/api/v1/workspaces/{workspace.slug}/tasks", json={"title": status})
+        client.post(f"/t/{task.json()['id']}/move", data={"status": status})
+        created[task.json()["id"]] = status
+    for _ in range(2):
+        board = soup(client.get(f"/w/{workspace.slug}"))
+        for task_id, status in created.items():
+            options = board.select(f"#move-{task_id} option")
+            assert [o["value"] for o in options] == ["backlog", "running", "review", "done"]
+            assert [o["value"] for o in options if o.has_attr("selected")] == [status]
+
+
+def test_the_boards_ids_and_counts_are_read_without_the_orm(client, session, team):
+    # They make no objects: the ORM's execution path was only a cost (a board reads them on
+    # every view).
+    workspace, (coder, *_) = team
+    task = start_task(client, workspace, [coder])
+    wait_for_runs(client, task["id"], 1)
+    with orm_statements() as seen:
+        board = soup(client.get(f"/w/{workspace.slug}"))
+    assert board.select_one(f"#column-review #task-{task['id']}") is not None
+    assert went_through_orm(seen, board_service._ACTIVE_RUNS, board_service._NEWEST_RUN_FAILED,
+                            board_service._EVALUATION_TASKS) == []  # fmt: skip
 
 
 def test_big_columns_load_a_page_at_a_time(client, session, team):

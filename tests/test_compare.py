@@ -6,9 +6,11 @@ from bs4 import BeautifulSoup
 from sqlmodel import select
 
 from app.models import Vote
+from app.services import comparisons
 from app.services.comparisons import word_diff
 from tests.engine_helpers import CHAT, start_task, wait_for_runs
 from tests.live_helpers import read_until
+from tests.orm_helpers import orm_statements, went_through_orm
 from tests.scripted_server import answer
 
 
@@ -71,6 +73,19 @@ def test_three_branches_pick_the_best(client, session, team):
     assert best.status_code == 201 and best.json()["winner_message_id"] == answers[2]
     page = soup(client.get(f"/c/{comparison}?baseline=2"))
     assert page.find(id="vote-best-C") is not None and page.find(id="vote-form") is None
+
+
+def test_the_page_reads_agents_once_and_branch_ids_without_the_orm(client, session, team):
+    # The workspace's agents (read for the live cards) name the columns too; the branch ids
+    # make no objects. Both were a cost on every view.
+    task, question = fan_out(client, team, 3)
+    response = client.post(f"/t/{task['id']}/compare", data={"question_id": question},
+                           follow_redirects=False)  # fmt: skip
+    with orm_statements() as seen:
+        page = soup(client.get(response.headers["location"]))
+    names = [page.find(id=f"column-{letter}-agent").text for letter in "ABC"]
+    assert names == ["Coder", "Tester", "Reviewer"]
+    assert went_through_orm(seen, comparisons._COLUMN_AGENTS, comparisons._BRANCH_IDS) == []
 
 
 def test_comparisons_refuse_bad_branches(client, session, team):

@@ -10,8 +10,10 @@ from sqlmodel import select
 
 from app.models import Message, Task
 from app.routes.task_pages import WINDOW
+from app.services import comparisons, threads
 from tests.engine_helpers import CHAT, start_task, wait_for_runs
 from tests.live_helpers import read_until
+from tests.orm_helpers import orm_statements, went_through_orm
 from tests.scripted_server import DONE, Hold, Stream, answer, chunk, sse
 
 
@@ -41,6 +43,24 @@ def test_a_fan_out_shows_its_answers_side_by_side(client, session, team):
     other = page(client, f"/t/{task['id']}?at={first}")
     assert other.find(id=f"message-{first}-siblings").text == "1 / 3"
     assert "run-" in str(other.find(id=f"message-{first}"))  # figures shown
+
+
+def test_the_pages_ids_are_read_without_the_orm(client, session, team):
+    # The branch's start and the compared answers' ids make no objects: the ORM's execution
+    # path was only a cost, on every view.
+    workspace, (coder, tester, *_) = team
+    task = start_task(client, workspace, [coder, tester])
+    runs = wait_for_runs(client, task["id"], 2)
+    answers = [run["output_message_id"] for run in runs]
+    question = session.get(Message, answers[0]).parent_id
+    assert client.post(f"/t/{task['id']}/compare", data={"question_id": question},
+                       follow_redirects=False).status_code == 303  # fmt: skip
+    with orm_statements() as seen:
+        html = page(client, f"/t/{task['id']}")
+    assert len(html.select("#fanout-columns > li.message-assistant")) == 2
+    assert html.find(id="task-comparisons") is not None
+    assert went_through_orm(seen, threads._MAIN_BRANCH, threads._JUDGED,
+                            comparisons._BRANCHES_OF) == []  # fmt: skip
 
 
 def test_htmx_navigation_gets_only_the_thread_fragment(client, session, team):

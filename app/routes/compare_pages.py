@@ -16,6 +16,7 @@ from app.db import get_engine
 from app.engine import judging
 from app.engine.dispatch import dispatch
 from app.models import (
+    Agent,
     Comparison,
     Message,
     Role,
@@ -95,9 +96,13 @@ def _context(
     message_ids = service.branch_ids(session=session, comparison=comparison)
     baseline = baseline if 0 <= baseline < len(message_ids) else 0
     mine = service.vote_of(session=session, comparison=comparison, voter=user)
-    columns = service.columns_of(session=session, message_ids=message_ids, baseline=baseline)
-    label = _vote_label(mine, columns) if mine else None
+    # A task's answers are its workspace's agents': read once, for the columns and the cards.
     agents = agents_of(session=session, workspace_id=task.workspace_id)
+    agents_by_id: dict[int | None, Agent] = {a.id: a for a in agents}
+    columns = service.columns_of(
+        session=session, message_ids=message_ids, baseline=baseline, agents=agents_by_id
+    )
+    label = _vote_label(mine, columns) if mine else None
     first = columns[0].message if columns else None
     question = session.get(Message, first.parent_id) if first and first.parent_id else None
     return {
@@ -116,7 +121,7 @@ def _context(
         "checks_by_message": latest_checks(session=session, message_ids=message_ids),
         # for the live cards (the shared message partial)
         "agents": agents,
-        "agents_by_id": {a.id: a for a in agents},
+        "agents_by_id": agents_by_id,
     }
 
 

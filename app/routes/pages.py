@@ -105,7 +105,6 @@ def _cards_context(session: Session, access: Access, cols: list[board.Column]) -
         "role": role,
         "can_edit": role.allows(Role.editor),
         "columns": cols,
-        "statuses": list(TaskStatus),
         "active": board.active_runs(session=session, task_ids=shown),
         "failed": board.failed_tasks(session=session, task_ids=shown),
         "best_checks": best_checks(session=session, task_ids=shown),
@@ -272,7 +271,6 @@ def _card(user: User, workspace_id: int, event: LiveEvent) -> str:
             "failed": board.failed_tasks(session=session, task_ids=ids),
             "best_checks": best_checks(session=session, task_ids=ids),
             "can_edit": role.allows(Role.editor),
-            "statuses": list(TaskStatus),
         }
         return templates.get_template("_task_card.html").render(**context)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TypeVar
 
 import sqlalchemy as sa
-from sqlmodel import Session, SQLModel, select
+from sqlmodel import Session, SQLModel, col, select
 
 from app.models import (
     Agent,
@@ -47,6 +47,21 @@ def require_role(*, session: Session, workspace_id: int, user: User, min_role: R
     return at_least(role, min_role)
 
 
+# A task and the user's role in its workspace (None for none) in one query: every task page
+# and comparison page asks it.
+_TASK_AND_ROLE = (
+    select(Task, Membership.role)
+    .outerjoin(
+        Membership,
+        sa.and_(
+            col(Membership.workspace_id) == col(Task.workspace_id),
+            col(Membership.user_id) == sa.bindparam("user_id"),
+        ),
+    )
+    .where(Task.id == sa.bindparam("task_id"))
+)
+
+
 def _get(session: Session, model: type[T], object_id: int, label: str) -> T:
     found = session.get(model, object_id)
     if found is None:
@@ -63,11 +78,11 @@ def task_and_role_for(
 ) -> tuple[Task, Role]:
     """The task and the user's role in its workspace (for a page that shows what that role
     may do, without asking for the role again)."""
-    task = _get(session, Task, task_id, "task")
-    role = require_role(
-        session=session, workspace_id=task.workspace_id, user=user, min_role=min_role
-    )
-    return task, role
+    row = session.exec(_TASK_AND_ROLE, params={"task_id": task_id, "user_id": user.id}).first()
+    if row is None:
+        raise NotFound("No such task.")
+    task, role = row
+    return task, at_least(role, min_role)
 
 
 def agent_for(*, session: Session, agent_id: int, user: User, min_role: Role) -> Agent:

@@ -163,7 +163,7 @@ _ACTIVE_RUNS = (
 
 def active_runs(*, session: Session, task_ids: list[int]) -> dict[int, int]:
     """Queued or running runs per task."""
-    rows = session.exec(_ACTIVE_RUNS, params={"task_ids": task_ids}).all()
+    rows = session.connection().execute(_ACTIVE_RUNS, {"task_ids": task_ids})
     return {task_id: int(count) for task_id, count in rows}
 
 
@@ -180,7 +180,7 @@ _NEWEST_RUN_FAILED = select(Run.task_id).where(
 
 def failed_tasks(*, session: Session, task_ids: list[int]) -> set[int]:
     """The tasks whose newest run failed (a card flags them until a retry or a new run)."""
-    return set(session.exec(_NEWEST_RUN_FAILED, params={"task_ids": task_ids}).all())
+    return set(session.connection().execute(_NEWEST_RUN_FAILED, {"task_ids": task_ids}).scalars())
 
 
 @dataclass(frozen=True)
@@ -252,7 +252,7 @@ def _evaluation_tasks(session: Session, task_ids: list[int | None]) -> set[int]:
     ids = [task_id for task_id in task_ids if task_id]
     if not ids:
         return set()
-    rows = session.exec(_EVALUATION_TASKS, params={"task_ids": ids}).all()
+    rows = session.connection().execute(_EVALUATION_TASKS, {"task_ids": ids})
     return {task_id for row in rows for task_id in row if task_id is not None}
 
 

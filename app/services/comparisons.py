@@ -154,7 +154,7 @@ def comparisons_of(*, session: Session, task: Task) -> list[PastComparison]:
         return []
     ids = [c.id for c in comparisons]
     branches: dict[int, list[int]] = {}
-    for comparison_id, message_id in session.exec(_BRANCHES_OF, params={"ids": ids}).all():
+    for comparison_id, message_id in session.connection().execute(_BRANCHES_OF, {"ids": ids}):
         branches.setdefault(comparison_id, []).append(message_id)
     votes: dict[int, list[Vote]] = {}
     for vote in session.exec(_VOTES_OF, params={"ids": ids}).all():
@@ -232,7 +232,8 @@ def battle(
 
 
 def branch_ids(*, session: Session, comparison: Comparison) -> list[int]:
-    return list(session.exec(_BRANCH_IDS, params={"comparison_id": comparison.id}).all())
+    rows = session.connection().execute(_BRANCH_IDS, {"comparison_id": comparison.id})
+    return list(rows.scalars())
 
 
 def vote_of(*, session: Session, comparison: Comparison, voter: User) -> Vote | None:
@@ -478,17 +479,22 @@ class Column:
         return diff_blocks(self.diff)
 
 
-def columns_of(*, session: Session, message_ids: list[int], baseline: int) -> list[Column]:
+def columns_of(
+    *, session: Session, message_ids: list[int], baseline: int,
+    agents: dict[int | None, Agent] | None = None,
+) -> list[Column]:  # fmt: skip
     """The compared answers, lettered, each marked against the ``baseline``-th one (their
-    messages, runs, agents and models read in one query each, not one per column)."""
+    messages, runs, agents and models read in one query each, not one per column);
+    ``agents``: the workspace's by id, when the caller has read them already."""
     ids = {"ids": message_ids}
     by_id = {m.id: m for m in session.exec(_COLUMN_MESSAGES, params=ids)}
     messages = [by_id.get(message_id) for message_id in message_ids]
     runs: dict[int, Run] = {}
     for answer_run in session.exec(_COLUMN_RUNS, params=ids):
         runs.setdefault(answer_run.output_message_id, answer_run)  # type: ignore[arg-type]
-    agent_ids = list({m.agent_id for m in messages if m is not None and m.agent_id})
-    agents = {a.id: a for a in session.exec(_COLUMN_AGENTS, params={"ids": agent_ids})}
+    if agents is None:
+        agent_ids = list({m.agent_id for m in messages if m is not None and m.agent_id})
+        agents = {a.id: a for a in session.exec(_COLUMN_AGENTS, params={"ids": agent_ids})}
     model_ids = list({r.model_id for r in runs.values() if r.model_id})
     models = {m.id: m for m in session.exec(_COLUMN_MODELS, params={"ids": model_ids})}
     base = messages[baseline]

@@ -135,7 +135,7 @@ def branch(
     found = _tree(session, task)
     children, parents, roles = found.children, found.parents, found.roles
     if at is None:
-        at = session.exec(_MAIN_BRANCH, params={"task_id": task.id}).first()
+        at = session.connection().execute(_MAIN_BRANCH, {"task_id": task.id}).scalar()
     if at is not None and at not in parents:
         raise NotFound("No such message in this task.")
     ids: list[int] = []
@@ -147,7 +147,7 @@ def branch(
         ids.reverse()
     elif children.get(None):
         # A judge's thread (a root of its own) is never where the task page opens.
-        judged = set(session.exec(_JUDGED, params={"task_id": task.id}).all())
+        judged = set(session.connection().execute(_JUDGED, {"task_id": task.id}).scalars())
         roots = [root for root in children[None] if root not in judged] or children[None]
         ids.append(roots[-1])
     # Down from there along the newest answers.
