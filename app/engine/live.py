@@ -91,6 +91,34 @@ def append_run(client: redis.Redis, run_id: int, type_: str, data: dict[str, Any
     return entry_id
 
 
+# A run's entry, added only while its stream exists, and whether a cancel was asked for: the
+# worker's flush in one round trip (it was three: EXISTS, XADD, then the cancel flag's EXISTS).
+# ARGV: the expiry to start (seconds, 0 for none), then the entry's fields.
+_APPEND_IF_LIVE = """
+local cancelled = redis.call('EXISTS', KEYS[2])
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'', cancelled} end
+local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2))
+if ARGV[1] ~= '0' then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return {id, cancelled}
+"""
+
+
+class LiveRun:
+    """What a worker appends to one run's stream as it streams."""
+
+    def __init__(self, client: redis.Redis, run_id: int) -> None:
+        self._append = client.register_script(_APPEND_IF_LIVE)
+        self._keys = [run_stream(run_id), cancel_flag(run_id)]
+
+    def append_if_live(self, type_: str, data: dict[str, Any]) -> tuple[bool, bool]:
+        """:func:`append_run`, unless the stream is gone (Redis came back empty: the caller
+        starts it over); (added, a cancel was requested)."""
+        expiry = RUN_STREAM_TTL_S if type_ in TERMINAL_TYPES else 0
+        fields = [part for pair in _entry(type_, data).items() for part in pair]
+        entry_id, cancelled = self._append(keys=self._keys, args=[expiry, *fields])
+        return bool(entry_id), bool(cancelled)
+
+
 def append_workspace(
     client: redis.Redis, workspace_id: int, type_: str, data: dict[str, Any]
 ) -> str:

@@ -489,23 +489,27 @@ class Publisher:
         self.received: list[str] = []  # every token, published or not (kept on a failure)
         self.last_flush = time.monotonic()
         self.healthy = True
+        self.live = live.LiveRun(client, job.run_id)
+        self.cancel_seen: bool | None = None  # what the last flush of tokens found, unread
 
     def _send(self, type_: str, data: dict[str, Any]) -> None:
         if not self.healthy:
             return
         run_id = self.job.run_id
         try:
-            if not self.client.exists(live.run_stream(run_id)):  # lost: start it over
+            added, cancelled = self.live.append_if_live(type_, data)
+            if not added:  # lost: start it over
                 live.append_run(self.client, run_id, "reset", {"attempt": self.job.attempt})
                 if self.published:
                     live.append_run(self.client, run_id, "token", {"text": "".join(self.published)})
-            live.append_run(self.client, run_id, type_, data)
+                live.append_run(self.client, run_id, type_, data)
         except redis.RedisError as exc:
             self.healthy = False
             log.warning("run %s: live stream unavailable, continuing: %s", run_id, exc)
             return
         if type_ == "token":
             self.published.append(data["text"])
+            self.cancel_seen = cancelled
 
     def event(self, type_: str, data: dict[str, Any]) -> None:
         self.flush()
@@ -529,9 +533,13 @@ class Publisher:
         self.last_flush = time.monotonic()
 
     def cancel_requested(self) -> bool:
-        """The Redis flag (seen at once), or the durable request the heartbeat found in SQL."""
+        """The Redis flag (seen at once; by the flush just before, when there was one), or the
+        durable request the heartbeat found in SQL."""
         if self.heartbeat is not None and self.heartbeat.cancelled.is_set():
             return True
+        seen, self.cancel_seen = self.cancel_seen, None
+        if seen is not None:
+            return seen
         if not self.healthy:
             return False
         try:
