@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 import redis
+from redis.commands.core import Script
 
 from app.config import get_settings
 
@@ -33,3 +34,10 @@ def celery_broker_url(redis_url: str) -> str:
     if redis_url.startswith("unix://"):
         return "redis+socket://" + redis_url.removeprefix("unix://")
     return redis_url
+
+
+@lru_cache(maxsize=32)
+def script(client: redis.Redis, source: str) -> Script:
+    """``source`` as a Lua script of ``client``, wrapped once (redis-py hashes it then, and
+    calls it by its hash, loading it into a server that lacks it)."""
+    return client.register_script(source)

@@ -16,6 +16,8 @@ from typing import Any
 
 import redis
 
+from app.redis_conn import script
+
 RUN_STREAM_TTL_S = 3600
 WORKSPACE_STREAM_MAXLEN = 10_000
 TERMINAL_TYPES = frozenset({"done", "error"})
@@ -107,7 +109,7 @@ class LiveRun:
     """What a worker appends to one run's stream as it streams."""
 
     def __init__(self, client: redis.Redis, run_id: int) -> None:
-        self._append = client.register_script(_APPEND_IF_LIVE)
+        self._append = script(client, _APPEND_IF_LIVE)
         self._keys = [run_stream(run_id), cancel_flag(run_id)]
 
     def append_if_live(self, type_: str, data: dict[str, Any]) -> tuple[bool, bool]:

@@ -58,6 +58,7 @@ from app.engine.starting import starting_key
 from app.llm import Finish, ModelError, TextDelta, Timeouts, stream_chat, stream_completion
 from app.models import Agent, Message, Model, ModelEndpoint, Run, RunStatus, Task
 from app.models.common import utcnow
+from app.redis_conn import script
 from app.services.workspaces import record_event
 
 log = logging.getLogger(__name__)
@@ -370,7 +371,7 @@ def take_slot(client: redis.Redis, job: SlotHolder, lease_s: float) -> bool:
     now = time.time()
     keys = [_slots_key(job.endpoint_id), starting_key(job.endpoint_id)]
     args = [now, now + lease_s, job.run_id, job.max_concurrency]
-    return bool(client.register_script(_ACQUIRE)(keys=keys, args=args))
+    return bool(script(client, _ACQUIRE)(keys=keys, args=args))
 
 
 def release_slot(client: redis.Redis, job: SlotHolder) -> None:
@@ -613,7 +614,7 @@ def stream_answer(
             # tokens later, and its text is cut all the same.
             if not publisher.token(text):
                 continue
-            if guard is not None and guard.feed(_joined(parts, unchecked)):
+            if guard is not None and guard.feed("".join(parts[-unchecked:])):
                 break
             unchecked = 0
             if publisher.cancel_requested():
@@ -631,7 +632,7 @@ def stream_answer(
     if (
         guard is not None
         and status is not RunStatus.cancelled
-        and (guard.looping or (unchecked and guard.feed(_joined(parts, unchecked))))
+        and (guard.looping or (unchecked and guard.feed("".join(parts[-unchecked:]))))
     ):
         # The stored answer is the text before the loop; the done event that follows makes
         # viewers render it from SQL.
@@ -646,11 +647,6 @@ def stream_answer(
         if finish.completion_tokens and finish.completion_tokens > 1 and decode_s > 0:
             outcome.tokens_per_second = round((finish.completion_tokens - 1) / decode_s, 2)
     return outcome
-
-
-def _joined(parts: list[str], last: int) -> str:
-    """The text of the ``last`` parts."""
-    return parts[-1] if last == 1 else "".join(parts[-last:])
 
 
 def _model_stream(

@@ -622,7 +622,7 @@ def _stream_events(
         if applied and progress.started:  # from the first token on, every chunk restarts the clock
             call.expect_within(timeouts.between_tokens, between_message)
         if texts:
-            yield TextDelta(texts[0] if len(texts) == 1 else "".join(texts))
+            yield TextDelta("".join(texts))
         if failure is not None:
             raise failure
         if lines is None:
