@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from bench.stack import TERMINAL, Event, StackError, _Parser
+from bench.stack import TERMINAL, Event, EventParser, StackError
 
 
 def cookie_header(cookies: httpx.Cookies) -> str:
@@ -40,7 +40,7 @@ async def view_run(
         if not head.startswith("http/1.1 200"):
             raise StackError(f"run {run_id} events: {head.splitlines()[0]}")
         body = _chunked(reader) if "transfer-encoding: chunked" in head else _plain(reader)
-        parser, events, pending = _Parser(), [], b""
+        parser, events, pending = EventParser(), [], b""
         async for data in body:
             *lines, pending = (pending + data).split(b"\n")
             for line in lines:

@@ -306,7 +306,9 @@ class Event:
     at: float
 
 
-class _Parser:
+class EventParser:
+    """Server-sent events, line by line, into :class:`Event` (the viewers' side)."""
+
     def __init__(self) -> None:
         self.type, self.data, self.id = "message", "", None
 
@@ -336,7 +338,7 @@ TERMINAL = ("done", "error")
 
 def follow_run(client: httpx.Client, run_id: int, timeout: float = 600.0) -> list[Event]:
     """Every event of a run, until ``done`` or ``error``."""
-    parser, events = _Parser(), []
+    parser, events = EventParser(), []
     with client.stream("GET", f"/api/v1/runs/{run_id}/events", timeout=timeout) as response:
         response.raise_for_status()
         for line in response.iter_lines():
@@ -356,7 +358,7 @@ async def afollow_run(
 ) -> list[Event]:
     """``follow_run`` for asyncio; sets ``opened`` when the first event has arrived (the
     server has checked access and is reading the run's stream)."""
-    parser, events = _Parser(), []
+    parser, events = EventParser(), []
     async with client.stream("GET", f"/api/v1/runs/{run_id}/events", timeout=timeout) as response:
         response.raise_for_status()
         async for line in response.aiter_lines():
